@@ -1,0 +1,837 @@
+//! Settings: environment variables and an optional TOML file, parsed once at start-up into one
+//! typed, validated [`Config`].
+//!
+//! Every problem is collected and reported together, one line each, naming the setting and what
+//! would be valid; `main` prints them and exits with code 2. Environment variables override the
+//! file. Nothing reads settings after start-up.
+//!
+//! File layout (see `config/stsvend.example.toml`): global keys at the top level, one
+//! `[profiles.NAME]` table per profile. The `STSVEND_ROLE_ARN`-style variables configure the
+//! profile named `default`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use reqwest::Url;
+use secrecy::SecretString;
+
+use crate::credentials::Credentials;
+use crate::sts::AssumeRole;
+use crate::sts::policy::{self, LogstoreRef};
+
+pub const DEFAULT_PROFILE: &str = "default";
+const DEFAULT_REGION: &str = "cn-shanghai";
+const DEFAULT_SESSION_NAME: &str = "stsvend";
+const DEFAULT_DURATION_SECONDS: u32 = 3600;
+/// STS's own bounds for `DurationSeconds` (the role's `MaxSessionDuration` may lower the top).
+const DURATION_RANGE: std::ops::RangeInclusive<u32> = 900..=43200;
+/// The SLS plugin reuses a token for 300 s without looking at `Expiration`; 600 s leaves room for
+/// batching delays and slow networks on top.
+const DEFAULT_MIN_REMAINING_SECONDS: u64 = 600;
+/// The refresher needs this much of a token's life between "fetched" and "too old to serve".
+const MIN_SERVE_WINDOW_SECONDS: u64 = 60;
+const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
+const DEFAULT_DEV_LISTEN: &str = "127.0.0.1:8080";
+/// What `stsvend dev` assumes when nothing is configured, so that one command works.
+pub const DEV_ROLE_ARN: &str = "acs:ram::1234567890123456:role/stsvend-dev";
+pub const DEV_LOGSTORE: &str = "dev-project/dev-logstore";
+
+/// Which command is loading the settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// `stsvend serve`: real STS, real credentials.
+    Serve,
+    /// `stsvend dev`: the built-in emulator supplies endpoint and credentials.
+    Dev { allow_remote: bool },
+}
+
+/// The whole configuration, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    /// Base URL of STS (`https://sts.<region>.aliyuncs.com/` unless overridden). Ignored in dev.
+    pub sts_endpoint: Url,
+    pub min_remaining: Duration,
+    /// Sorted by name; `default` serves `/get_sts_token`.
+    pub profiles: Vec<Profile>,
+    /// The service's own AccessKey, when configured by environment or file.
+    pub credentials: Option<Credentials>,
+    /// Things that are allowed but worth telling the operator, logged once at start-up.
+    pub warnings: Vec<String>,
+}
+
+/// One named token profile: which role, for how long, scoped how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Profile {
+    pub name: String,
+    pub call: AssumeRole,
+    pub scope: Scope,
+}
+
+/// What the session policy of a profile's tokens allows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// Only `log:PostLogStoreLogs` on these logstores.
+    Logstores(Vec<LogstoreRef>),
+    /// An operator-supplied policy document.
+    Document,
+    /// No session policy: every permission of the role.
+    Unrestricted,
+}
+
+/// A configuration file's path (for messages) and its text.
+#[derive(Debug, Clone)]
+pub struct ConfigFile {
+    pub path: String,
+    pub text: String,
+}
+
+/// One invalid setting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Where the value came from: an environment variable or `key` in the file.
+    pub setting: String,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.setting, self.message)
+    }
+}
+
+/// Every problem found, one per line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigErrors(pub Vec<Problem>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, problem) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{problem}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Environment variables this version understands (besides the official SDK names). Any other
+/// `STSVEND_` variable is refused: a typo such as `STSVEND_LOGSTORES` must not silently hand out
+/// tokens with every permission of the role.
+const KNOWN_ENV: &[&str] = &[
+    "STSVEND_CONFIG",
+    "STSVEND_ROLE_ARN",
+    "STSVEND_ROLE_SESSION_NAME",
+    "STSVEND_DURATION_SECONDS",
+    "STSVEND_REGION",
+    "STSVEND_STS_ENDPOINT",
+    "STSVEND_LOGSTORE",
+    "STSVEND_POLICY",
+    "STSVEND_MIN_REMAINING_SECONDS",
+    "STSVEND_LISTEN",
+];
+
+const GLOBAL_KEYS: &[&str] = &[
+    "listen",
+    "region",
+    "sts_endpoint",
+    "min_remaining_seconds",
+    "access_key_id",
+    "access_key_secret",
+    "security_token",
+    "profiles",
+];
+
+const PROFILE_KEYS: &[&str] = &[
+    "role_arn",
+    "role_session_name",
+    "duration_seconds",
+    "logstore",
+    "policy",
+];
+
+/// A raw value and where it came from.
+#[derive(Clone)]
+struct Setting {
+    origin: String,
+    value: String,
+}
+
+#[derive(Default)]
+struct RawProfile {
+    role_arn: Option<Setting>,
+    role_session_name: Option<Setting>,
+    duration_seconds: Option<Setting>,
+    logstore: Option<Setting>,
+    policy: Option<Setting>,
+}
+
+#[derive(Default)]
+struct Raw {
+    listen: Option<Setting>,
+    region: Option<Setting>,
+    sts_endpoint: Option<Setting>,
+    min_remaining_seconds: Option<Setting>,
+    access_key_id: Option<Setting>,
+    access_key_secret: Option<Setting>,
+    security_token: Option<Setting>,
+    profiles: BTreeMap<String, RawProfile>,
+}
+
+/// Collects problems while parsing.
+#[derive(Default)]
+struct Problems(Vec<Problem>);
+
+impl Problems {
+    fn add(&mut self, setting: impl Into<String>, message: impl Into<String>) {
+        self.0.push(Problem {
+            setting: setting.into(),
+            message: message.into(),
+        });
+    }
+}
+
+/// Loads and validates the configuration from an optional file and the process environment
+/// (passed in as a map so tests never touch the real environment).
+pub fn load(
+    file: Option<&ConfigFile>,
+    env: &HashMap<String, String>,
+    mode: Mode,
+) -> Result<Config, ConfigErrors> {
+    let mut problems = Problems::default();
+    let mut raw = Raw::default();
+    if let Some(file) = file {
+        read_file(file, &mut raw, &mut problems);
+    }
+    read_env(env, &mut raw, &mut problems);
+    let config = validate(raw, mode, &mut problems);
+    match config {
+        Some(config) if problems.0.is_empty() => Ok(config),
+        _ => Err(ConfigErrors(problems.0)),
+    }
+}
+
+fn read_file(file: &ConfigFile, raw: &mut Raw, problems: &mut Problems) {
+    let table: toml::Table = match toml::from_str(&file.text) {
+        Ok(table) => table,
+        Err(e) => {
+            let location = e
+                .span()
+                .map(|span| {
+                    let line = file.text[..span.start.min(file.text.len())]
+                        .matches('\n')
+                        .count()
+                        + 1;
+                    format!(" (line {line})")
+                })
+                .unwrap_or_default();
+            problems.add(
+                format!("config file `{}`", file.path),
+                format!("is not valid TOML{location}: {}", one_line(e.message())),
+            );
+            return;
+        }
+    };
+    let origin = |key: &str| format!("`{key}` in `{}`", file.path);
+    for (key, value) in &table {
+        let slot = match key.as_str() {
+            "listen" => &mut raw.listen,
+            "region" => &mut raw.region,
+            "sts_endpoint" => &mut raw.sts_endpoint,
+            "min_remaining_seconds" => &mut raw.min_remaining_seconds,
+            "access_key_id" => &mut raw.access_key_id,
+            "access_key_secret" => &mut raw.access_key_secret,
+            "security_token" => &mut raw.security_token,
+            "profiles" => {
+                read_file_profiles(value, file, raw, problems);
+                continue;
+            }
+            _ => {
+                problems.add(
+                    origin(key),
+                    format!("unknown key; known keys are {}", GLOBAL_KEYS.join(", ")),
+                );
+                continue;
+            }
+        };
+        if let Some(value) = scalar(value, &origin(key), false, problems) {
+            *slot = Some(Setting {
+                origin: origin(key),
+                value,
+            });
+        }
+    }
+}
+
+fn read_file_profiles(
+    value: &toml::Value,
+    file: &ConfigFile,
+    raw: &mut Raw,
+    problems: &mut Problems,
+) {
+    let Some(profiles) = value.as_table() else {
+        problems.add(
+            format!("`profiles` in `{}`", file.path),
+            "must be a table of profiles, e.g. [profiles.default]",
+        );
+        return;
+    };
+    for (name, body) in profiles {
+        let origin = |key: &str| format!("`profiles.{name}.{key}` in `{}`", file.path);
+        if !valid_profile_name(name) {
+            problems.add(
+                format!("`profiles.{name}` in `{}`", file.path),
+                "profile names are 1-64 of a-z, 0-9, - and _, starting with a letter or digit",
+            );
+        }
+        let Some(body) = body.as_table() else {
+            problems.add(
+                format!("`profiles.{name}` in `{}`", file.path),
+                "must be a table of settings",
+            );
+            continue;
+        };
+        let profile = raw.profiles.entry(name.clone()).or_default();
+        for (key, value) in body {
+            let slot = match key.as_str() {
+                "role_arn" => &mut profile.role_arn,
+                "role_session_name" => &mut profile.role_session_name,
+                "duration_seconds" => &mut profile.duration_seconds,
+                "logstore" => &mut profile.logstore,
+                "policy" => &mut profile.policy,
+                _ => {
+                    problems.add(
+                        origin(key),
+                        format!("unknown key; known keys are {}", PROFILE_KEYS.join(", ")),
+                    );
+                    continue;
+                }
+            };
+            if let Some(value) = scalar(value, &origin(key), key == "logstore", problems) {
+                *slot = Some(Setting {
+                    origin: origin(key),
+                    value,
+                });
+            }
+        }
+    }
+}
+
+/// A TOML string or integer as text; with `list`, an array of strings joined by commas.
+fn scalar(
+    value: &toml::Value,
+    origin: &str,
+    list: bool,
+    problems: &mut Problems,
+) -> Option<String> {
+    match value {
+        toml::Value::String(s) => Some(s.clone()),
+        toml::Value::Integer(i) => Some(i.to_string()),
+        toml::Value::Array(items) if list => {
+            let strings: Option<Vec<&str>> = items.iter().map(toml::Value::as_str).collect();
+            if strings.is_none() {
+                problems.add(origin, "must be a list of \"project/logstore\" strings");
+            }
+            strings.map(|s| s.join(","))
+        }
+        _ => {
+            problems.add(
+                origin,
+                if list {
+                    "must be a string or a list of strings"
+                } else {
+                    "must be a string or a number"
+                },
+            );
+            None
+        }
+    }
+}
+
+fn read_env(env: &HashMap<String, String>, raw: &mut Raw, problems: &mut Problems) {
+    let get = |name: &str| {
+        env.get(name).filter(|v| !v.is_empty()).map(|v| Setting {
+            origin: format!("`{name}`"),
+            value: v.clone(),
+        })
+    };
+    let set = |slot: &mut Option<Setting>, name: &str| {
+        if let Some(setting) = get(name) {
+            *slot = Some(setting);
+        }
+    };
+    set(&mut raw.listen, "STSVEND_LISTEN");
+    set(&mut raw.region, "STSVEND_REGION");
+    set(&mut raw.sts_endpoint, "STSVEND_STS_ENDPOINT");
+    set(
+        &mut raw.min_remaining_seconds,
+        "STSVEND_MIN_REMAINING_SECONDS",
+    );
+    set(&mut raw.access_key_id, "ALIBABA_CLOUD_ACCESS_KEY_ID");
+    set(
+        &mut raw.access_key_secret,
+        "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
+    );
+    set(&mut raw.security_token, "ALIBABA_CLOUD_SECURITY_TOKEN");
+    let names = [
+        "STSVEND_ROLE_ARN",
+        "STSVEND_ROLE_SESSION_NAME",
+        "STSVEND_DURATION_SECONDS",
+        "STSVEND_LOGSTORE",
+        "STSVEND_POLICY",
+    ];
+    if names.iter().any(|name| get(name).is_some()) {
+        let profile = raw.profiles.entry(DEFAULT_PROFILE.to_owned()).or_default();
+        set(&mut profile.role_arn, "STSVEND_ROLE_ARN");
+        set(&mut profile.role_session_name, "STSVEND_ROLE_SESSION_NAME");
+        set(&mut profile.duration_seconds, "STSVEND_DURATION_SECONDS");
+        set(&mut profile.logstore, "STSVEND_LOGSTORE");
+        set(&mut profile.policy, "STSVEND_POLICY");
+    }
+    let mut unknown: Vec<&String> = env
+        .keys()
+        .filter(|k| k.starts_with("STSVEND_") && !KNOWN_ENV.contains(&k.as_str()))
+        .collect();
+    unknown.sort();
+    for name in unknown {
+        let suggestion = KNOWN_ENV
+            .iter()
+            .find(|known| name.starts_with(*known) || known.starts_with(name.as_str()))
+            .map(|known| format!("; did you mean `{known}`?"))
+            .unwrap_or_default();
+        problems.add(
+            format!("`{name}`"),
+            format!(
+                "is not a setting this version knows{suggestion} (see the README's settings table)"
+            ),
+        );
+    }
+}
+
+fn validate(raw: Raw, mode: Mode, problems: &mut Problems) -> Option<Config> {
+    let mut warnings = Vec::new();
+    let dev = matches!(mode, Mode::Dev { .. });
+
+    let listen_default = if dev {
+        DEFAULT_DEV_LISTEN
+    } else {
+        DEFAULT_LISTEN
+    };
+    let listen = parse_listen(raw.listen.as_ref(), listen_default, problems);
+    if let (
+        Mode::Dev {
+            allow_remote: false,
+        },
+        Some(addr),
+    ) = (mode, listen)
+        && !addr.ip().is_loopback()
+    {
+        problems.add(
+            raw.listen.as_ref().map_or("`STSVEND_LISTEN`".to_owned(), |s| s.origin.clone()),
+            format!(
+                "`stsvend dev` hands out emulated credentials and listens on loopback only; {addr} is not a loopback address (pass --allow-remote to override)"
+            ),
+        );
+    }
+
+    let region = raw
+        .region
+        .as_ref()
+        .map_or(DEFAULT_REGION.to_owned(), |s| s.value.clone());
+    if !valid_region(&region) {
+        problems.add(
+            raw.region
+                .as_ref()
+                .map_or(String::new(), |s| s.origin.clone()),
+            format!(
+                "must be a region id such as cn-shanghai or ap-southeast-1, got {}",
+                shown(&region)
+            ),
+        );
+    }
+    let sts_endpoint = match &raw.sts_endpoint {
+        Some(setting) => {
+            if dev {
+                warnings.push(format!(
+                    "{} is ignored by `stsvend dev`, which uses its built-in STS emulator",
+                    setting.origin
+                ));
+            }
+            parse_endpoint(setting, problems)
+        }
+        None => Url::parse(&format!("https://sts.{region}.aliyuncs.com/")).ok(),
+    };
+
+    let min_remaining = match &raw.min_remaining_seconds {
+        Some(setting) => match setting.value.trim().parse::<u64>() {
+            Ok(n) if n <= u64::from(*DURATION_RANGE.end()) => Some(n),
+            _ => {
+                problems.add(
+                    &setting.origin,
+                    format!(
+                        "must be a whole number of seconds from 0 to {}, got {}",
+                        DURATION_RANGE.end(),
+                        shown(&setting.value)
+                    ),
+                );
+                None
+            }
+        },
+        None => Some(DEFAULT_MIN_REMAINING_SECONDS),
+    };
+    if let Some(n) = min_remaining
+        && n < 300 + MIN_SERVE_WINDOW_SECONDS
+    {
+        warnings.push(format!(
+            "the minimum remaining validity is {n}s; the SLS STS plugin keeps a token for 300s without checking it, so a client may use a token after it expires"
+        ));
+    }
+
+    let credentials = if dev {
+        if raw.access_key_id.is_some() || raw.access_key_secret.is_some() {
+            warnings.push(
+                "AccessKey settings are ignored by `stsvend dev`; the emulator issues its own"
+                    .to_owned(),
+            );
+        }
+        None
+    } else {
+        parse_credentials(&raw, problems)
+    };
+
+    let mut raw_profiles = raw.profiles;
+    if dev {
+        let default = raw_profiles.entry(DEFAULT_PROFILE.to_owned()).or_default();
+        if default.role_arn.is_none() {
+            default.role_arn = Some(Setting {
+                origin: "dev default".to_owned(),
+                value: DEV_ROLE_ARN.to_owned(),
+            });
+        }
+        if default.logstore.is_none() && default.policy.is_none() {
+            default.logstore = Some(Setting {
+                origin: "dev default".to_owned(),
+                value: DEV_LOGSTORE.to_owned(),
+            });
+        }
+    }
+    if raw_profiles.is_empty() {
+        problems.add(
+            "`STSVEND_ROLE_ARN`",
+            "is required: the ARN of the RAM role to assume, like acs:ram::1234567890123456:role/sls-web-tracking (or declare [profiles.NAME] tables in the config file)",
+        );
+    }
+    let mut profiles = Vec::new();
+    for (name, raw_profile) in raw_profiles {
+        if let Some(profile) = parse_profile(&name, &raw_profile, min_remaining, problems) {
+            if profile.scope == Scope::Unrestricted {
+                warnings.push(format!(
+                    "profile `{name}` has neither a logstore nor a policy: its tokens carry every permission of role {}; set STSVEND_LOGSTORE=project/logstore to allow only log uploads",
+                    profile.call.role_arn
+                ));
+            }
+            profiles.push(profile);
+        }
+    }
+
+    Some(Config {
+        listen: listen?,
+        sts_endpoint: sts_endpoint?,
+        min_remaining: Duration::from_secs(min_remaining?),
+        profiles,
+        credentials,
+        warnings,
+    })
+}
+
+fn parse_listen(
+    setting: Option<&Setting>,
+    default: &str,
+    problems: &mut Problems,
+) -> Option<SocketAddr> {
+    let text = setting.map_or(default, |s| s.value.as_str());
+    match text.trim().parse::<SocketAddr>() {
+        Ok(addr) => Some(addr),
+        Err(_) => {
+            problems.add(
+                setting.map_or("`STSVEND_LISTEN`".to_owned(), |s| s.origin.clone()),
+                format!(
+                    "must be IP:PORT such as 0.0.0.0:8080 or [::]:8080, got {}",
+                    shown(text)
+                ),
+            );
+            None
+        }
+    }
+}
+
+fn parse_endpoint(setting: &Setting, problems: &mut Problems) -> Option<Url> {
+    let fail = |problems: &mut Problems, why: &str| {
+        problems.add(
+            &setting.origin,
+            format!("{why}, got {}", shown(&setting.value)),
+        );
+        None
+    };
+    let Ok(url) = Url::parse(setting.value.trim()) else {
+        return fail(
+            problems,
+            "must be a URL such as https://sts-vpc.cn-shanghai.aliyuncs.com",
+        );
+    };
+    if !url.username().is_empty()
+        || url.password().is_some()
+        || url.query().is_some()
+        || url.fragment().is_some()
+    {
+        return fail(
+            problems,
+            "must be a plain base URL without credentials, query or fragment",
+        );
+    }
+    let loopback = match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => return fail(problems, "must name a host"),
+    };
+    match url.scheme() {
+        "https" => Some(url),
+        "http" if loopback => Some(url),
+        "http" => fail(
+            problems,
+            "must use https:// (plain http:// is allowed only for loopback hosts such as a local emulator, because the request carries a signed AccessKey)",
+        ),
+        _ => fail(problems, "must be an https:// URL"),
+    }
+}
+
+fn parse_credentials(raw: &Raw, problems: &mut Problems) -> Option<Credentials> {
+    match (&raw.access_key_id, &raw.access_key_secret) {
+        (Some(id), Some(secret)) => {
+            let id_ok = id.value.len() <= 128 && id.value.chars().all(|c| c.is_ascii_graphic());
+            if !id_ok {
+                problems.add(
+                    &id.origin,
+                    "must be an AccessKey id (printable ASCII, no spaces)",
+                );
+                return None;
+            }
+            Some(Credentials::new(
+                id.value.clone(),
+                SecretString::from(secret.value.clone()),
+                raw.security_token
+                    .as_ref()
+                    .map(|t| SecretString::from(t.value.clone())),
+                if id.origin.starts_with("`ALIBABA") {
+                    "environment"
+                } else {
+                    "config file"
+                },
+            ))
+        }
+        (Some(id), None) => {
+            problems.add(
+                &id.origin,
+                "is set but ALIBABA_CLOUD_ACCESS_KEY_SECRET is not; set both",
+            );
+            None
+        }
+        (None, Some(secret)) => {
+            problems.add(
+                &secret.origin,
+                "is set but ALIBABA_CLOUD_ACCESS_KEY_ID is not; set both",
+            );
+            None
+        }
+        (None, None) => {
+            if let Some(token) = &raw.security_token {
+                problems.add(&token.origin, "is set without ALIBABA_CLOUD_ACCESS_KEY_ID and ALIBABA_CLOUD_ACCESS_KEY_SECRET");
+            } else {
+                problems.add(
+                    "`ALIBABA_CLOUD_ACCESS_KEY_ID`",
+                    "no credentials to call STS with: set ALIBABA_CLOUD_ACCESS_KEY_ID and ALIBABA_CLOUD_ACCESS_KEY_SECRET to a RAM user's AccessKey that may assume the role (or run `stsvend dev` to try the service without a cloud account)",
+                );
+            }
+            None
+        }
+    }
+}
+
+fn parse_profile(
+    name: &str,
+    raw: &RawProfile,
+    min_remaining: Option<u64>,
+    problems: &mut Problems,
+) -> Option<Profile> {
+    let role_arn = match &raw.role_arn {
+        Some(s) if valid_role_arn(s.value.trim()) => Some(s.value.trim().to_owned()),
+        Some(s) => {
+            problems.add(
+                &s.origin,
+                format!("must be a RAM role ARN like acs:ram::1234567890123456:role/sls-web-tracking, got {}", shown(&s.value)),
+            );
+            None
+        }
+        None => {
+            let setting = if name == DEFAULT_PROFILE {
+                "`STSVEND_ROLE_ARN`".to_owned()
+            } else {
+                format!("`profiles.{name}.role_arn`")
+            };
+            problems.add(
+                setting,
+                "is required: the ARN of the RAM role this profile assumes",
+            );
+            None
+        }
+    };
+    let session_name = match &raw.role_session_name {
+        Some(s) if valid_session_name(&s.value) => Some(s.value.clone()),
+        Some(s) => {
+            problems.add(
+                &s.origin,
+                format!(
+                    "must be 2-32 of A-Z a-z 0-9 . @ _ -, got {}",
+                    shown(&s.value)
+                ),
+            );
+            None
+        }
+        None => Some(DEFAULT_SESSION_NAME.to_owned()),
+    };
+    let duration = match &raw.duration_seconds {
+        Some(s) => match s.value.trim().parse::<u32>() {
+            Ok(n) if DURATION_RANGE.contains(&n) => Some(n),
+            _ => {
+                problems.add(
+                    &s.origin,
+                    format!(
+                        "must be a whole number of seconds from {} to {} (and at most the role's MaxSessionDuration), got {}",
+                        DURATION_RANGE.start(),
+                        DURATION_RANGE.end(),
+                        shown(&s.value)
+                    ),
+                );
+                None
+            }
+        },
+        None => Some(DEFAULT_DURATION_SECONDS),
+    };
+    if let (Some(duration), Some(min_remaining)) = (duration, min_remaining)
+        && min_remaining + MIN_SERVE_WINDOW_SECONDS > u64::from(duration)
+    {
+        problems.add(
+            raw.duration_seconds.as_ref().map_or_else(|| format!("profile `{name}`"), |s| s.origin.clone()),
+            format!(
+                "tokens last {duration}s but must keep {min_remaining}s of validity when served (STSVEND_MIN_REMAINING_SECONDS), leaving under {MIN_SERVE_WINDOW_SECONDS}s to use each one; raise the duration or lower the minimum remaining validity to at most {}",
+                u64::from(duration).saturating_sub(MIN_SERVE_WINDOW_SECONDS)
+            ),
+        );
+    }
+    let (policy, scope) = match (&raw.logstore, &raw.policy) {
+        (Some(l), Some(p)) => {
+            problems.add(
+                &p.origin,
+                format!("cannot be combined with {}: set either a logstore list or a whole policy document", l.origin),
+            );
+            (None, None)
+        }
+        (Some(l), None) => match policy::parse_logstores(&l.value).and_then(|stores| {
+            let text = policy::logstore_policy(&stores)?;
+            Ok((text, stores))
+        }) {
+            Ok((text, stores)) => (Some(text), Some(Scope::Logstores(stores))),
+            Err(e) => {
+                problems.add(
+                    &l.origin,
+                    format!("{e}; expected project/logstore[,project/logstore…]"),
+                );
+                (None, None)
+            }
+        },
+        (None, Some(p)) => match policy::check_policy_document(&p.value) {
+            Ok(text) => (Some(text), Some(Scope::Document)),
+            Err(e) => {
+                problems.add(&p.origin, format!("the policy {e}"));
+                (None, None)
+            }
+        },
+        (None, None) => (None, Some(Scope::Unrestricted)),
+    };
+    Some(Profile {
+        name: name.to_owned(),
+        call: AssumeRole {
+            role_arn: role_arn?,
+            role_session_name: session_name?,
+            duration_seconds: duration?,
+            policy,
+        },
+        scope: scope?,
+    })
+}
+
+/// `acs:ram::<account id>:role/<role name>`.
+pub fn valid_role_arn(arn: &str) -> bool {
+    let Some(rest) = arn.strip_prefix("acs:ram::") else {
+        return false;
+    };
+    let Some((account, role)) = rest.split_once(":role/") else {
+        return false;
+    };
+    !account.is_empty()
+        && account.len() <= 32
+        && account.chars().all(|c| c.is_ascii_digit())
+        && (1..=64).contains(&role.len())
+        && role
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+}
+
+/// STS documents 2-64 characters today but older documentation and error texts say 32;
+/// 32 satisfies both.
+pub fn valid_session_name(name: &str) -> bool {
+    (2..=32).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '@' | '_' | '-'))
+}
+
+pub fn valid_profile_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
+fn valid_region(region: &str) -> bool {
+    (2..=40).contains(&region.len())
+        && region
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+/// A value quoted for an error line: escaped, and cut short so a pasted document does not flood
+/// the terminal.
+fn shown(value: &str) -> String {
+    let cut: String = value.chars().take(60).collect();
+    if cut.len() < value.len() {
+        format!("{cut:?}…")
+    } else {
+        format!("{cut:?}")
+    }
+}
+
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests;

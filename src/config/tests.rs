@@ -1,0 +1,439 @@
+use super::*;
+
+const ARN: &str = "acs:ram::1234567890123456:role/sls-web-tracking";
+
+fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    let mut map: HashMap<String, String> = [
+        ("ALIBABA_CLOUD_ACCESS_KEY_ID", "LTAI5tTestKeyId"),
+        ("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "test-secret-value"),
+        ("STSVEND_ROLE_ARN", ARN),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    for (k, v) in pairs {
+        if v.is_empty() {
+            map.remove(*k);
+        } else {
+            map.insert((*k).to_owned(), (*v).to_owned());
+        }
+    }
+    map
+}
+
+fn file(text: &str) -> ConfigFile {
+    ConfigFile {
+        path: "stsvend.toml".into(),
+        text: text.into(),
+    }
+}
+
+fn problems(file_text: Option<&str>, pairs: &[(&str, &str)]) -> Vec<String> {
+    let file = file_text.map(file);
+    match load(file.as_ref(), &env(pairs), Mode::Serve) {
+        Ok(_) => Vec::new(),
+        Err(errors) => errors.0.iter().map(ToString::to_string).collect(),
+    }
+}
+
+#[test]
+fn defaults_are_applied_when_only_the_required_settings_are_given() {
+    let config = load(None, &env(&[]), Mode::Serve).unwrap();
+    assert_eq!(config.listen.to_string(), "0.0.0.0:8080");
+    assert_eq!(
+        config.sts_endpoint.as_str(),
+        "https://sts.cn-shanghai.aliyuncs.com/"
+    );
+    assert_eq!(config.min_remaining, Duration::from_secs(600));
+    assert_eq!(config.profiles.len(), 1);
+    let profile = &config.profiles[0];
+    assert_eq!(profile.name, "default");
+    assert_eq!(profile.call.role_arn, ARN);
+    assert_eq!(profile.call.role_session_name, "stsvend");
+    assert_eq!(profile.call.duration_seconds, 3600);
+    assert_eq!(profile.call.policy, None);
+    assert_eq!(profile.scope, Scope::Unrestricted);
+    assert!(
+        config
+            .warnings
+            .iter()
+            .any(|w| w.contains("every permission"))
+    );
+    assert_eq!(config.credentials.unwrap().source(), "environment");
+}
+
+#[test]
+fn region_and_endpoint_choose_the_sts_url() {
+    let config = load(
+        None,
+        &env(&[("STSVEND_REGION", "ap-southeast-1")]),
+        Mode::Serve,
+    )
+    .unwrap();
+    assert_eq!(
+        config.sts_endpoint.as_str(),
+        "https://sts.ap-southeast-1.aliyuncs.com/"
+    );
+    let config = load(
+        None,
+        &env(&[(
+            "STSVEND_STS_ENDPOINT",
+            "https://sts-vpc.cn-shanghai.aliyuncs.com",
+        )]),
+        Mode::Serve,
+    )
+    .unwrap();
+    assert_eq!(
+        config.sts_endpoint.as_str(),
+        "https://sts-vpc.cn-shanghai.aliyuncs.com/"
+    );
+    for local in [
+        "http://127.0.0.1:9000",
+        "http://localhost:9000/",
+        "http://[::1]:9000",
+    ] {
+        assert!(
+            load(None, &env(&[("STSVEND_STS_ENDPOINT", local)]), Mode::Serve).is_ok(),
+            "{local}"
+        );
+    }
+}
+
+#[test]
+fn logstore_setting_produces_the_least_privilege_policy() {
+    let config = load(
+        None,
+        &env(&[("STSVEND_LOGSTORE", "my-proj/web-log,my-proj/app-log")]),
+        Mode::Serve,
+    )
+    .unwrap();
+    let profile = &config.profiles[0];
+    assert!(matches!(&profile.scope, Scope::Logstores(stores) if stores.len() == 2));
+    let policy = profile.call.policy.as_deref().unwrap();
+    assert!(policy.contains("acs:log:*:*:project/my-proj/logstore/web-log"));
+    assert!(policy.contains("log:PostLogStoreLogs"));
+    assert!(
+        !config
+            .warnings
+            .iter()
+            .any(|w| w.contains("every permission"))
+    );
+}
+
+#[test]
+fn every_bad_setting_is_reported_at_once_naming_the_setting() {
+    let found = problems(
+        None,
+        &[
+            ("STSVEND_ROLE_ARN", "acs:ram::123:user/alice"),
+            ("STSVEND_DURATION_SECONDS", "60"),
+            ("STSVEND_ROLE_SESSION_NAME", "has space"),
+            ("STSVEND_LISTEN", "localhost"),
+            ("STSVEND_STS_ENDPOINT", "http://sts.example.com"),
+            ("STSVEND_POLICY", "{not json"),
+        ],
+    );
+    let expect = [
+        "`STSVEND_ROLE_ARN`: must be a RAM role ARN",
+        "`STSVEND_DURATION_SECONDS`: must be a whole number of seconds from 900 to 43200",
+        "`STSVEND_ROLE_SESSION_NAME`: must be 2-32 of",
+        "`STSVEND_LISTEN`: must be IP:PORT",
+        "`STSVEND_STS_ENDPOINT`: must use https://",
+        "`STSVEND_POLICY`: the policy is not valid JSON",
+    ];
+    for prefix in expect {
+        assert!(
+            found.iter().any(|p| p.starts_with(prefix)),
+            "missing {prefix:?} in {found:#?}"
+        );
+    }
+    assert_eq!(found.len(), expect.len(), "{found:#?}");
+}
+
+#[test]
+fn single_problems_are_reported_clearly() {
+    let long_policy = format!(
+        r#"{{"Version":"1","Statement":[{{"Effect":"Allow","Action":"log:PostLogStoreLogs","Resource":"{}"}}]}}"#,
+        "a".repeat(2100)
+    );
+    let long_name = "a".repeat(33);
+    type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, &'a str);
+    let cases: Vec<Case<'_>> = vec![
+        (
+            "missing role ARN",
+            vec![("STSVEND_ROLE_ARN", "")],
+            "`STSVEND_ROLE_ARN`: is required",
+        ),
+        (
+            "duration too long",
+            vec![("STSVEND_DURATION_SECONDS", "43201")],
+            "from 900 to 43200",
+        ),
+        (
+            "duration not a number",
+            vec![("STSVEND_DURATION_SECONDS", "1h")],
+            "got \"1h\"",
+        ),
+        (
+            "policy too long",
+            vec![("STSVEND_POLICY", &long_policy)],
+            "STS accepts at most 2048",
+        ),
+        (
+            "policy wrong version",
+            vec![("STSVEND_POLICY", r#"{"Version":"2","Statement":[{}]}"#)],
+            "\"Version\":\"1\"",
+        ),
+        (
+            "policy and logstore",
+            vec![
+                ("STSVEND_POLICY", r#"{"Version":"1","Statement":[{}]}"#),
+                ("STSVEND_LOGSTORE", "p1x/l"),
+            ],
+            "either a logstore list or a whole policy",
+        ),
+        (
+            "bad logstore",
+            vec![("STSVEND_LOGSTORE", "justaname")],
+            "`STSVEND_LOGSTORE`: `justaname` is not of the form project/logstore",
+        ),
+        (
+            "session name too short",
+            vec![("STSVEND_ROLE_SESSION_NAME", "a")],
+            "2-32",
+        ),
+        (
+            "session name too long",
+            vec![("STSVEND_ROLE_SESSION_NAME", &long_name)],
+            "2-32",
+        ),
+        (
+            "min remaining leaves no room",
+            vec![
+                ("STSVEND_DURATION_SECONDS", "900"),
+                ("STSVEND_MIN_REMAINING_SECONDS", "841"),
+            ],
+            "raise the duration or lower the minimum remaining validity to at most 840",
+        ),
+        (
+            "min remaining not a number",
+            vec![("STSVEND_MIN_REMAINING_SECONDS", "-1")],
+            "`STSVEND_MIN_REMAINING_SECONDS`: must be a whole number",
+        ),
+        (
+            "ftp endpoint",
+            vec![("STSVEND_STS_ENDPOINT", "ftp://127.0.0.1")],
+            "must be an https:// URL",
+        ),
+        (
+            "endpoint with query",
+            vec![("STSVEND_STS_ENDPOINT", "https://sts.aliyuncs.com/?x=1")],
+            "without credentials, query or fragment",
+        ),
+        (
+            "bad region",
+            vec![("STSVEND_REGION", "CN Shanghai")],
+            "region id",
+        ),
+        (
+            "secret without id",
+            vec![("ALIBABA_CLOUD_ACCESS_KEY_ID", "")],
+            "`ALIBABA_CLOUD_ACCESS_KEY_SECRET`: is set but ALIBABA_CLOUD_ACCESS_KEY_ID is not",
+        ),
+        (
+            "no credentials",
+            vec![
+                ("ALIBABA_CLOUD_ACCESS_KEY_ID", ""),
+                ("ALIBABA_CLOUD_ACCESS_KEY_SECRET", ""),
+            ],
+            "no credentials to call STS",
+        ),
+        (
+            "typo in a variable",
+            vec![("STSVEND_LOGSTORES", "p1x/l")],
+            "`STSVEND_LOGSTORES`: is not a setting this version knows; did you mean `STSVEND_LOGSTORE`?",
+        ),
+    ];
+    for (what, pairs, expected) in cases {
+        let found = problems(None, &pairs);
+        assert!(
+            found.iter().any(|p| p.contains(expected)),
+            "{what}: {expected:?} not in {found:#?}"
+        );
+    }
+}
+
+#[test]
+fn min_remaining_just_inside_the_limit_is_accepted() {
+    let ok = load(
+        None,
+        &env(&[
+            ("STSVEND_DURATION_SECONDS", "900"),
+            ("STSVEND_MIN_REMAINING_SECONDS", "840"),
+        ]),
+        Mode::Serve,
+    );
+    assert!(ok.is_ok());
+}
+
+#[test]
+fn a_file_declares_profiles_and_the_environment_overrides_it() {
+    let text = r#"
+        listen = "127.0.0.1:9000"
+        min_remaining_seconds = 900
+
+        [profiles.default]
+        role_arn = "acs:ram::1111111111111111:role/from-file"
+        duration_seconds = 7200
+        logstore = ["proj-a/web", "proj-a/app"]
+
+        [profiles.partner]
+        role_arn = "acs:ram::2222222222222222:role/partner"
+        role_session_name = "partner-app"
+        policy = '''
+        {"Version": "1", "Statement": [{"Effect": "Allow", "Action": "log:PostLogStoreLogs", "Resource": "acs:log:*:*:project/p/logstore/l"}]}
+        '''
+    "#;
+    let config = load(
+        Some(&file(text)),
+        &env(&[("STSVEND_LISTEN", "127.0.0.1:9100")]),
+        Mode::Serve,
+    )
+    .unwrap();
+    assert_eq!(
+        config.listen.to_string(),
+        "127.0.0.1:9100",
+        "environment wins"
+    );
+    assert_eq!(config.min_remaining, Duration::from_secs(900));
+    let names: Vec<&str> = config.profiles.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["default", "partner"]);
+    assert_eq!(
+        config.profiles[0].call.role_arn, ARN,
+        "STSVEND_ROLE_ARN overrides the file"
+    );
+    assert_eq!(config.profiles[0].call.duration_seconds, 7200);
+    assert!(matches!(&config.profiles[0].scope, Scope::Logstores(s) if s.len() == 2));
+    assert_eq!(config.profiles[1].call.role_session_name, "partner-app");
+    assert_eq!(config.profiles[1].scope, Scope::Document);
+    assert!(
+        !config.profiles[1]
+            .call
+            .policy
+            .as_deref()
+            .unwrap()
+            .contains(' ')
+    );
+}
+
+#[test]
+fn unknown_keys_and_bad_types_in_the_file_are_all_reported() {
+    let text = r#"
+        listen = true
+        colour = "blue"
+        [profiles.default]
+        role_arn = "acs:ram::1111111111111111:role/x"
+        durationseconds = 900
+        logstore = [1, 2]
+        [profiles."Bad Name"]
+        role_arn = "acs:ram::1111111111111111:role/x"
+    "#;
+    let found = problems(Some(text), &[("STSVEND_ROLE_ARN", "")]);
+    let expect = [
+        "`listen` in `stsvend.toml`: must be a string or a number",
+        "`colour` in `stsvend.toml`: unknown key",
+        "`profiles.default.durationseconds` in `stsvend.toml`: unknown key",
+        "`profiles.default.logstore` in `stsvend.toml`: must be a list of",
+        "`profiles.Bad Name` in `stsvend.toml`: profile names are",
+    ];
+    for prefix in expect {
+        assert!(
+            found.iter().any(|p| p.starts_with(prefix)),
+            "missing {prefix:?} in {found:#?}"
+        );
+    }
+}
+
+#[test]
+fn a_file_that_is_not_toml_is_one_clear_line() {
+    let found = problems(Some("listen = \n[profiles"), &[]);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert!(
+        found[0].starts_with("config file `stsvend.toml`: is not valid TOML (line "),
+        "{}",
+        found[0]
+    );
+    assert!(!found[0].contains('\n'));
+}
+
+#[test]
+fn a_profile_in_the_file_without_a_role_is_named() {
+    let found = problems(
+        Some("[profiles.web]\nduration_seconds = 900\n"),
+        &[("STSVEND_ROLE_ARN", "")],
+    );
+    assert!(
+        found
+            .iter()
+            .any(|p| p.starts_with("`profiles.web.role_arn`: is required")),
+        "{found:#?}"
+    );
+}
+
+#[test]
+fn dev_mode_needs_nothing_and_stays_on_loopback() {
+    let empty = HashMap::new();
+    let config = load(
+        None,
+        &empty,
+        Mode::Dev {
+            allow_remote: false,
+        },
+    )
+    .unwrap();
+    assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(config.profiles[0].call.role_arn, DEV_ROLE_ARN);
+    assert!(matches!(&config.profiles[0].scope, Scope::Logstores(_)));
+    assert!(config.credentials.is_none());
+
+    let remote: HashMap<String, String> =
+        [("STSVEND_LISTEN".to_owned(), "0.0.0.0:8080".to_owned())].into();
+    let err = load(
+        None,
+        &remote,
+        Mode::Dev {
+            allow_remote: false,
+        },
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("--allow-remote"), "{err}");
+    assert!(load(None, &remote, Mode::Dev { allow_remote: true }).is_ok());
+}
+
+#[test]
+fn secrets_never_appear_in_debug_output_or_problems() {
+    let config = load(
+        None,
+        &env(&[("ALIBABA_CLOUD_SECURITY_TOKEN", "token-value-xyz")]),
+        Mode::Serve,
+    )
+    .unwrap();
+    let shown = format!("{config:?}");
+    assert!(
+        !shown.contains("test-secret-value") && !shown.contains("token-value-xyz"),
+        "{shown}"
+    );
+    let found = problems(
+        None,
+        &[
+            ("ALIBABA_CLOUD_ACCESS_KEY_ID", ""),
+            ("ALIBABA_CLOUD_SECURITY_TOKEN", "token-value-xyz"),
+        ],
+    );
+    assert!(
+        found
+            .iter()
+            .all(|p| !p.contains("test-secret-value") && !p.contains("token-value-xyz")),
+        "{found:#?}"
+    );
+}

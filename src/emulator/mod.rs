@@ -1,0 +1,79 @@
+//! `stsvend dev`'s built-in stand-in for Alibaba Cloud: a local STS that behaves like the real
+//! one for `AssumeRole`. It runs in the same process, on loopback, on a port the OS picks, and is
+//! reused by the integration tests.
+//!
+//! What it checks, and the error codes it answers with, are in [`sts`]. The credentials it mints
+//! are well-formed but worthless: nothing outside this process accepts them.
+
+pub mod sts;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use reqwest::Url;
+use secrecy::SecretString;
+
+use crate::clock::Clock;
+use crate::credentials::Credentials;
+
+/// A running emulator. Dropping it stops the server.
+#[derive(Debug)]
+pub struct Emulator {
+    addr: SocketAddr,
+    state: Arc<sts::EmulatorState>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Emulator {
+    /// Starts an emulator on `127.0.0.1` with a freshly generated AccessKey pair.
+    pub async fn start(clock: Clock) -> std::io::Result<Self> {
+        let state = Arc::new(sts::EmulatorState::new(clock));
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+        let addr = listener.local_addr()?;
+        let router = sts::router(state.clone());
+        let task = tokio::spawn(async move {
+            if let Err(error) = axum::serve(listener, router).await {
+                tracing::error!(%error, "STS emulator stopped");
+            }
+        });
+        Ok(Self { addr, state, task })
+    }
+
+    /// Base URL to use as `STSVEND_STS_ENDPOINT`.
+    pub fn endpoint(&self) -> Url {
+        // A socket address always forms a valid URL.
+        Url::parse(&format!("http://{}/", self.addr)).expect("valid loopback URL")
+    }
+
+    /// The RAM-user AccessKey the emulator accepts.
+    pub fn credentials(&self) -> Credentials {
+        Credentials::new(
+            self.state.access_key_id.clone(),
+            SecretString::from(self.state.access_key_secret().to_owned()),
+            None,
+            "dev emulator",
+        )
+    }
+
+    /// Requests received, accepted or not.
+    pub fn calls(&self) -> u64 {
+        self.state.calls()
+    }
+
+    /// Credentials minted.
+    pub fn issued(&self) -> u64 {
+        self.state.issued_count()
+    }
+
+    /// Refuses the next `n` well-formed requests with `Throttling.User`, as STS does when the
+    /// account's AssumeRole quota is exhausted; for tests.
+    pub fn throttle_next(&self, n: u64) {
+        self.state.throttle_next(n);
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

@@ -1,0 +1,161 @@
+//! The one place errors become HTTP responses.
+//!
+//! Every error has the same JSON shape, `{"error":{"code","message","request_id"}}`, with a stable
+//! `code`. Handlers return [`ApiError`]; its response carries the code and message in an
+//! extension, and the request-id middleware (which knows the id) renders the body. That way even
+//! a caught panic or a 405 from the router gets the same shape.
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::sts::FailureClass;
+
+/// Header that carries the request id on every response.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// A per-request id, also stored as a request extension for the trace span.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub HeaderValue);
+
+/// Errors a client can see.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiError {
+    /// 404: no such route.
+    NotFound,
+    /// 404: `/get_sts_token/{name}` names no configured profile.
+    UnknownProfile,
+    /// 405: only `GET` (and `HEAD`) are served; the `Allow` header lists them.
+    MethodNotAllowed,
+    /// 503 (STS unavailable, or the first token still on its way) or 502 (STS refuses the call):
+    /// no servable token; `Retry-After` says when the next attempt is due.
+    TokenUnavailable {
+        class: Option<FailureClass>,
+        retry_after_secs: u64,
+    },
+    /// 500: a bug; details are in the log.
+    Internal,
+}
+
+/// What the request-id middleware needs to render an error body.
+#[derive(Debug, Clone)]
+struct ErrorInfo {
+    code: &'static str,
+    message: &'static str,
+}
+
+impl ApiError {
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::NotFound | Self::UnknownProfile => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::TokenUnavailable {
+                class: Some(FailureClass::Rejected),
+                ..
+            } => StatusCode::BAD_GATEWAY,
+            Self::TokenUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn info(&self) -> ErrorInfo {
+        let (code, message) = match self {
+            Self::NotFound => (
+                "not_found",
+                "no such endpoint; tokens are served at GET /get_sts_token",
+            ),
+            Self::UnknownProfile => (
+                "unknown_profile",
+                "no token profile by that name is configured on this server",
+            ),
+            Self::MethodNotAllowed => (
+                "method_not_allowed",
+                "this endpoint only answers GET (and HEAD); see the Allow header",
+            ),
+            Self::TokenUnavailable {
+                class: Some(FailureClass::Rejected),
+                ..
+            } => (
+                "sts_rejected",
+                "the token service is misconfigured and cannot obtain credentials; the operator has been told in the server log. Retry later",
+            ),
+            Self::TokenUnavailable {
+                class: Some(FailureClass::Unavailable),
+                ..
+            } => (
+                "sts_unavailable",
+                "credentials are temporarily unavailable; retry after the number of seconds in Retry-After",
+            ),
+            Self::TokenUnavailable { class: None, .. } => (
+                "token_not_ready",
+                "the first credentials are still being obtained; retry after the number of seconds in Retry-After",
+            ),
+            Self::Internal => (
+                "internal_error",
+                "an unexpected error occurred; the server log has the details",
+            ),
+        };
+        ErrorInfo { code, message }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = self.status().into_response();
+        match &self {
+            Self::MethodNotAllowed => {
+                response
+                    .headers_mut()
+                    .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            }
+            Self::TokenUnavailable {
+                retry_after_secs, ..
+            } => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+            }
+            _ => {}
+        }
+        response.extensions_mut().insert(self.info());
+        response
+    }
+}
+
+/// Outermost middleware: gives each request a fresh id (client-supplied ids are not trusted or
+/// echoed), returns it in `x-request-id`, and renders error bodies.
+pub async fn request_id(mut request: Request, next: Next) -> Response {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let value = HeaderValue::from_str(&id).unwrap_or(HeaderValue::from_static("invalid"));
+    request.extensions_mut().insert(RequestId(value.clone()));
+    let mut response = next.run(request).await;
+    if let Some(info) = response.extensions_mut().remove::<ErrorInfo>() {
+        let body = serde_json::json!({
+            "error": { "code": info.code, "message": info.message, "request_id": id }
+        });
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        headers.remove(header::CONTENT_LENGTH);
+        *response.body_mut() = Body::from(body.to_string());
+    }
+    response.headers_mut().insert(REQUEST_ID_HEADER, value);
+    response
+}
+
+/// Fallback for a known path asked with a method it does not serve.
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
+
+/// Turns a caught panic into the standard 500 body. The panic message is not included: it
+/// could contain anything.
+pub fn panic_response(_panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("request handler panicked");
+    ApiError::Internal.into_response()
+}

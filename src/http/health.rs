@@ -1,0 +1,46 @@
+//! Liveness and readiness.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use serde_json::{Map, Value, json};
+use tokio::time::Instant;
+
+use super::state::AppState;
+
+/// `GET /healthz`: 200 while the process runs.
+pub async fn healthz() -> impl IntoResponse {
+    Json(json!({ "status": "ok" }))
+}
+
+/// `GET /readyz`: 200 only while every profile has a token that may be served; 503 before the
+/// first tokens arrive and whenever one profile has none. The body says which profile is not
+/// ready, so a load balancer's log explains itself.
+pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    let now = Instant::now();
+    let mut profiles = Map::new();
+    let mut ready = true;
+    for (name, tokens) in state.profiles() {
+        let servable = tokens.borrow().servable(now).is_some();
+        ready &= servable;
+        profiles.insert(
+            name.to_owned(),
+            Value::from(if servable { "ready" } else { "no_token" }),
+        );
+    }
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = json!({
+        "status": if ready { "ready" } else { "not_ready" },
+        "profiles": profiles,
+    });
+    (
+        status,
+        [(axum::http::header::CACHE_CONTROL, "no-store")],
+        Json(body),
+    )
+}

@@ -1,0 +1,23 @@
+//! stsvend hands short-lived, least-privilege Alibaba Cloud STS credentials to web pages and mini
+//! programs, so they can upload logs straight to Simple Log Service.
+//!
+//! A map of the crate, in the order a request meets it:
+//! - [`config`]: environment and TOML file → one validated [`config::Config`];
+//! - [`startup`]: builds the STS client, one refresher per profile, the router, the listener;
+//! - [`refresh`]: the background task that owns every STS call and publishes the current token;
+//! - [`http`]: `GET /get_sts_token[/{profile}]`, `/healthz`, `/readyz`, the error shape;
+//! - [`sts`]: the V1 signer, the `AssumeRole` request and response, session policies;
+//! - [`credentials`]: the service's own AccessKey, held in redacting types;
+//! - [`emulator`]: the local STS behind `stsvend dev` and the integration tests;
+//! - [`clock`], [`telemetry`], [`shutdown`]: small infrastructure.
+
+pub mod clock;
+pub mod config;
+pub mod credentials;
+pub mod emulator;
+pub mod http;
+pub mod refresh;
+pub mod shutdown;
+pub mod startup;
+pub mod sts;
+pub mod telemetry;

@@ -1,0 +1,211 @@
+//! The `stsvend` command: `serve` (the default) vends tokens from Alibaba Cloud STS; `dev` runs
+//! the same service against a built-in STS emulator, with no cloud account.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+
+use stsvend::clock::Clock;
+use stsvend::config::{self, Config, ConfigFile, Mode, Scope};
+use stsvend::credentials::CredentialsProvider;
+use stsvend::emulator::Emulator;
+use stsvend::startup::App;
+use stsvend::{shutdown, telemetry};
+
+/// Exit code for an invalid configuration or command line.
+const EXIT_CONFIG: u8 = 2;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "stsvend",
+    version,
+    about = "Vends short-lived, least-privilege Alibaba Cloud STS credentials for SLS web tracking"
+)]
+struct Cli {
+    /// TOML settings file; `STSVEND_CONFIG` names one too. Environment variables override it.
+    #[arg(long, global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve tokens from Alibaba Cloud STS (the default).
+    Serve,
+    /// Try the service without a cloud account: a built-in STS emulator issues (worthless) tokens.
+    Dev {
+        /// Allow listening on a non-loopback address.
+        #[arg(long)]
+        allow_remote: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // The one read of the process environment; everything else gets this map.
+    #[allow(clippy::disallowed_methods)]
+    let env: HashMap<String, String> = std::env::vars_os()
+        .map(|(k, v)| {
+            (
+                k.to_string_lossy().into_owned(),
+                v.to_string_lossy().into_owned(),
+            )
+        })
+        .collect();
+    let mode = match cli.command {
+        Some(Command::Dev { allow_remote }) => Mode::Dev { allow_remote },
+        Some(Command::Serve) | None => Mode::Serve,
+    };
+    let config = match load_config(cli.config, &env, mode) {
+        Ok(config) => config,
+        Err(lines) => {
+            for line in lines {
+                eprintln!("stsvend: {line}");
+            }
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    telemetry::init(&env);
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("stsvend: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(config, mode)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            eprintln!("stsvend: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Reads the file (if any) and validates everything; on failure, the lines to print.
+fn load_config(
+    flag: Option<PathBuf>,
+    env: &HashMap<String, String>,
+    mode: Mode,
+) -> Result<Config, Vec<String>> {
+    let path = flag.or_else(|| {
+        env.get("STSVEND_CONFIG")
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from)
+    });
+    let file = match path {
+        Some(path) => match std::fs::read_to_string(&path) {
+            Ok(text) => Some(ConfigFile {
+                path: path.display().to_string(),
+                text,
+            }),
+            Err(error) => {
+                return Err(vec![format!(
+                    "cannot read config file `{}`: {error} (given by --config or STSVEND_CONFIG)",
+                    path.display()
+                )]);
+            }
+        },
+        None => None,
+    };
+    config::load(file.as_ref(), env, mode).map_err(|errors| {
+        errors
+            .0
+            .iter()
+            .map(|p| format!("invalid setting {p}"))
+            .collect()
+    })
+}
+
+async fn run(mut config: Config, mode: Mode) -> anyhow::Result<()> {
+    let clock = Clock::System;
+    // Dropped at the end of this function, after the service has stopped.
+    let mut emulator = None;
+    let credentials = match mode {
+        Mode::Dev { .. } => {
+            let started = Emulator::start(clock.clone())
+                .await
+                .context("cannot start the STS emulator")?;
+            config.sts_endpoint = started.endpoint();
+            let credentials = CredentialsProvider::Static(started.credentials());
+            emulator = Some(started);
+            credentials
+        }
+        Mode::Serve => CredentialsProvider::Static(
+            config
+                .credentials
+                .clone()
+                .context("no credentials configured")?,
+        ),
+    };
+    let app = App::build(&config, credentials.clone(), clock).await?;
+    let addr = app.local_addr().context("cannot read the bound address")?;
+    for profile in &config.profiles {
+        tracing::info!(
+            profile = %profile.name,
+            role_arn = %profile.call.role_arn,
+            duration_s = profile.call.duration_seconds,
+            scope = %describe(&profile.scope),
+            "profile configured"
+        );
+    }
+    tracing::info!(%addr, sts = %config.sts_endpoint, credentials = credentials.source(), "listening");
+    if emulator.is_some() {
+        print_dev_banner(addr, &config);
+    }
+    app.run_until(shutdown::signal()).await?;
+    drop(emulator);
+    Ok(())
+}
+
+fn describe(scope: &Scope) -> String {
+    match scope {
+        Scope::Logstores(stores) => {
+            let names: Vec<String> = stores.iter().map(ToString::to_string).collect();
+            format!("log:PostLogStoreLogs on {}", names.join(", "))
+        }
+        Scope::Document => "custom session policy".to_owned(),
+        Scope::Unrestricted => "every permission of the role (no session policy)".to_owned(),
+    }
+}
+
+fn print_dev_banner(addr: SocketAddr, config: &Config) {
+    let host = if addr.ip().is_unspecified() {
+        SocketAddr::new([127, 0, 0, 1].into(), addr.port())
+    } else {
+        addr
+    };
+    println!();
+    println!("  stsvend dev — tokens come from a built-in STS emulator.");
+    println!(
+        "  These are NOT real Alibaba Cloud credentials: SLS and every other service will reject them."
+    );
+    println!();
+    for profile in &config.profiles {
+        let path = if profile.name == config::DEFAULT_PROFILE {
+            "/get_sts_token".to_owned()
+        } else {
+            format!("/get_sts_token/{}", profile.name)
+        };
+        println!(
+            "  profile {:<10} http://{host}{path}  ({})",
+            profile.name,
+            describe(&profile.scope)
+        );
+    }
+    println!();
+    println!("  try:  curl -s http://{host}/get_sts_token");
+    println!();
+}

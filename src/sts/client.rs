@@ -1,0 +1,297 @@
+//! The only code that sends requests to STS: build → sign → send → parse.
+
+use std::time::Duration;
+
+use reqwest::Url;
+
+use super::request::{AssumeRole, SignedRequest};
+use super::response::{self, ApiErrorBody, IssuedCredentials, MalformedResponse, Parsed};
+use crate::clock::Clock;
+use crate::credentials::Credentials;
+
+/// How long one STS call may take in all. STS answers in tens of milliseconds; a call that takes
+/// this long is better retried with a fresh nonce and timestamp.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The most of a response body we read. A token is a few kilobytes; anything near this is not STS.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// Whether a failure is worth telling the client to retry soon, or needs the operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureClass {
+    /// Throttled, 5xx, timeout, unreachable, or an unreadable answer: retried with backoff.
+    Unavailable,
+    /// STS refused the call (permissions, role, signature, parameters): the operator must act.
+    Rejected,
+}
+
+/// What went wrong with one STS call. Never holds a URL, a body or a secret.
+#[derive(Debug, thiserror::Error)]
+pub enum StsError {
+    #[error("STS answered HTTP {status} with error `{}` ({}), request id {}", body.code, body.message, body.request_id.as_deref().unwrap_or("none"))]
+    Api { status: u16, body: ApiErrorBody },
+    #[error("STS answered HTTP {status} with a body that cannot be used: {reason}")]
+    Malformed {
+        status: u16,
+        reason: MalformedResponse,
+    },
+    #[error("STS answered HTTP {status} with a body larger than {MAX_BODY_BYTES} bytes")]
+    TooLarge { status: u16 },
+    #[error("STS did not answer within {}s", REQUEST_TIMEOUT.as_secs())]
+    Timeout,
+    #[error("could not reach STS ({0})")]
+    Unreachable(String),
+}
+
+impl StsError {
+    pub fn class(&self) -> FailureClass {
+        match self {
+            Self::Api { status, body } => classify(*status, &body.code),
+            Self::Malformed { .. }
+            | Self::TooLarge { .. }
+            | Self::Timeout
+            | Self::Unreachable(_) => FailureClass::Unavailable,
+        }
+    }
+
+    /// STS's error code, if it gave one.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            Self::Api { body, .. } => Some(&body.code),
+            _ => None,
+        }
+    }
+
+    /// What the operator should do about it, when we know.
+    pub fn hint(&self) -> Option<&'static str> {
+        let Self::Api { body, .. } = self else {
+            return match self {
+                Self::Unreachable(_) | Self::Timeout => Some(
+                    "check that this host can reach the STS endpoint (STSVEND_REGION / STSVEND_STS_ENDPOINT), DNS and any egress firewall",
+                ),
+                _ => None,
+            };
+        };
+        let code = body.code.as_str();
+        Some(match code {
+            "NoPermission" => {
+                "grant the calling RAM identity sts:AssumeRole (policy AliyunSTSAssumeRoleAccess) and list it as a principal in the role's trust policy; a root account cannot assume roles"
+            }
+            "EntityNotExist.Role" => {
+                "the role in the role ARN does not exist; check the role ARN (it must be a role ARN, not a user ARN)"
+            }
+            "InvalidParameter.DurationSeconds" => {
+                "the duration is above the role's MaxSessionDuration (default 3600 s); lower STSVEND_DURATION_SECONDS or raise MaxSessionDuration on the role"
+            }
+            "InvalidParameter.PolicyGrammar" | "InvalidParameter.PolicySize" => {
+                "STS refused the session policy; check STSVEND_POLICY / STSVEND_LOGSTORE"
+            }
+            "InvalidTimeStamp.Expired" => {
+                "this host's clock differs from STS by more than 15 minutes; fix time synchronisation (NTP/chrony)"
+            }
+            "SignatureDoesNotMatch" | "IncompleteSignature" => {
+                "the AccessKey secret does not match the key id; check ALIBABA_CLOUD_ACCESS_KEY_SECRET"
+            }
+            "MissingSecurityToken"
+            | "InvalidSecurityToken.Expired"
+            | "InvalidSecurityToken.Malformed"
+            | "InvalidSecurityToken.MismatchWithAccessKey" => {
+                "the key is a temporary STS key: set ALIBABA_CLOUD_SECURITY_TOKEN to its current token"
+            }
+            c if c.starts_with("InvalidAccessKeyId") => {
+                "the AccessKey id is unknown or disabled; check ALIBABA_CLOUD_ACCESS_KEY_ID in the RAM console"
+            }
+            c if c.starts_with("Throttling") => {
+                "STS is throttling this account (AssumeRole allows about 100 calls per second per account, shared by everything in it)"
+            }
+            _ => return None,
+        })
+    }
+}
+
+/// Throttling and server-side trouble are transient; other API errors mean the request or the
+/// identity is wrong and retrying the same thing will not help.
+fn classify(status: u16, code: &str) -> FailureClass {
+    let transient = status >= 500
+        || code.starts_with("Throttling")
+        || code == "ServiceUnavailable"
+        || code.starts_with("InternalError")
+        || code == "SignatureNonceUsed";
+    if transient {
+        FailureClass::Unavailable
+    } else {
+        FailureClass::Rejected
+    }
+}
+
+/// Sends signed requests to one STS endpoint.
+#[derive(Debug, Clone)]
+pub struct StsClient {
+    http: reqwest::Client,
+    endpoint: Url,
+    clock: Clock,
+}
+
+impl StsClient {
+    pub fn new(endpoint: Url, clock: Clock) -> Result<Self, reqwest::Error> {
+        // reqwest is built without a default crypto provider; ring is the one we ship.
+        // Installing twice (several clients in one process) is harmless.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("stsvend/", env!("CARGO_PKG_VERSION")))
+            .timeout(REQUEST_TIMEOUT)
+            .connect_timeout(CONNECT_TIMEOUT)
+            // STS never redirects; following one could send the signed request elsewhere.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        Ok(Self {
+            http,
+            endpoint,
+            clock,
+        })
+    }
+
+    pub fn endpoint(&self) -> &Url {
+        &self.endpoint
+    }
+
+    /// Calls `AssumeRole` once, with a fresh timestamp and nonce.
+    #[tracing::instrument(skip_all, fields(role_session_name = %call.role_session_name))]
+    pub async fn assume_role(
+        &self,
+        credentials: &Credentials,
+        call: &AssumeRole,
+    ) -> Result<IssuedCredentials, StsError> {
+        let nonce = uuid::Uuid::new_v4().to_string();
+        let signed = call.sign(credentials, self.clock.now(), &nonce);
+        let mut url = self.endpoint.clone();
+        url.set_query(Some(&SignedRequest::encode(&signed.query)));
+        let response = self
+            .http
+            .post(url)
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .header(reqwest::header::ACCEPT, "application/json")
+            .header("x-acs-action", "AssumeRole")
+            .header("x-acs-version", super::request::API_VERSION)
+            .body(SignedRequest::encode(&signed.form))
+            .send()
+            .await
+            .map_err(transport_error)?;
+        let status = response.status().as_u16();
+        let body = read_capped(response).await.map_err(|e| match e {
+            ReadError::TooLarge => StsError::TooLarge { status },
+            ReadError::Transport(e) => transport_error(e),
+        })?;
+        match response::parse(status, &body) {
+            Ok(Parsed::Success(issued)) => Ok(issued),
+            Ok(Parsed::Error(body)) => Err(StsError::Api { status, body }),
+            Err(reason) => Err(StsError::Malformed { status, reason }),
+        }
+    }
+}
+
+enum ReadError {
+    TooLarge,
+    Transport(reqwest::Error),
+}
+
+async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>, ReadError> {
+    if response
+        .content_length()
+        .is_some_and(|len| len > MAX_BODY_BYTES as u64)
+    {
+        return Err(ReadError::TooLarge);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(ReadError::Transport)? {
+        if body.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(ReadError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// reqwest's errors print the URL, and ours carries the signature and any security token in its
+/// query, so the URL is dropped before the error goes anywhere.
+fn transport_error(error: reqwest::Error) -> StsError {
+    if error.is_timeout() {
+        return StsError::Timeout;
+    }
+    let error = error.without_url();
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(&error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    StsError::Unreachable(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api(status: u16, code: &str) -> StsError {
+        StsError::Api {
+            status,
+            body: ApiErrorBody {
+                code: code.into(),
+                message: String::new(),
+                request_id: None,
+            },
+        }
+    }
+
+    #[test]
+    fn failures_are_classified_for_the_client() {
+        let cases = [
+            (api(400, "Throttling.User"), FailureClass::Unavailable),
+            (api(503, "ServiceUnavailable"), FailureClass::Unavailable),
+            (api(500, "InternalError"), FailureClass::Unavailable),
+            (api(403, "NoPermission"), FailureClass::Rejected),
+            (api(404, "EntityNotExist.Role"), FailureClass::Rejected),
+            (api(400, "SignatureDoesNotMatch"), FailureClass::Rejected),
+            (api(400, "InvalidTimeStamp.Expired"), FailureClass::Rejected),
+            (StsError::Timeout, FailureClass::Unavailable),
+            (
+                StsError::Unreachable("refused".into()),
+                FailureClass::Unavailable,
+            ),
+            (
+                StsError::TooLarge { status: 200 },
+                FailureClass::Unavailable,
+            ),
+        ];
+        for (error, class) in cases {
+            assert_eq!(error.class(), class, "{error}");
+        }
+    }
+
+    #[test]
+    fn operator_hints_name_what_to_fix() {
+        assert!(
+            api(403, "NoPermission")
+                .hint()
+                .unwrap()
+                .contains("sts:AssumeRole")
+        );
+        assert!(
+            api(400, "InvalidTimeStamp.Expired")
+                .hint()
+                .unwrap()
+                .contains("clock")
+        );
+        assert!(
+            api(404, "InvalidAccessKeyId.NotFound")
+                .hint()
+                .unwrap()
+                .contains("ALIBABA_CLOUD_ACCESS_KEY_ID")
+        );
+        assert!(api(400, "SomethingNew").hint().is_none());
+    }
+}

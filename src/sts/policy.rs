@@ -1,0 +1,270 @@
+//! Session policies: the least-privilege document built from `project/logstore` pairs, and the
+//! checks a hand-written policy must pass before it is ever sent to STS.
+//!
+//! A session policy can only narrow the role's permissions (PROTOCOL.md §9). STS rejects a
+//! policy that is not JSON, lacks `"Version":"1"`, or is longer than 2048 characters, so the
+//! same checks run at start-up where the operator sees them, rather than as a 502 at run time.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde_json::{Value, json};
+
+/// The largest `Policy` STS accepts, in characters (PROTOCOL.md §1.4, `InvalidParameter.PolicySize`).
+pub const MAX_POLICY_LEN: usize = 2048;
+
+/// The only action a vended token needs to upload logs with the SLS web tracking STS plugin.
+pub const POST_LOGS_ACTION: &str = "log:PostLogStoreLogs";
+
+/// Why a policy or a logstore reference was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PolicyError {
+    #[error("is not valid JSON ({0})")]
+    NotJson(String),
+    #[error("must be a JSON object")]
+    NotObject,
+    #[error("must contain \"Version\":\"1\"")]
+    WrongVersion,
+    #[error("must contain a non-empty \"Statement\" array")]
+    NoStatements,
+    #[error("is {len} characters once minified; STS accepts at most {MAX_POLICY_LEN}")]
+    TooLong { len: usize },
+    #[error("`{0}` is not of the form project/logstore")]
+    NotAPair(String),
+    #[error(
+        "`{0}` is not a valid project name (3-63 of a-z, 0-9, -, starting and ending with a letter or digit; * as a wildcard)"
+    )]
+    BadProject(String),
+    #[error(
+        "`{0}` is not a valid logstore name (2-63 of a-z, 0-9, -, _, starting and ending with a letter or digit; * as a wildcard)"
+    )]
+    BadLogstore(String),
+    #[error("names no logstore")]
+    Empty,
+}
+
+/// One `project/logstore` pair, validated against SLS naming rules so that it can be placed in a
+/// resource ARN without escaping.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct LogstoreRef {
+    project: String,
+    logstore: String,
+}
+
+impl LogstoreRef {
+    /// The SLS resource ARN for this logstore, in any region and account; the role's own policy
+    /// pins the account.
+    pub fn resource_arn(&self) -> String {
+        format!(
+            "acs:log:*:*:project/{}/logstore/{}",
+            self.project, self.logstore
+        )
+    }
+
+    pub fn project(&self) -> &str {
+        &self.project
+    }
+
+    pub fn logstore(&self) -> &str {
+        &self.logstore
+    }
+}
+
+impl fmt::Display for LogstoreRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.project, self.logstore)
+    }
+}
+
+impl FromStr for LogstoreRef {
+    type Err = PolicyError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        let Some((project, logstore)) = s.split_once('/') else {
+            return Err(PolicyError::NotAPair(s.to_owned()));
+        };
+        if !valid_name(project, 3, false) {
+            return Err(PolicyError::BadProject(project.to_owned()));
+        }
+        if !valid_name(logstore, 2, true) {
+            return Err(PolicyError::BadLogstore(logstore.to_owned()));
+        }
+        Ok(Self {
+            project: project.to_owned(),
+            logstore: logstore.to_owned(),
+        })
+    }
+}
+
+/// SLS names: lower-case letters, digits, `-` (and `_` in logstores), starting and ending with a
+/// letter or digit. `*` is accepted anywhere as a RAM wildcard; a lone `*` is allowed too.
+fn valid_name(name: &str, min_len: usize, underscore: bool) -> bool {
+    if name == "*" {
+        return true;
+    }
+    let allowed = |c: char| {
+        c.is_ascii_lowercase()
+            || c.is_ascii_digit()
+            || c == '-'
+            || c == '*'
+            || (underscore && c == '_')
+    };
+    let edge_ok = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '*';
+    (min_len..=63).contains(&name.len())
+        && name.chars().all(allowed)
+        && name.chars().next().is_some_and(edge_ok)
+        && name.chars().last().is_some_and(edge_ok)
+}
+
+/// Parses a comma-separated list of `project/logstore` pairs, dropping duplicates.
+pub fn parse_logstores(list: &str) -> Result<Vec<LogstoreRef>, PolicyError> {
+    let mut stores = list
+        .split(',')
+        .filter(|part| !part.trim().is_empty())
+        .map(str::parse)
+        .collect::<Result<Vec<LogstoreRef>, _>>()?;
+    if stores.is_empty() {
+        return Err(PolicyError::Empty);
+    }
+    stores.sort();
+    stores.dedup();
+    Ok(stores)
+}
+
+/// The compact session policy that allows only `log:PostLogStoreLogs` on exactly `stores`.
+pub fn logstore_policy(stores: &[LogstoreRef]) -> Result<String, PolicyError> {
+    if stores.is_empty() {
+        return Err(PolicyError::Empty);
+    }
+    let resources: Vec<String> = stores.iter().map(LogstoreRef::resource_arn).collect();
+    let doc = json!({
+        "Version": "1",
+        "Statement": [{
+            "Effect": "Allow",
+            "Action": POST_LOGS_ACTION,
+            "Resource": resources,
+        }],
+    });
+    let text = doc.to_string();
+    check_len(&text)?;
+    Ok(text)
+}
+
+/// Checks an operator-supplied policy document and returns it minified (whitespace costs
+/// characters against the 2048 limit and adds nothing).
+pub fn check_policy_document(text: &str) -> Result<String, PolicyError> {
+    let doc: Value = serde_json::from_str(text).map_err(|e| PolicyError::NotJson(e.to_string()))?;
+    let obj = doc.as_object().ok_or(PolicyError::NotObject)?;
+    if obj.get("Version").and_then(Value::as_str) != Some("1") {
+        return Err(PolicyError::WrongVersion);
+    }
+    match obj.get("Statement") {
+        Some(Value::Array(statements)) if !statements.is_empty() => {}
+        _ => return Err(PolicyError::NoStatements),
+    }
+    let minified = doc.to_string();
+    check_len(&minified)?;
+    Ok(minified)
+}
+
+fn check_len(text: &str) -> Result<(), PolicyError> {
+    let len = text.chars().count();
+    if len > MAX_POLICY_LEN {
+        return Err(PolicyError::TooLong { len });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_logstore_gives_the_compact_least_privilege_policy() {
+        let stores = parse_logstores("my-proj/web-log").unwrap();
+        assert_eq!(
+            logstore_policy(&stores).unwrap(),
+            r#"{"Version":"1","Statement":[{"Effect":"Allow","Action":"log:PostLogStoreLogs","Resource":["acs:log:*:*:project/my-proj/logstore/web-log"]}]}"#
+        );
+    }
+
+    #[test]
+    fn several_logstores_are_trimmed_sorted_and_deduplicated() {
+        let stores = parse_logstores(" pr2/bb , pr1/aa,pr2/bb,").unwrap();
+        let names: Vec<String> = stores.iter().map(ToString::to_string).collect();
+        assert_eq!(names, ["pr1/aa", "pr2/bb"]);
+        let policy = logstore_policy(&stores).unwrap();
+        assert!(policy.contains(r#""Resource":["acs:log:*:*:project/pr1/logstore/aa","acs:log:*:*:project/pr2/logstore/bb"]"#));
+    }
+
+    #[test]
+    fn bad_logstore_references_are_refused_with_the_reason() {
+        let cases = [
+            ("weblog", PolicyError::NotAPair("weblog".into())),
+            ("My-Proj/l1", PolicyError::BadProject("My-Proj".into())),
+            ("pp/l", PolicyError::BadProject("pp".into())),
+            ("proj/a\"b", PolicyError::BadLogstore("a\"b".into())),
+            ("proj/-x", PolicyError::BadLogstore("-x".into())),
+            ("proj/a/b", PolicyError::BadLogstore("a/b".into())),
+            (" , ", PolicyError::Empty),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(
+                parse_logstores(input).unwrap_err(),
+                expected,
+                "input {input:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn wildcards_and_underscores_are_accepted_where_sls_allows_them() {
+        assert!(parse_logstores("proj/*,proj/web_*,p-1/a_b").is_ok());
+    }
+
+    #[test]
+    fn too_many_logstores_exceed_the_policy_limit() {
+        let list: Vec<String> = (0..60)
+            .map(|i| format!("project-{i:03}/logstore-{i:03}"))
+            .collect();
+        let stores = parse_logstores(&list.join(",")).unwrap();
+        assert!(matches!(
+            logstore_policy(&stores),
+            Err(PolicyError::TooLong { .. })
+        ));
+    }
+
+    #[test]
+    fn a_policy_document_is_checked_and_minified() {
+        let doc = "{\n  \"Version\": \"1\",\n  \"Statement\": [ {\"Effect\": \"Allow\", \"Action\": \"log:PostLogStoreLogs\", \"Resource\": \"*\"} ]\n}";
+        let minified = check_policy_document(doc).unwrap();
+        assert!(!minified.contains(' '));
+        assert!(minified.contains(r#""Version":"1""#));
+    }
+
+    #[test]
+    fn bad_policy_documents_are_refused() {
+        assert!(matches!(
+            check_policy_document("{"),
+            Err(PolicyError::NotJson(_))
+        ));
+        assert_eq!(check_policy_document("[]"), Err(PolicyError::NotObject));
+        assert_eq!(
+            check_policy_document(r#"{"Version":1,"Statement":[{}]}"#),
+            Err(PolicyError::WrongVersion)
+        );
+        assert_eq!(
+            check_policy_document(r#"{"Version":"1","Statement":[]}"#),
+            Err(PolicyError::NoStatements)
+        );
+        let long = format!(
+            r#"{{"Version":"1","Statement":[{{"Effect":"Allow","Action":"log:PostLogStoreLogs","Resource":"{}"}}]}}"#,
+            "a".repeat(2100)
+        );
+        assert!(matches!(
+            check_policy_document(&long),
+            Err(PolicyError::TooLong { .. })
+        ));
+    }
+}
