@@ -1,0 +1,338 @@
+//! Shared test pieces: a scriptable mock STS that counts and records calls, and `spawn_app`,
+//! which starts the real service on 127.0.0.1:0.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+use stsvend::clock::Clock;
+use stsvend::config::{self, ConfigFile, Mode};
+use stsvend::credentials::CredentialsProvider;
+use stsvend::emulator::Emulator;
+use stsvend::startup::App;
+
+/// The AccessKey the tests give the service; the mock does not check it, the emulator does.
+pub const TEST_KEY_ID: &str = "LTAI5tTestKeyIdForStsvend";
+pub const TEST_KEY_SECRET: &str = "test-base-secret-6c1f0e8a11";
+pub const ROLE_ARN: &str = "acs:ram::1234567890123456:role/sls-web-tracking";
+
+/// What the mock answers to one call.
+#[derive(Debug, Clone)]
+pub enum Reply {
+    /// Fresh credentials expiring `lifetime` seconds from now.
+    Success { lifetime: i64 },
+    /// An STS error body with this status and code.
+    Error { status: u16, code: &'static str },
+    /// Any status and body.
+    Raw { status: u16, body: &'static str },
+    /// The inner reply after a delay.
+    Slow { delay: Duration, reply: Box<Self> },
+}
+
+impl Reply {
+    pub fn error(status: u16, code: &'static str) -> Self {
+        Self::Error { status, code }
+    }
+
+    pub fn slow(delay: Duration, reply: Self) -> Self {
+        Self::Slow {
+            delay,
+            reply: Box::new(reply),
+        }
+    }
+}
+
+/// Credentials the mock issued, so tests can look for them in logs.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    pub access_key_id: String,
+    pub secret: String,
+    pub token: String,
+}
+
+#[derive(Default)]
+struct MockState {
+    script: Mutex<VecDeque<Reply>>,
+    /// Used when the script is empty.
+    fallback: Mutex<Option<Reply>>,
+    /// Per-RoleArn replies, for several profiles in one process.
+    by_role: Mutex<HashMap<String, Reply>>,
+    calls: AtomicUsize,
+    requests: Mutex<Vec<HashMap<String, String>>>,
+    issued: Mutex<Vec<Issued>>,
+}
+
+/// An in-process mock STS on 127.0.0.1. Dropping it stops the server.
+pub struct MockSts {
+    pub addr: SocketAddr,
+    state: Arc<MockState>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl MockSts {
+    /// Starts a mock that answers `script` in order, then succeeds with the requested duration.
+    pub async fn start(script: Vec<Reply>) -> Self {
+        let state = Arc::new(MockState {
+            script: Mutex::new(script.into()),
+            ..MockState::default()
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let router = axum::Router::new()
+            .route("/", axum::routing::post(handle))
+            .with_state(state.clone());
+        let task = tokio::spawn(async move {
+            axum::serve(listener, router).await.unwrap();
+        });
+        Self { addr, state, task }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://{}/", self.addr)
+    }
+
+    /// What to answer once the script is used up (default: success for the requested duration).
+    pub fn set_fallback(&self, reply: Reply) {
+        *self.state.fallback.lock().unwrap() = Some(reply);
+    }
+
+    /// Answer every call for `role_arn` with `reply`, ignoring the script.
+    pub fn for_role(&self, role_arn: &str, reply: Reply) {
+        self.state
+            .by_role
+            .lock()
+            .unwrap()
+            .insert(role_arn.to_owned(), reply);
+    }
+
+    pub fn push(&self, reply: Reply) {
+        self.state.script.lock().unwrap().push_back(reply);
+    }
+
+    pub fn calls(&self) -> usize {
+        self.state.calls.load(Ordering::SeqCst)
+    }
+
+    /// Every request's parameters (query and form body merged).
+    pub fn requests(&self) -> Vec<HashMap<String, String>> {
+        self.state.requests.lock().unwrap().clone()
+    }
+
+    pub fn issued(&self) -> Vec<Issued> {
+        self.state.issued.lock().unwrap().clone()
+    }
+}
+
+impl Drop for MockSts {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn handle(State(state): State<Arc<MockState>>, uri: Uri, body: Bytes) -> Response {
+    let n = state.calls.fetch_add(1, Ordering::SeqCst);
+    let mut params: HashMap<String, String> =
+        form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+            .into_owned()
+            .collect();
+    params.extend(form_urlencoded::parse(&body).into_owned());
+    let role = params.get("RoleArn").cloned().unwrap_or_default();
+    let duration: i64 = params
+        .get("DurationSeconds")
+        .and_then(|d| d.parse().ok())
+        .unwrap_or(3600);
+    state.requests.lock().unwrap().push(params);
+    let by_role = state.by_role.lock().unwrap().get(&role).cloned();
+    let reply = by_role
+        .or_else(|| state.script.lock().unwrap().pop_front())
+        .or_else(|| state.fallback.lock().unwrap().clone())
+        .unwrap_or(Reply::Success { lifetime: duration });
+    answer(&state, n, reply).await
+}
+
+async fn answer(state: &MockState, n: usize, mut reply: Reply) -> Response {
+    while let Reply::Slow {
+        delay,
+        reply: inner,
+    } = reply
+    {
+        tokio::time::sleep(delay).await;
+        reply = *inner;
+    }
+    match reply {
+        Reply::Success { lifetime } => {
+            let issued = Issued {
+                access_key_id: format!("STS.mock{n}x{}", uuid::Uuid::new_v4().simple()),
+                secret: format!("issued-secret-{n}-{}", uuid::Uuid::new_v4().simple()),
+                token: format!("CAIS+issued/token{n}={}", uuid::Uuid::new_v4().simple()),
+            };
+            state.issued.lock().unwrap().push(issued.clone());
+            #[allow(clippy::disallowed_methods)] // the mock plays STS, with its own clock
+            let expiration = Utc::now() + chrono::Duration::seconds(lifetime);
+            let body = serde_json::json!({
+                "RequestId": format!("MOCK-{n}"),
+                "AssumedRoleUser": {"AssumedRoleId": "1:stsvend", "Arn": format!("{ROLE_ARN}/stsvend")},
+                "Credentials": {
+                    "SecurityToken": issued.token,
+                    "Expiration": expiration.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+                    "AccessKeySecret": issued.secret,
+                    "AccessKeyId": issued.access_key_id,
+                }
+            });
+            (StatusCode::OK, axum::Json(body)).into_response()
+        }
+        Reply::Error { status, code } => {
+            let body = serde_json::json!({
+                "RequestId": format!("MOCK-ERR-{n}"),
+                "HostId": "sts.aliyuncs.com",
+                "Code": code,
+                "Message": format!("mock {code}"),
+                "Recommend": "https://api.aliyun.com/troubleshoot",
+            });
+            (StatusCode::from_u16(status).unwrap(), axum::Json(body)).into_response()
+        }
+        Reply::Raw { status, body } => {
+            (StatusCode::from_u16(status).unwrap(), body).into_response()
+        }
+        Reply::Slow { .. } => unreachable!("unwrapped above"),
+    }
+}
+
+/// A running service under test.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub client: reqwest::Client,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request failed")
+    }
+
+    /// Asks the service to stop and waits for it (bounded).
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(15), task)
+                .await
+                .expect("service did not stop in time")
+                .unwrap()
+                .unwrap();
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// The environment a test service starts from: test AccessKey, role, loopback listener.
+pub fn base_env(endpoint: &str) -> HashMap<String, String> {
+    [
+        ("ALIBABA_CLOUD_ACCESS_KEY_ID", TEST_KEY_ID),
+        ("ALIBABA_CLOUD_ACCESS_KEY_SECRET", TEST_KEY_SECRET),
+        ("STSVEND_ROLE_ARN", ROLE_ARN),
+        ("STSVEND_STS_ENDPOINT", endpoint),
+        ("STSVEND_LISTEN", "127.0.0.1:0"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
+}
+
+/// Starts the service with `base_env(endpoint)` plus `extra` (an empty value removes a variable)
+/// and an optional TOML file.
+pub async fn spawn_app(endpoint: &str, extra: &[(&str, &str)], file: Option<&str>) -> TestApp {
+    let mut env = base_env(endpoint);
+    for (k, v) in extra {
+        if v.is_empty() {
+            env.remove(*k);
+        } else {
+            env.insert((*k).to_owned(), (*v).to_owned());
+        }
+    }
+    let file = file.map(|text| ConfigFile {
+        path: "test.toml".into(),
+        text: text.into(),
+    });
+    let config = config::load(file.as_ref(), &env, Mode::Serve).expect("test config is valid");
+    let credentials = CredentialsProvider::Static(config.credentials.clone().expect("credentials"));
+    start(&config, credentials).await
+}
+
+/// Starts the service against a fresh emulator, with the emulator's AccessKey.
+pub async fn spawn_with_emulator(extra: &[(&str, &str)]) -> (TestApp, Emulator) {
+    let emulator = Emulator::start(Clock::System).await.unwrap();
+    let mut env = base_env(emulator.endpoint().as_str());
+    for (k, v) in extra {
+        env.insert((*k).to_owned(), (*v).to_owned());
+    }
+    let config = config::load(None, &env, Mode::Serve).expect("test config is valid");
+    let app = start(&config, CredentialsProvider::Static(emulator.credentials())).await;
+    (app, emulator)
+}
+
+async fn start(config: &config::Config, credentials: CredentialsProvider) -> TestApp {
+    let app = App::build(config, credentials, Clock::System)
+        .await
+        .expect("service builds");
+    let addr = app.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(app.run_until(async move {
+        let _ = stopped.await;
+    }));
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    TestApp {
+        addr,
+        client,
+        stop: Some(stop),
+        task: Some(task),
+    }
+}
+
+/// Polls `check` every 50 ms until it returns true or `limit` passes.
+pub async fn eventually<F, Fut>(limit: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if check().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

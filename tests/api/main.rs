@@ -1,0 +1,8 @@
+//! Integration tests: the real router on 127.0.0.1:0 against the built-in emulator or an
+//! in-process mock STS. One test binary (see helpers.rs for the shared pieces).
+
+mod helpers;
+
+mod failures;
+mod signature_vectors;
+mod token;
