@@ -15,7 +15,8 @@ deliberately unsorted order for most cases so that the consumer has to sort them
 
 Usage, from the repository root:
     pip install -r scripts/requirements.txt
-    python3 scripts/gen_signature_vectors.py
+    python3 scripts/gen_signature_vectors.py           # (re)write the fixture
+    python3 scripts/gen_signature_vectors.py --check   # fail if the committed fixture differs
 The output is deterministic: fixed nonces and timestamps, no randomness.
 """
 
@@ -24,6 +25,7 @@ import hashlib
 import hmac
 import json
 import re
+import sys
 from importlib.metadata import version
 from pathlib import Path
 from urllib.parse import quote_plus
@@ -200,6 +202,13 @@ def main():
     }
     text = PAIR.sub(r"[\1, \2]", json.dumps(fixture, indent=2, ensure_ascii=False))
     assert json.loads(text) == fixture
+    if "--check" in sys.argv[1:]:
+        committed = FIXTURE.read_text(encoding="utf-8") if FIXTURE.exists() else ""
+        if committed != text + "\n":
+            sys.exit(f"{FIXTURE.relative_to(REPO_ROOT)} differs from what {SDK}=={sdk_version} "
+                     "produces; run scripts/gen_signature_vectors.py and commit the result")
+        print(f"{len(cases)} cases: {FIXTURE.relative_to(REPO_ROOT)} matches {SDK}=={sdk_version}")
+        return
     FIXTURE.parent.mkdir(parents=True, exist_ok=True)
     FIXTURE.write_text(text + "\n", encoding="utf-8")
     for case in cases:

@@ -6,6 +6,9 @@
 
 use chrono::{DateTime, Utc};
 
+/// The furthest ahead [`Clock::deadline`] looks: a year, far beyond any STS token (12 h at most).
+pub const MAX_AHEAD: std::time::Duration = std::time::Duration::from_secs(365 * 24 * 3600);
+
 /// Source of wall-clock time.
 #[derive(Debug, Clone)]
 pub enum Clock {
@@ -40,13 +43,15 @@ impl Clock {
     }
 
     /// Converts a wall-clock moment into a tokio deadline, so timers and comparisons can use
-    /// tokio time. Moments in the past map to "now".
+    /// tokio time. Moments in the past map to "now"; absurdly distant ones (an upstream that
+    /// claims a token lasts centuries) are capped at [`MAX_AHEAD`] rather than overflowing.
     pub fn deadline(&self, at: DateTime<Utc>) -> tokio::time::Instant {
         let now_instant = tokio::time::Instant::now();
-        match (at - self.now()).to_std() {
-            Ok(ahead) => now_instant + ahead,
-            Err(_) => now_instant,
-        }
+        let ahead = (at - self.now())
+            .to_std()
+            .unwrap_or_default()
+            .min(MAX_AHEAD);
+        now_instant.checked_add(ahead).unwrap_or(now_instant)
     }
 }
 
@@ -73,6 +78,10 @@ mod tests {
         let clock = Clock::following_tokio(start);
         let past = start - chrono::Duration::seconds(5);
         assert_eq!(clock.deadline(past), tokio::time::Instant::now());
+        let far = DateTime::parse_from_rfc3339("9999-12-31T23:59:59Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(clock.deadline(far), tokio::time::Instant::now() + MAX_AHEAD);
         let future = start + chrono::Duration::seconds(5);
         assert_eq!(
             clock.deadline(future),

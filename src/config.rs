@@ -221,10 +221,8 @@ fn read_file(file: &ConfigFile, raw: &mut Raw, problems: &mut Problems) {
             let location = e
                 .span()
                 .map(|span| {
-                    let line = file.text[..span.start.min(file.text.len())]
-                        .matches('\n')
-                        .count()
-                        + 1;
+                    let before = file.text.get(..span.start).unwrap_or_default();
+                    let line = before.matches('\n').count() + 1;
                     format!(" (line {line})")
                 })
                 .unwrap_or_default();

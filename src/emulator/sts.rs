@@ -287,7 +287,7 @@ fn assume_role(
     };
     if let Some(text) = get("Policy") {
         match policy::check_policy_document(text) {
-            Ok(_) if text.chars().count() <= policy::MAX_POLICY_LEN => {}
+            Ok(_) if text.len() <= policy::MAX_POLICY_LEN => {}
             Ok(_) | Err(PolicyError::TooLong { .. }) => {
                 return Err(fault(
                     400,

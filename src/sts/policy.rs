@@ -2,7 +2,7 @@
 //! checks a hand-written policy must pass before it is ever sent to STS.
 //!
 //! A session policy can only narrow the role's permissions (PROTOCOL.md §9). STS rejects a
-//! policy that is not JSON, lacks `"Version":"1"`, or is longer than 2048 characters, so the
+//! policy that is not JSON, lacks `"Version":"1"`, or is longer than 2048 bytes, so the
 //! same checks run at start-up where the operator sees them, rather than as a 502 at run time.
 
 use std::fmt;
@@ -10,7 +10,8 @@ use std::str::FromStr;
 
 use serde_json::{Value, json};
 
-/// The largest `Policy` STS accepts, in characters (PROTOCOL.md §1.4, `InvalidParameter.PolicySize`).
+/// The largest `Policy` STS accepts. Documentation says 2048 characters, the error message says
+/// bytes; counting bytes satisfies both (PROTOCOL.md §1.4, `InvalidParameter.PolicySize`).
 pub const MAX_POLICY_LEN: usize = 2048;
 
 /// The only action a vended token needs to upload logs with the SLS web tracking STS plugin.
@@ -27,7 +28,7 @@ pub enum PolicyError {
     WrongVersion,
     #[error("must contain a non-empty \"Statement\" array")]
     NoStatements,
-    #[error("is {len} characters once minified; STS accepts at most {MAX_POLICY_LEN}")]
+    #[error("is {len} bytes once minified; STS accepts at most {MAX_POLICY_LEN}")]
     TooLong { len: usize },
     #[error("`{0}` is not of the form project/logstore")]
     NotAPair(String),
@@ -169,7 +170,7 @@ pub fn check_policy_document(text: &str) -> Result<String, PolicyError> {
 }
 
 fn check_len(text: &str) -> Result<(), PolicyError> {
-    let len = text.chars().count();
+    let len = text.len();
     if len > MAX_POLICY_LEN {
         return Err(PolicyError::TooLong { len });
     }

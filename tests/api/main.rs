@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod example_config;
 mod failures;
 mod signature_vectors;
 mod token;
