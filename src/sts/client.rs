@@ -134,9 +134,7 @@ pub struct StsClient {
 
 impl StsClient {
     pub fn new(endpoint: Url, clock: Clock) -> Result<Self, reqwest::Error> {
-        // reqwest is built without a default crypto provider; ring is the one we ship.
-        // Installing twice (several clients in one process) is harmless.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        install_crypto_provider();
         let http = reqwest::Client::builder()
             .user_agent(concat!("stsvend/", env!("CARGO_PKG_VERSION")))
             .timeout(REQUEST_TIMEOUT)
@@ -191,6 +189,14 @@ impl StsClient {
             Err(reason) => Err(StsError::Malformed { status, reason }),
         }
     }
+}
+
+/// Makes ring the process's rustls crypto provider. reqwest is built without a default one (so
+/// no C toolchain is needed for aws-lc), and building any reqwest client before this panics.
+/// Safe to call any number of times.
+pub fn install_crypto_provider() {
+    // Fails only if a provider is already installed, which is what we want anyway.
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 enum ReadError {

@@ -5,5 +5,6 @@ mod helpers;
 
 mod example_config;
 mod failures;
+mod https;
 mod signature_vectors;
 mod token;
