@@ -81,11 +81,21 @@ pub enum Scope {
     Unrestricted,
 }
 
-/// A configuration file's path (for messages) and its text.
-#[derive(Debug, Clone)]
+/// A configuration file's path (for messages) and its text. `Debug` shows the path only: the
+/// text may hold an AccessKey secret.
+#[derive(Clone)]
 pub struct ConfigFile {
     pub path: String,
     pub text: String,
+}
+
+impl fmt::Debug for ConfigFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConfigFile")
+            .field("path", &self.path)
+            .field("text", &format_args!("<{} bytes>", self.text.len()))
+            .finish()
+    }
 }
 
 /// One invalid setting.
@@ -397,8 +407,10 @@ fn read_env(env: &HashMap<String, String>, raw: &mut Raw, problems: &mut Problem
     for name in unknown {
         let suggestion = KNOWN_ENV
             .iter()
-            .find(|known| name.starts_with(*known) || known.starts_with(name.as_str()))
-            .map(|known| format!("; did you mean `{known}`?"))
+            .map(|known| (strsim::levenshtein(name, known), known))
+            .filter(|(distance, _)| *distance <= 3)
+            .min()
+            .map(|(_, known)| format!("; did you mean `{known}`?"))
             .unwrap_or_default();
         problems.add(
             format!("`{name}`"),
@@ -567,11 +579,14 @@ fn parse_listen(
 }
 
 fn parse_endpoint(setting: &Setting, problems: &mut Problems) -> Option<Url> {
+    // A URL with `user:password@` must not have its password echoed to the terminal.
+    let value = if setting.value.contains('@') {
+        "a URL with user information (not shown)".to_owned()
+    } else {
+        shown(&setting.value)
+    };
     let fail = |problems: &mut Problems, why: &str| {
-        problems.add(
-            &setting.origin,
-            format!("{why}, got {}", shown(&setting.value)),
-        );
+        problems.add(&setting.origin, format!("{why}, got {value}"));
         None
     };
     let Ok(url) = Url::parse(setting.value.trim()) else {

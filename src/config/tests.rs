@@ -437,3 +437,47 @@ fn secrets_never_appear_in_debug_output_or_problems() {
         "{found:#?}"
     );
 }
+
+#[test]
+fn typos_get_the_nearest_known_name() {
+    let found = problems(None, &[("STSVEND_REGOIN", "cn-hangzhou")]);
+    assert!(
+        found
+            .iter()
+            .any(|p| p.contains("did you mean `STSVEND_REGION`?")),
+        "{found:#?}"
+    );
+    let found = problems(None, &[("STSVEND_SOMETHING_ELSE", "x")]);
+    assert!(
+        found
+            .iter()
+            .any(|p| p.contains("is not a setting") && !p.contains("did you mean")),
+        "{found:#?}"
+    );
+}
+
+#[test]
+fn an_endpoint_with_a_password_is_refused_without_echoing_it() {
+    let found = problems(
+        None,
+        &[(
+            "STSVEND_STS_ENDPOINT",
+            "https://admin:Pa55w0rdSecret@sts.example.com/",
+        )],
+    );
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert!(
+        found[0].contains("without credentials") && !found[0].contains("Pa55w0rd"),
+        "{}",
+        found[0]
+    );
+}
+
+#[test]
+fn a_config_file_debug_shows_its_path_not_its_text() {
+    let shown = format!("{:?}", file("access_key_secret = \"file-secret\""));
+    assert!(
+        shown.contains("stsvend.toml") && !shown.contains("file-secret"),
+        "{shown}"
+    );
+}

@@ -336,3 +336,184 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A plain HTTP client for tests. reqwest is built without a default TLS provider and refuses to
+/// build a client until one is installed; installing it twice is harmless.
+pub fn http_client(timeout: Duration) -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .build()
+        .expect("HTTP client builds")
+}
+
+// The real `stsvend` binary as a child process: for the config-error, secret-leak and shutdown
+// tests, which need its exit code, its signal handling and everything it prints.
+
+/// A file with a unique name under the system temp directory, removed when dropped.
+pub struct TempFile {
+    pub path: std::path::PathBuf,
+}
+
+impl TempFile {
+    pub fn new(name: &str, contents: &str) -> Self {
+        let path = std::env::temp_dir().join(format!(
+            "stsvend-test-{}-{name}",
+            uuid::Uuid::new_v4().simple()
+        ));
+        std::fs::write(&path, contents).expect("can write a temp file");
+        Self { path }
+    }
+
+    pub fn path_str(&self) -> &str {
+        self.path.to_str().expect("temp paths are UTF-8")
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// A loopback port that was free a moment ago (bound to port 0, read, released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("can bind a loopback port")
+        .port()
+}
+
+/// The `stsvend` binary, started with exactly the given environment (nothing inherited), its
+/// stdout and stderr captured in full. Killed if dropped while running.
+pub struct ServiceProcess {
+    child: tokio::process::Child,
+    pub addr: SocketAddr,
+    stdout: Option<tokio::task::JoinHandle<Vec<u8>>>,
+    stderr: Option<tokio::task::JoinHandle<Vec<u8>>>,
+}
+
+/// Reads a pipe to its end on a task, so that a chatty child never blocks on a full pipe.
+fn drain<R>(pipe: Option<R>) -> Option<tokio::task::JoinHandle<Vec<u8>>>
+where
+    R: tokio::io::AsyncRead + Unpin + Send + 'static,
+{
+    pipe.map(|mut pipe| {
+        tokio::spawn(async move {
+            let mut out = Vec::new();
+            let _ = tokio::io::AsyncReadExt::read_to_end(&mut pipe, &mut out).await;
+            out
+        })
+    })
+}
+
+impl ServiceProcess {
+    /// Starts `stsvend ARGS` listening on a free loopback port (`STSVEND_LISTEN` is added to
+    /// `env`) and waits, bounded, until `/healthz` answers 200. A port taken by someone else in
+    /// the meantime is retried with another one.
+    pub async fn start(args: &[&str], env: &[(&str, &str)]) -> Self {
+        for _attempt in 0..3 {
+            let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+            let mut process = Self::spawn(args, env, addr);
+            if process.wait_healthy(Duration::from_secs(10)).await {
+                return process;
+            }
+            let exited = process.child.try_wait().ok().flatten();
+            process.kill().await;
+            let (stdout, stderr) = process.output().await;
+            if !stderr.contains("cannot listen") {
+                panic!(
+                    "stsvend did not become healthy (exit: {exited:?})\nstdout:\n{stdout}\nstderr:\n{stderr}"
+                );
+            }
+        }
+        panic!("stsvend could not bind a free loopback port in 3 attempts");
+    }
+
+    /// Spawns without waiting for anything.
+    pub fn spawn(args: &[&str], env: &[(&str, &str)], addr: SocketAddr) -> Self {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_stsvend"));
+        command
+            .args(args)
+            .env_clear()
+            .envs(env.iter().copied())
+            .env("STSVEND_LISTEN", addr.to_string())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = command.spawn().expect("can start the stsvend binary");
+        let stdout = drain(child.stdout.take());
+        let stderr = drain(child.stderr.take());
+        Self {
+            child,
+            addr,
+            stdout,
+            stderr,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("the process is running")
+    }
+
+    /// Polls `GET /healthz` until it answers 200, the process exits, or `limit` passes.
+    pub async fn wait_healthy(&mut self, limit: Duration) -> bool {
+        let client = http_client(Duration::from_secs(2));
+        let deadline = tokio::time::Instant::now() + limit;
+        while tokio::time::Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return false;
+            }
+            if let Ok(response) = client.get(self.url("/healthz")).send().await
+                && response.status() == reqwest::StatusCode::OK
+            {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
+    }
+
+    /// Sends a signal (`TERM`, `INT`, …) with `kill(1)`.
+    pub fn signal(&self, name: &str) {
+        let status = std::process::Command::new("kill")
+            .args([format!("-{name}"), self.pid().to_string()])
+            .status()
+            .expect("can run kill");
+        assert!(status.success(), "kill -{name} failed: {status}");
+    }
+
+    /// Waits up to `limit` for the process to exit.
+    pub async fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        tokio::time::timeout(limit, self.child.wait())
+            .await
+            .ok()
+            .and_then(Result::ok)
+    }
+
+    pub async fn kill(&mut self) {
+        let _ = self.child.kill().await;
+    }
+
+    /// Everything the process wrote to stdout and stderr; call after it has exited.
+    pub async fn output(&mut self) -> (String, String) {
+        async fn collect(handle: Option<tokio::task::JoinHandle<Vec<u8>>>) -> String {
+            let Some(handle) = handle else {
+                return String::new();
+            };
+            match tokio::time::timeout(Duration::from_secs(5), handle).await {
+                Ok(Ok(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
+                _ => String::new(),
+            }
+        }
+        (
+            collect(self.stdout.take()).await,
+            collect(self.stderr.take()).await,
+        )
+    }
+}

@@ -3,8 +3,12 @@
 
 mod helpers;
 
+mod config_errors;
+mod emulator;
 mod example_config;
 mod failures;
 mod https;
+mod secrets;
+mod shutdown;
 mod signature_vectors;
 mod token;
