@@ -149,10 +149,6 @@ impl StsClient {
         })
     }
 
-    pub fn endpoint(&self) -> &Url {
-        &self.endpoint
-    }
-
     /// Calls `AssumeRole` once, with a fresh timestamp and nonce.
     #[tracing::instrument(skip_all, fields(role_session_name = %call.role_session_name))]
     pub async fn assume_role(

@@ -61,14 +61,6 @@ impl LogstoreRef {
             self.project, self.logstore
         )
     }
-
-    pub fn project(&self) -> &str {
-        &self.project
-    }
-
-    pub fn logstore(&self) -> &str {
-        &self.logstore
-    }
 }
 
 impl fmt::Display for LogstoreRef {
