@@ -205,6 +205,10 @@ fn print_dev_banner(addr: SocketAddr, config: &Config) {
             describe(&profile.scope)
         );
     }
+    if !addr.ip().is_loopback() {
+        println!();
+        println!("  listening on {addr}: reachable from other hosts (--allow-remote)");
+    }
     println!();
     println!("  try:  curl -s http://{host}/get_sts_token");
     println!();
