@@ -33,6 +33,8 @@ const DEFAULT_MIN_REMAINING_SECONDS: u64 = 600;
 /// The refresher needs this much of a token's life between "fetched" and "too old to serve".
 const MIN_SERVE_WINDOW_SECONDS: u64 = 60;
 const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
+/// Where the ECS metadata service answers on every instance.
+const DEFAULT_ECS_METADATA_HOST: &str = "100.100.100.200";
 const DEFAULT_DEV_LISTEN: &str = "127.0.0.1:8080";
 /// What `stsvend dev` assumes when nothing is configured, so that one command works.
 pub const DEV_ROLE_ARN: &str = "acs:ram::1234567890123456:role/stsvend-dev";
@@ -53,6 +55,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Base URL of STS (`https://sts.<region>.aliyuncs.com/` unless overridden). Ignored in dev.
     pub sts_endpoint: Url,
+    /// Base URL of the ECS metadata service (`http://100.100.100.200/` unless overridden).
+    pub ecs_metadata_endpoint: Url,
     pub min_remaining: Duration,
     /// Sorted by name; `default` serves `/get_sts_token`.
     pub profiles: Vec<Profile>,
@@ -79,6 +83,19 @@ pub enum Scope {
     Document,
     /// No session policy: every permission of the role.
     Unrestricted,
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Logstores(stores) => {
+                let names: Vec<String> = stores.iter().map(ToString::to_string).collect();
+                write!(f, "log:PostLogStoreLogs on {}", names.join(", "))
+            }
+            Self::Document => f.write_str("custom session policy"),
+            Self::Unrestricted => f.write_str("every permission of the role (no session policy)"),
+        }
+    }
 }
 
 /// A configuration file's path (for messages) and its text. `Debug` shows the path only: the
@@ -138,6 +155,7 @@ const KNOWN_ENV: &[&str] = &[
     "STSVEND_DURATION_SECONDS",
     "STSVEND_REGION",
     "STSVEND_STS_ENDPOINT",
+    "STSVEND_ECS_METADATA_ENDPOINT",
     "STSVEND_LOGSTORE",
     "STSVEND_POLICY",
     "STSVEND_MIN_REMAINING_SECONDS",
@@ -148,6 +166,7 @@ const GLOBAL_KEYS: &[&str] = &[
     "listen",
     "region",
     "sts_endpoint",
+    "ecs_metadata_endpoint",
     "min_remaining_seconds",
     "access_key_id",
     "access_key_secret",
@@ -184,6 +203,7 @@ struct Raw {
     listen: Option<Setting>,
     region: Option<Setting>,
     sts_endpoint: Option<Setting>,
+    ecs_metadata_endpoint: Option<Setting>,
     min_remaining_seconds: Option<Setting>,
     access_key_id: Option<Setting>,
     access_key_secret: Option<Setting>,
@@ -249,6 +269,7 @@ fn read_file(file: &ConfigFile, raw: &mut Raw, problems: &mut Problems) {
             "listen" => &mut raw.listen,
             "region" => &mut raw.region,
             "sts_endpoint" => &mut raw.sts_endpoint,
+            "ecs_metadata_endpoint" => &mut raw.ecs_metadata_endpoint,
             "min_remaining_seconds" => &mut raw.min_remaining_seconds,
             "access_key_id" => &mut raw.access_key_id,
             "access_key_secret" => &mut raw.access_key_secret,
@@ -375,6 +396,10 @@ fn read_env(env: &HashMap<String, String>, raw: &mut Raw, problems: &mut Problem
     set(&mut raw.region, "STSVEND_REGION");
     set(&mut raw.sts_endpoint, "STSVEND_STS_ENDPOINT");
     set(
+        &mut raw.ecs_metadata_endpoint,
+        "STSVEND_ECS_METADATA_ENDPOINT",
+    );
+    set(
         &mut raw.min_remaining_seconds,
         "STSVEND_MIN_REMAINING_SECONDS",
     );
@@ -470,9 +495,13 @@ fn validate(raw: Raw, mode: Mode, problems: &mut Problems) -> Option<Config> {
                     setting.origin
                 ));
             }
-            parse_endpoint(setting, problems)
+            parse_endpoint(setting, None, problems)
         }
         None => Url::parse(&format!("https://sts.{region}.aliyuncs.com/")).ok(),
+    };
+    let ecs_metadata_endpoint = match &raw.ecs_metadata_endpoint {
+        Some(setting) => parse_endpoint(setting, Some(DEFAULT_ECS_METADATA_HOST), problems),
+        None => Url::parse(&format!("http://{DEFAULT_ECS_METADATA_HOST}/")).ok(),
     };
 
     let min_remaining = match &raw.min_remaining_seconds {
@@ -550,6 +579,7 @@ fn validate(raw: Raw, mode: Mode, problems: &mut Problems) -> Option<Config> {
     Some(Config {
         listen: listen?,
         sts_endpoint: sts_endpoint?,
+        ecs_metadata_endpoint: ecs_metadata_endpoint?,
         min_remaining: Duration::from_secs(min_remaining?),
         profiles,
         credentials,
@@ -578,7 +608,13 @@ fn parse_listen(
     }
 }
 
-fn parse_endpoint(setting: &Setting, problems: &mut Problems) -> Option<Url> {
+/// A base URL: https, or plain http for loopback hosts and `http_host` (the metadata service is
+/// plain HTTP on a link-local address by design).
+fn parse_endpoint(
+    setting: &Setting,
+    http_host: Option<&str>,
+    problems: &mut Problems,
+) -> Option<Url> {
     // A URL with `user:password@` must not have its password echoed to the terminal.
     let value = if setting.value.contains('@') {
         "a URL with user information (not shown)".to_owned()
@@ -611,12 +647,13 @@ fn parse_endpoint(setting: &Setting, problems: &mut Problems) -> Option<Url> {
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
         None => return fail(problems, "must name a host"),
     };
+    let plain_ok = loopback || http_host.is_some_and(|h| url.host_str() == Some(h));
     match url.scheme() {
         "https" => Some(url),
-        "http" if loopback => Some(url),
+        "http" if plain_ok => Some(url),
         "http" => fail(
             problems,
-            "must use https:// (plain http:// is allowed only for loopback hosts such as a local emulator, because the request carries a signed AccessKey)",
+            "must use https:// (plain http:// is allowed only for loopback hosts such as a local emulator, because the request carries credentials)",
         ),
         _ => fail(problems, "must be an https:// URL"),
     }
@@ -661,12 +698,11 @@ fn parse_credentials(raw: &Raw, problems: &mut Problems) -> Option<Credentials> 
             None
         }
         (None, None) => {
+            // Not an error: the credential chain looks at the other sources.
             if let Some(token) = &raw.security_token {
-                problems.add(&token.origin, "is set without ALIBABA_CLOUD_ACCESS_KEY_ID and ALIBABA_CLOUD_ACCESS_KEY_SECRET");
-            } else {
                 problems.add(
-                    "`ALIBABA_CLOUD_ACCESS_KEY_ID`",
-                    "no credentials to call STS with: set ALIBABA_CLOUD_ACCESS_KEY_ID and ALIBABA_CLOUD_ACCESS_KEY_SECRET to a RAM user's AccessKey that may assume the role (or run `stsvend dev` to try the service without a cloud account)",
+                    &token.origin,
+                    "is set without ALIBABA_CLOUD_ACCESS_KEY_ID and ALIBABA_CLOUD_ACCESS_KEY_SECRET",
                 );
             }
             None

@@ -9,8 +9,10 @@
 //! - [`sts`]: the V1 signer, the `AssumeRole` request and response, session policies;
 //! - [`credentials`]: the service's own AccessKey, held in redacting types;
 //! - [`emulator`]: the local STS behind `stsvend dev` and the integration tests;
+//! - [`check`]: `stsvend check`, the operator's dry run;
 //! - [`clock`], [`telemetry`], [`shutdown`]: small infrastructure.
 
+pub mod check;
 pub mod clock;
 pub mod config;
 pub mod credentials;

@@ -10,8 +10,9 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
 use stsvend::clock::Clock;
-use stsvend::config::{self, Config, ConfigFile, Mode, Scope};
+use stsvend::config::{self, Config, ConfigFile, Mode};
 use stsvend::credentials::CredentialsProvider;
+use stsvend::credentials::chain::{self, ChainError, ChainInputs};
 use stsvend::emulator::Emulator;
 use stsvend::startup::App;
 use stsvend::{shutdown, telemetry};
@@ -43,6 +44,12 @@ enum Command {
         #[arg(long)]
         allow_remote: bool,
     },
+    /// Check the settings and the credential chain, and with --live one AssumeRole per profile.
+    Check {
+        /// Also call STS: one AssumeRole per profile; prints each token's expiry and policy.
+        #[arg(long)]
+        live: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -57,9 +64,10 @@ fn main() -> ExitCode {
             )
         })
         .collect();
-    let mode = match cli.command {
-        Some(Command::Dev { allow_remote }) => Mode::Dev { allow_remote },
-        Some(Command::Serve) | None => Mode::Serve,
+    let (mode, check) = match cli.command {
+        Some(Command::Dev { allow_remote }) => (Mode::Dev { allow_remote }, None),
+        Some(Command::Check { live }) => (Mode::Serve, Some(live)),
+        Some(Command::Serve) | None => (Mode::Serve, None),
     };
     let config = match load_config(cli.config, &env, mode) {
         Ok(config) => config,
@@ -70,10 +78,6 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    telemetry::init(&env);
-    for warning in &config.warnings {
-        tracing::warn!("{warning}");
-    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -84,13 +88,50 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(config, mode)) {
+    if let Some(live) = check {
+        // `check` talks to a person: plain lines on stdout, log lines only if RUST_LOG asks.
+        if env.contains_key("RUST_LOG") {
+            telemetry::init(&env);
+        }
+        let outcome = runtime.block_on(stsvend::check::run(
+            &config,
+            &env,
+            live,
+            &mut std::io::stdout(),
+        ));
+        return ExitCode::from(outcome.exit_code());
+    }
+    telemetry::init(&env);
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
+    match runtime.block_on(run(config, mode, &env)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
+        Err(Failure::Credentials(error)) => {
+            for decision in error.decisions() {
+                eprintln!("stsvend:   {decision}");
+            }
+            eprintln!("stsvend: {error}");
+            ExitCode::from(EXIT_CONFIG)
+        }
+        Err(Failure::Runtime(error)) => {
             tracing::error!("{error:#}");
             eprintln!("stsvend: {error:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// How `run` can fail.
+enum Failure {
+    /// The credential chain found nothing usable: a configuration problem (exit 2).
+    Credentials(ChainError),
+    Runtime(anyhow::Error),
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(error: E) -> Self {
+        Self::Runtime(error.into())
     }
 }
 
@@ -129,7 +170,7 @@ fn load_config(
     })
 }
 
-async fn run(mut config: Config, mode: Mode) -> anyhow::Result<()> {
+async fn run(mut config: Config, mode: Mode, env: &HashMap<String, String>) -> Result<(), Failure> {
     let clock = Clock::System;
     // Dropped at the end of this function, after the service has stopped.
     let mut emulator = None;
@@ -143,12 +184,20 @@ async fn run(mut config: Config, mode: Mode) -> anyhow::Result<()> {
             emulator = Some(started);
             credentials
         }
-        Mode::Serve => CredentialsProvider::Static(
-            config
-                .credentials
-                .clone()
-                .context("no credentials configured")?,
-        ),
+        Mode::Serve => {
+            let chain = chain::load(ChainInputs {
+                env,
+                configured: config.credentials.clone(),
+                sts_endpoint: config.sts_endpoint.clone(),
+                metadata_endpoint: config.ecs_metadata_endpoint.clone(),
+                clock: clock.clone(),
+            })
+            .await
+            .map_err(Failure::Credentials)?;
+            let (source, why) = chain.chosen();
+            tracing::info!(source, detail = why, "credentials for calling STS");
+            chain.provider
+        }
     };
     let app = App::build(&config, credentials.clone(), clock).await?;
     let addr = app.local_addr().context("cannot read the bound address")?;
@@ -157,7 +206,7 @@ async fn run(mut config: Config, mode: Mode) -> anyhow::Result<()> {
             profile = %profile.name,
             role_arn = %profile.call.role_arn,
             duration_s = profile.call.duration_seconds,
-            scope = %describe(&profile.scope),
+            scope = %profile.scope.to_string(),
             "profile configured"
         );
     }
@@ -168,17 +217,6 @@ async fn run(mut config: Config, mode: Mode) -> anyhow::Result<()> {
     app.run_until(shutdown::signal()).await?;
     drop(emulator);
     Ok(())
-}
-
-fn describe(scope: &Scope) -> String {
-    match scope {
-        Scope::Logstores(stores) => {
-            let names: Vec<String> = stores.iter().map(ToString::to_string).collect();
-            format!("log:PostLogStoreLogs on {}", names.join(", "))
-        }
-        Scope::Document => "custom session policy".to_owned(),
-        Scope::Unrestricted => "every permission of the role (no session policy)".to_owned(),
-    }
 }
 
 fn print_dev_banner(addr: SocketAddr, config: &Config) {
@@ -201,8 +239,7 @@ fn print_dev_banner(addr: SocketAddr, config: &Config) {
         };
         println!(
             "  profile {:<10} http://{host}{path}  ({})",
-            profile.name,
-            describe(&profile.scope)
+            profile.name, profile.scope
         );
     }
     if !addr.ip().is_loopback() {

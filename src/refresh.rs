@@ -23,7 +23,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
-use crate::credentials::CredentialsProvider;
+use crate::credentials::{CredentialsError, CredentialsProvider};
 use crate::sts::{AssumeRole, FailureClass, IssuedCredentials, StsClient, StsError};
 
 /// How long before a token stops being servable its successor should be in place, at most.
@@ -197,7 +197,7 @@ pub fn backoff(failures: u32, jitter: f64) -> Duration {
 
 /// Something that can obtain a fresh token; STS in production, a script in tests.
 pub trait Fetch: Send + Sync + 'static {
-    fn fetch(&self) -> impl Future<Output = Result<IssuedCredentials, StsError>> + Send;
+    fn fetch(&self) -> impl Future<Output = Result<IssuedCredentials, RefreshError>> + Send;
 }
 
 /// Fetches tokens for one profile from STS with the service's own credentials.
@@ -209,17 +209,20 @@ pub struct StsFetcher {
 }
 
 impl Fetch for StsFetcher {
-    async fn fetch(&self) -> Result<IssuedCredentials, StsError> {
-        let credentials = self.credentials.credentials();
-        self.client.assume_role(&credentials, &self.call).await
+    async fn fetch(&self) -> Result<IssuedCredentials, RefreshError> {
+        let credentials = self.credentials.credentials().await?;
+        Ok(self.client.assume_role(&credentials, &self.call).await?)
     }
 }
 
 /// Why a refresh attempt produced no token.
 #[derive(Debug, thiserror::Error)]
-enum RefreshError {
+pub enum RefreshError {
     #[error(transparent)]
     Sts(#[from] StsError),
+    /// The service's own credentials are not available (a renewing source is failing).
+    #[error(transparent)]
+    Credentials(#[from] CredentialsError),
     #[error(
         "STS issued a token expiring at {expiration}, which leaves less than the minimum remaining validity ({}s) by this host's clock",
         min_remaining.as_secs()
@@ -234,13 +237,16 @@ impl RefreshError {
     fn class(&self) -> FailureClass {
         match self {
             Self::Sts(e) => e.class(),
-            Self::ExpiresTooSoon { .. } => FailureClass::Unavailable,
+            Self::Credentials(_) | Self::ExpiresTooSoon { .. } => FailureClass::Unavailable,
         }
     }
 
     fn hint(&self) -> Option<&'static str> {
         match self {
             Self::Sts(e) => e.hint(),
+            Self::Credentials(_) => Some(
+                "the service's own credentials could not be renewed; see the `renewing base credentials failed` lines",
+            ),
             Self::ExpiresTooSoon { .. } => Some(
                 "check this host's clock (NTP), and that STSVEND_MIN_REMAINING_SECONDS is well below the duration the role allows",
             ),
@@ -280,7 +286,7 @@ async fn run<F: Fetch>(
             result = fetcher.fetch() => result,
             () = cancel.cancelled() => return,
         };
-        let outcome = result.map_err(RefreshError::from).and_then(|issued| {
+        let outcome = result.and_then(|issued| {
             let plan = schedule(
                 obtained,
                 issued.expiration,
@@ -325,7 +331,7 @@ async fn run<F: Fetch>(
                 let still_serving = tx.borrow().servable(Instant::now()).is_some();
                 let code = match &error {
                     RefreshError::Sts(e) => e.code().unwrap_or("none"),
-                    RefreshError::ExpiresTooSoon { .. } => "none",
+                    RefreshError::Credentials(_) | RefreshError::ExpiresTooSoon { .. } => "none",
                 };
                 let hint = error.hint().unwrap_or("none");
                 if class == FailureClass::Rejected {
@@ -416,7 +422,7 @@ mod tests {
     }
 
     impl Fetch for Scripted {
-        async fn fetch(&self) -> Result<IssuedCredentials, StsError> {
+        async fn fetch(&self) -> Result<IssuedCredentials, RefreshError> {
             let n = self.calls.fetch_add(1, Ordering::SeqCst);
             let answer = self.answers.lock().unwrap().pop_front();
             match answer {
@@ -439,7 +445,8 @@ mod tests {
                             message: String::new(),
                             request_id: None,
                         },
-                    })
+                    }
+                    .into())
                 }
             }
         }

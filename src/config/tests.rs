@@ -241,14 +241,6 @@ fn single_problems_are_reported_clearly() {
             "`ALIBABA_CLOUD_ACCESS_KEY_SECRET`: is set but ALIBABA_CLOUD_ACCESS_KEY_ID is not",
         ),
         (
-            "no credentials",
-            vec![
-                ("ALIBABA_CLOUD_ACCESS_KEY_ID", ""),
-                ("ALIBABA_CLOUD_ACCESS_KEY_SECRET", ""),
-            ],
-            "no credentials to call STS",
-        ),
-        (
             "typo in a variable",
             vec![("STSVEND_LOGSTORES", "p1x/l")],
             "`STSVEND_LOGSTORES`: is not a setting this version knows; did you mean `STSVEND_LOGSTORE`?",
@@ -261,6 +253,53 @@ fn single_problems_are_reported_clearly() {
             "{what}: {expected:?} not in {found:#?}"
         );
     }
+}
+
+#[test]
+fn no_access_key_is_left_to_the_credential_chain() {
+    let config = load(
+        None,
+        &env(&[
+            ("ALIBABA_CLOUD_ACCESS_KEY_ID", ""),
+            ("ALIBABA_CLOUD_ACCESS_KEY_SECRET", ""),
+        ]),
+        Mode::Serve,
+    )
+    .unwrap();
+    assert!(config.credentials.is_none());
+    assert_eq!(
+        config.ecs_metadata_endpoint.as_str(),
+        "http://100.100.100.200/"
+    );
+}
+
+#[test]
+fn the_metadata_endpoint_may_be_plain_http_only_locally_or_at_its_own_address() {
+    for ok in [
+        "http://127.0.0.1:9999",
+        "http://100.100.100.200",
+        "https://metadata.example",
+    ] {
+        assert!(
+            load(
+                None,
+                &env(&[("STSVEND_ECS_METADATA_ENDPOINT", ok)]),
+                Mode::Serve
+            )
+            .is_ok(),
+            "{ok}"
+        );
+    }
+    let found = problems(
+        None,
+        &[("STSVEND_ECS_METADATA_ENDPOINT", "http://10.0.0.1")],
+    );
+    assert!(
+        found
+            .iter()
+            .any(|p| p.starts_with("`STSVEND_ECS_METADATA_ENDPOINT`: must use https://")),
+        "{found:#?}"
+    );
 }
 
 #[test]

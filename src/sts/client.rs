@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use reqwest::Url;
 
-use super::request::{AssumeRole, SignedRequest};
+use super::request::{AssumeRole, AssumeRoleWithOidc, SignedRequest};
 use super::response::{self, ApiErrorBody, IssuedCredentials, MalformedResponse, Parsed};
 use crate::clock::Clock;
 use crate::credentials::Credentials;
@@ -158,8 +158,26 @@ impl StsClient {
     ) -> Result<IssuedCredentials, StsError> {
         let nonce = uuid::Uuid::new_v4().to_string();
         let signed = call.sign(credentials, self.clock.now(), &nonce);
+        self.send("AssumeRole", &signed).await
+    }
+
+    /// Calls `AssumeRoleWithOIDC` once (unsigned).
+    #[tracing::instrument(skip_all, fields(role_session_name = %call.role_session_name))]
+    pub async fn assume_role_with_oidc(
+        &self,
+        call: &AssumeRoleWithOidc,
+    ) -> Result<IssuedCredentials, StsError> {
+        self.send("AssumeRoleWithOIDC", &call.request(self.clock.now()))
+            .await
+    }
+
+    async fn send(
+        &self,
+        action: &'static str,
+        request: &SignedRequest,
+    ) -> Result<IssuedCredentials, StsError> {
         let mut url = self.endpoint.clone();
-        url.set_query(Some(&SignedRequest::encode(&signed.query)));
+        url.set_query(Some(&SignedRequest::encode(&request.query)));
         let response = self
             .http
             .post(url)
@@ -168,9 +186,9 @@ impl StsClient {
                 "application/x-www-form-urlencoded",
             )
             .header(reqwest::header::ACCEPT, "application/json")
-            .header("x-acs-action", "AssumeRole")
+            .header("x-acs-action", action)
             .header("x-acs-version", super::request::API_VERSION)
-            .body(SignedRequest::encode(&signed.form))
+            .body(SignedRequest::encode(&request.form))
             .send()
             .await
             .map_err(transport_error)?;

@@ -114,6 +114,56 @@ impl AssumeRole {
     }
 }
 
+/// `AssumeRoleWithOIDC` (ACK RRSA): exchanges a Kubernetes service-account token for STS
+/// credentials. Sent unsigned: the OIDC token is the proof of identity (PROTOCOL.md §4).
+#[derive(Clone, PartialEq, Eq)]
+pub struct AssumeRoleWithOidc {
+    pub role_arn: String,
+    pub oidc_provider_arn: String,
+    /// The raw JWT, read from the token file just before the call.
+    pub oidc_token: String,
+    pub role_session_name: String,
+    pub duration_seconds: u32,
+}
+
+impl std::fmt::Debug for AssumeRoleWithOidc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AssumeRoleWithOidc")
+            .field("role_arn", &self.role_arn)
+            .field("oidc_provider_arn", &self.oidc_provider_arn)
+            .field("oidc_token", &"** redacted **")
+            .field("role_session_name", &self.role_session_name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AssumeRoleWithOidc {
+    /// The request at `timestamp`: common parameters in the query, the rest in the form body,
+    /// as `credentials-go` sends it; no `AccessKeyId`, no `Signature`.
+    pub fn request(&self, timestamp: DateTime<Utc>) -> SignedRequest {
+        let query = vec![
+            ("Action".to_owned(), "AssumeRoleWithOIDC".to_owned()),
+            ("Version".to_owned(), API_VERSION.to_owned()),
+            ("Format".to_owned(), "JSON".to_owned()),
+            (
+                "Timestamp".to_owned(),
+                timestamp.format(TIMESTAMP_FORMAT).to_string(),
+            ),
+        ];
+        let form = vec![
+            ("RoleArn".to_owned(), self.role_arn.clone()),
+            ("OIDCProviderArn".to_owned(), self.oidc_provider_arn.clone()),
+            ("OIDCToken".to_owned(), self.oidc_token.clone()),
+            ("RoleSessionName".to_owned(), self.role_session_name.clone()),
+            (
+                "DurationSeconds".to_owned(),
+                self.duration_seconds.to_string(),
+            ),
+        ];
+        SignedRequest { query, form }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -172,6 +222,27 @@ mod tests {
         );
         assert_ne!(a.query.last(), b.query.last());
         assert!(!format!("{b:?}").contains("CAIS"));
+    }
+
+    #[test]
+    fn oidc_request_is_unsigned_and_carries_the_token_in_the_body() {
+        let call = AssumeRoleWithOidc {
+            role_arn: "acs:ram::1:role/r".into(),
+            oidc_provider_arn: "acs:ram::1:oidc-provider/ack".into(),
+            oidc_token: "eyJ.jwt.sig".into(),
+            role_session_name: "stsvend".into(),
+            duration_seconds: 3600,
+        };
+        let request = call.request(at("2024-01-02T03:04:05Z"));
+        let names: Vec<&str> = request.query.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(names, ["Action", "Version", "Format", "Timestamp"]);
+        assert!(
+            request
+                .form
+                .iter()
+                .any(|(k, v)| k == "OIDCToken" && v == "eyJ.jwt.sig")
+        );
+        assert!(!format!("{call:?}").contains("eyJ"));
     }
 
     #[test]

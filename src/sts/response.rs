@@ -63,6 +63,17 @@ impl IssuedCredentials {
         Bytes::from(serde_json::to_vec(&body).unwrap_or_default())
     }
 
+    /// These credentials as the service's own base credentials (role chaining, RRSA).
+    pub fn into_credentials(self, source: &'static str) -> crate::credentials::Credentials {
+        crate::credentials::Credentials::new(
+            self.access_key_id,
+            self.access_key_secret,
+            Some(self.security_token),
+            source,
+        )
+        .expiring(self.expiration)
+    }
+
     /// The first eight characters of the key id: enough to correlate with ActionTrail, not
     /// enough to use.
     pub fn key_id_prefix(&self) -> &str {

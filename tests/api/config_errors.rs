@@ -305,15 +305,33 @@ fn an_unknown_stsvend_variable_is_refused_with_a_suggestion() {
 
 #[test]
 fn missing_credentials_name_the_sdk_variables() {
+    // No AccessKey anywhere: the credential chain reports what each source looked for.
     let run = fails(
         &[],
         &[
             ("ALIBABA_CLOUD_ACCESS_KEY_ID", ""),
             ("ALIBABA_CLOUD_ACCESS_KEY_SECRET", ""),
+            ("STSVEND_LOGSTORE", "my-proj/web-log"),
+            ("STSVEND_ECS_METADATA_ENDPOINT", "http://127.0.0.1:9/"),
         ],
     );
-    assert_eq!(run.lines().len(), 1, "{}", run.stderr);
-    run.line_naming("ALIBABA_CLOUD_ACCESS_KEY_ID");
+    assert_eq!(
+        run.lines().len(),
+        7,
+        "six sources and the verdict: {}",
+        run.stderr
+    );
+    for source in [
+        "environment",
+        "oidc",
+        "cli_profile",
+        "credentials_file",
+        "ecs_ram_role",
+        "credentials_uri",
+    ] {
+        run.line_naming(source);
+    }
+    run.line_naming("no credentials found");
 
     let run = fails(&[], &[("ALIBABA_CLOUD_ACCESS_KEY_ID", "")]);
     run.line_naming("ALIBABA_CLOUD_ACCESS_KEY_ID");

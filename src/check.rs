@@ -1,0 +1,158 @@
+//! `stsvend check`: loads the settings and the credential chain and says, in plain lines, what
+//! would happen; with `--live`, performs one `AssumeRole` per profile. Never prints a secret.
+
+use std::collections::HashMap;
+use std::io::Write;
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::credentials::chain::{self, ChainInputs};
+use crate::sts::StsClient;
+
+/// How the check ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Ok,
+    /// The credential chain found nothing usable, or a source is broken (exit 2).
+    ChainFailed,
+    /// Base credentials or a live `AssumeRole` failed (exit 1).
+    Failed,
+}
+
+impl Outcome {
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Self::Ok => 0,
+            Self::Failed => 1,
+            Self::ChainFailed => 2,
+        }
+    }
+}
+
+/// Runs the check, writing the report to `out`.
+pub async fn run(
+    config: &Config,
+    env: &HashMap<String, String>,
+    live: bool,
+    out: &mut impl Write,
+) -> Outcome {
+    // Output errors (a closed pipe) must not turn into a panic; the exit code still tells.
+    let mut say = |line: String| {
+        let _ = writeln!(out, "{line}");
+    };
+    say(format!(
+        "settings: OK, {} profile(s), STS at {}",
+        config.profiles.len(),
+        config.sts_endpoint
+    ));
+    for profile in &config.profiles {
+        say(format!(
+            "  profile {:<12} role {}  session {}  {}s  {}",
+            profile.name,
+            profile.call.role_arn,
+            profile.call.role_session_name,
+            profile.call.duration_seconds,
+            profile.scope
+        ));
+    }
+    for warning in &config.warnings {
+        say(format!("  warning: {warning}"));
+    }
+
+    say("credential chain (in the official SDKs' order):".to_owned());
+    let clock = Clock::System;
+    let loaded = chain::load(ChainInputs {
+        env,
+        configured: config.credentials.clone(),
+        sts_endpoint: config.sts_endpoint.clone(),
+        metadata_endpoint: config.ecs_metadata_endpoint.clone(),
+        clock: clock.clone(),
+    })
+    .await;
+    let chain = match loaded {
+        Ok(chain) => chain,
+        Err(error) => {
+            for decision in error.decisions() {
+                say(format!("  {decision}"));
+            }
+            say(format!("FAILED: {error}"));
+            return Outcome::ChainFailed;
+        }
+    };
+    for decision in &chain.decisions {
+        say(format!("  {decision}"));
+    }
+    let base = match chain.provider.credentials().await {
+        Ok(base) => base,
+        Err(error) => {
+            say(format!("FAILED: {error}"));
+            return Outcome::Failed;
+        }
+    };
+    say(format!(
+        "base credentials: OK, AccessKey {}{}",
+        prefix(base.access_key_id()),
+        base.expiration()
+            .map(|e| format!(
+                ", valid until {}",
+                e.format(crate::sts::response::EXPIRATION_FORMAT)
+            ))
+            .unwrap_or_default()
+    ));
+    if !live {
+        say(
+            "not calling STS; run `stsvend check --live` to try one AssumeRole per profile"
+                .to_owned(),
+        );
+        return Outcome::Ok;
+    }
+
+    let client = match StsClient::new(config.sts_endpoint.clone(), clock) {
+        Ok(client) => client,
+        Err(error) => {
+            say(format!("FAILED: cannot build the STS client: {error}"));
+            return Outcome::Failed;
+        }
+    };
+    let mut outcome = Outcome::Ok;
+    for profile in &config.profiles {
+        match client.assume_role(&base, &profile.call).await {
+            Ok(issued) => {
+                say(format!(
+                    "profile {}: OK, AssumeRole issued {}… valid until {} (STS request {})",
+                    profile.name,
+                    issued.key_id_prefix(),
+                    issued
+                        .expiration
+                        .format(crate::sts::response::EXPIRATION_FORMAT),
+                    issued.request_id.as_deref().unwrap_or("none")
+                ));
+                say(format!(
+                    "  effective session policy: {}",
+                    profile
+                        .call
+                        .policy
+                        .as_deref()
+                        .unwrap_or("none: the token carries every permission of the role")
+                ));
+            }
+            Err(error) => {
+                outcome = Outcome::Failed;
+                say(format!("profile {}: FAILED: {error}", profile.name));
+                if let Some(hint) = error.hint() {
+                    say(format!("  hint: {hint}"));
+                }
+            }
+        }
+    }
+    outcome
+}
+
+fn prefix(id: &str) -> String {
+    let shown: String = id.chars().take(8).collect();
+    if shown.len() < id.len() {
+        format!("{shown}…")
+    } else {
+        shown
+    }
+}

@@ -1,0 +1,131 @@
+//! ACK RRSA: `AssumeRoleWithOIDC` with the pod's projected service-account token.
+//!
+//! Configured by `ALIBABA_CLOUD_ROLE_ARN`, `ALIBABA_CLOUD_OIDC_PROVIDER_ARN` and
+//! `ALIBABA_CLOUD_OIDC_TOKEN_FILE` (all three, as ACK's webhook injects them), optionally
+//! `ALIBABA_CLOUD_ROLE_SESSION_NAME`. The token file is re-read on every call because the kubelet
+//! rotates it. The call is unsigned and goes to the same STS endpoint as `AssumeRole`.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use super::{Credentials, SourceError, var};
+use crate::sts::StsClient;
+use crate::sts::request::AssumeRoleWithOidc;
+
+pub(super) const SOURCE: &str = "oidc";
+const VARS: [&str; 3] = [
+    "ALIBABA_CLOUD_ROLE_ARN",
+    "ALIBABA_CLOUD_OIDC_PROVIDER_ARN",
+    "ALIBABA_CLOUD_OIDC_TOKEN_FILE",
+];
+/// Base credentials are renewed well before this; an hour is what the SDKs ask for.
+const DURATION_SECONDS: u32 = 3600;
+/// STS accepts OIDC tokens of 4 to 20000 characters.
+const MAX_TOKEN_BYTES: u64 = 20_000;
+
+#[derive(Debug)]
+pub struct Oidc {
+    client: StsClient,
+    role_arn: String,
+    provider_arn: String,
+    token_file: PathBuf,
+    session_name: String,
+}
+
+/// `Ok(None)` when none of the three variables is set.
+pub(super) fn detect(
+    env: &HashMap<String, String>,
+    client: &StsClient,
+) -> Result<Option<Oidc>, SourceError> {
+    let values: Vec<Option<&str>> = VARS.iter().map(|name| var(env, name)).collect();
+    let (Some(role_arn), Some(provider_arn), Some(token_file)) = (values[0], values[1], values[2])
+    else {
+        if values.iter().any(Option::is_some) {
+            let missing: Vec<&str> = VARS
+                .iter()
+                .zip(&values)
+                .filter(|(_, v)| v.is_none())
+                .map(|(name, _)| *name)
+                .collect();
+            return Err(SourceError::new(format!(
+                "RRSA is partly configured: {} not set (all three of {} are needed)",
+                missing.join(" and "),
+                VARS.join(", ")
+            )));
+        }
+        return Ok(None);
+    };
+    if !crate::config::valid_role_arn(role_arn) {
+        return Err(SourceError::new(format!(
+            "ALIBABA_CLOUD_ROLE_ARN must be a RAM role ARN like acs:ram::1234567890123456:role/name, got {role_arn:?}"
+        )));
+    }
+    let session_name = var(env, "ALIBABA_CLOUD_ROLE_SESSION_NAME").unwrap_or("stsvend");
+    if !crate::config::valid_session_name(session_name) {
+        return Err(SourceError::new(format!(
+            "ALIBABA_CLOUD_ROLE_SESSION_NAME must be 2-32 of A-Z a-z 0-9 . @ _ -, got {session_name:?}"
+        )));
+    }
+    let oidc = Oidc {
+        client: client.clone(),
+        role_arn: role_arn.to_owned(),
+        provider_arn: provider_arn.to_owned(),
+        token_file: PathBuf::from(token_file),
+        session_name: session_name.to_owned(),
+    };
+    // An unreadable token file is a broken configuration, found now rather than at the first call.
+    oidc.read_token()?;
+    Ok(Some(oidc))
+}
+
+impl Oidc {
+    pub(super) fn describe(&self) -> String {
+        format!(
+            "AssumeRoleWithOIDC for {} with the token in `{}`",
+            self.role_arn,
+            self.token_file.display()
+        )
+    }
+
+    fn read_token(&self) -> Result<String, SourceError> {
+        let path = self.token_file.display();
+        let metadata = std::fs::metadata(&self.token_file).map_err(|e| {
+            SourceError::new(format!(
+                "cannot read OIDC token file `{path}` (ALIBABA_CLOUD_OIDC_TOKEN_FILE): {e}"
+            ))
+        })?;
+        if metadata.len() > MAX_TOKEN_BYTES {
+            return Err(SourceError::new(format!(
+                "OIDC token file `{path}` is larger than {MAX_TOKEN_BYTES} bytes"
+            )));
+        }
+        let token = std::fs::read_to_string(&self.token_file).map_err(|e| {
+            SourceError::new(format!(
+                "cannot read OIDC token file `{path}` (ALIBABA_CLOUD_OIDC_TOKEN_FILE): {e}"
+            ))
+        })?;
+        let token = token.trim();
+        if token.len() < 4 {
+            return Err(SourceError::new(format!(
+                "OIDC token file `{path}` is empty"
+            )));
+        }
+        Ok(token.to_owned())
+    }
+
+    /// Reads the current token and exchanges it for credentials.
+    pub(super) async fn fetch(&self) -> Result<Credentials, SourceError> {
+        let call = AssumeRoleWithOidc {
+            role_arn: self.role_arn.clone(),
+            oidc_provider_arn: self.provider_arn.clone(),
+            oidc_token: self.read_token()?,
+            role_session_name: self.session_name.clone(),
+            duration_seconds: DURATION_SECONDS,
+        };
+        self.client
+            .assume_role_with_oidc(&call)
+            .await
+            .map(|issued| issued.into_credentials(SOURCE))
+            .map_err(|e| SourceError::new(format!("AssumeRoleWithOIDC failed: {e}")))
+    }
+}
