@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone: Rust unit and integration tests, the signature
-# fixture re-derived from the official Python SDK, and the end-to-end test with the real
-# @aliyun-sls npm packages. Needs cargo, python3 (with venv) and node/npm; fetches crates,
+# vectors and credential-chain decisions re-derived with the official Python SDKs, and the
+# end-to-end test with the real @aliyun-sls npm packages. Needs cargo, python3 (with venv) and node/npm; fetches crates,
 # PyPI and npm packages on first run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,13 +9,21 @@ cd "$(dirname "$0")/.."
 echo "== cargo test"
 cargo test --locked --all-targets
 
+# Each generator runs in its own virtualenv with its pinned requirements.
+venv_python() {
+  local venv=$1 requirements=$2
+  if [ ! -x "$venv/bin/python" ]; then
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
+  fi
+  echo "$venv/bin/python"
+}
+
 echo "== signature vectors: the committed fixture equals what the official SDK produces"
-venv=target/sigvenv
-if [ ! -x "$venv/bin/python" ]; then
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check -r scripts/requirements.txt
-fi
-"$venv/bin/python" scripts/gen_signature_vectors.py --check
+"$(venv_python target/sigvenv scripts/requirements.txt)" scripts/gen_signature_vectors.py --check
+
+echo "== credential chain: the committed decisions equal what alibabacloud_credentials decides"
+"$(venv_python target/chainvenv scripts/requirements-chain.txt)" scripts/gen_chain_decisions.py --check
 
 echo "== end to end with @aliyun-sls/web-sts-plugin"
 cargo build --locked --bin stsvend
