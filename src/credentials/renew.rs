@@ -87,7 +87,7 @@ impl Renewing {
         let mut rx = self.rx.clone();
         let deadline = tokio::time::Instant::now() + MAX_WAIT;
         loop {
-            let error = {
+            {
                 let state = rx.borrow_and_update();
                 if let Some(current) = state
                     .current
@@ -96,15 +96,23 @@ impl Renewing {
                 {
                     return Ok(current.clone());
                 }
-                state.last_error.clone()
-            };
-            let unavailable = |reason: Option<String>| CredentialsError {
-                source_name: self.source,
-                reason: reason.unwrap_or_else(|| "still being fetched".to_owned()),
-            };
-            match tokio::time::timeout_at(deadline, rx.changed()).await {
-                Ok(Ok(())) => {}
-                _ => return Err(unavailable(error)),
+                // The last attempt failed and the next one waits for its backoff: say so now
+                // rather than holding the caller.
+                if let Some(error) = &state.last_error {
+                    return Err(CredentialsError {
+                        source_name: self.source,
+                        reason: error.clone(),
+                    });
+                }
+            }
+            if !matches!(
+                tokio::time::timeout_at(deadline, rx.changed()).await,
+                Ok(Ok(()))
+            ) {
+                return Err(CredentialsError {
+                    source_name: self.source,
+                    reason: "still being fetched".to_owned(),
+                });
             }
         }
     }
