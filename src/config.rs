@@ -33,6 +33,9 @@ const DEFAULT_MIN_REMAINING_SECONDS: u64 = 600;
 /// The refresher needs this much of a token's life between "fetched" and "too old to serve".
 const MIN_SERVE_WINDOW_SECONDS: u64 = 60;
 const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
+/// A fifth of the account's AssumeRole quota (about 100 per second, shared by everything in the
+/// account), so stsvend can never exhaust it.
+const DEFAULT_STS_BUDGET_PER_SECOND: u32 = 20;
 /// Where the ECS metadata service answers on every instance.
 const DEFAULT_ECS_METADATA_HOST: &str = "100.100.100.200";
 const DEFAULT_DEV_LISTEN: &str = "127.0.0.1:8080";
@@ -58,6 +61,10 @@ pub struct Config {
     /// Base URL of the ECS metadata service (`http://100.100.100.200/` unless overridden).
     pub ecs_metadata_endpoint: Url,
     pub min_remaining: Duration,
+    /// Proxies (the load balancer in front) whose `X-Forwarded-For` / `X-Real-IP` are believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Process-wide cap on `AssumeRole` calls per second.
+    pub sts_budget_per_second: std::num::NonZeroU32,
     /// Sorted by name; `default` serves `/get_sts_token`.
     pub profiles: Vec<Profile>,
     /// The service's own AccessKey, when configured by environment or file.
@@ -66,12 +73,13 @@ pub struct Config {
     pub warnings: Vec<String>,
 }
 
-/// One named token profile: which role, for how long, scoped how.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One named token profile: which role, for how long, scoped how, and who may ask.
+#[derive(Debug, Clone)]
 pub struct Profile {
     pub name: String,
     pub call: AssumeRole,
     pub scope: Scope,
+    pub access: Access,
 }
 
 /// What the session policy of a profile's tokens allows.
@@ -148,25 +156,29 @@ impl fmt::Display for ConfigErrors {
 /// Environment variables this version understands (besides the official SDK names). Any other
 /// `STSVEND_` variable is refused: a typo such as `STSVEND_LOGSTORES` must not silently hand out
 /// tokens with every permission of the role.
+/// (The per-profile variables are in [`PROFILE_SETTINGS`].)
 const KNOWN_ENV: &[&str] = &[
     "STSVEND_CONFIG",
-    "STSVEND_ROLE_ARN",
-    "STSVEND_ROLE_SESSION_NAME",
-    "STSVEND_DURATION_SECONDS",
     "STSVEND_REGION",
     "STSVEND_STS_ENDPOINT",
     "STSVEND_ECS_METADATA_ENDPOINT",
-    "STSVEND_LOGSTORE",
-    "STSVEND_POLICY",
     "STSVEND_MIN_REMAINING_SECONDS",
     "STSVEND_LISTEN",
+    "STSVEND_TRUSTED_PROXIES",
+    "STSVEND_STS_BUDGET_PER_SECOND",
 ];
+
+fn known_env(name: &str) -> bool {
+    KNOWN_ENV.contains(&name) || PROFILE_SETTINGS.iter().any(|(_, env, _)| *env == name)
+}
 
 const GLOBAL_KEYS: &[&str] = &[
     "listen",
     "region",
     "sts_endpoint",
     "ecs_metadata_endpoint",
+    "trusted_proxies",
+    "sts_budget_per_second",
     "min_remaining_seconds",
     "access_key_id",
     "access_key_secret",
@@ -174,12 +186,29 @@ const GLOBAL_KEYS: &[&str] = &[
     "profiles",
 ];
 
-const PROFILE_KEYS: &[&str] = &[
-    "role_arn",
-    "role_session_name",
-    "duration_seconds",
-    "logstore",
-    "policy",
+/// Per-profile settings: file key, the environment variable that sets it for the `default`
+/// profile, and whether a list (TOML array or comma-separated text) is accepted.
+const PROFILE_SETTINGS: &[(&str, &str, bool)] = &[
+    ("role_arn", "STSVEND_ROLE_ARN", false),
+    ("role_session_name", "STSVEND_ROLE_SESSION_NAME", false),
+    ("duration_seconds", "STSVEND_DURATION_SECONDS", false),
+    ("logstore", "STSVEND_LOGSTORE", true),
+    ("policy", "STSVEND_POLICY", false),
+    ("auth", "STSVEND_AUTH", false),
+    ("jwt_hs256_secret", "STSVEND_JWT_HS256_SECRET", false),
+    ("jwt_jwks_url", "STSVEND_JWT_JWKS_URL", false),
+    ("jwt_jwks_file", "STSVEND_JWT_JWKS_FILE", false),
+    ("jwt_issuer", "STSVEND_JWT_ISSUER", false),
+    ("jwt_audience", "STSVEND_JWT_AUDIENCE", false),
+    ("jwt_algorithms", "STSVEND_JWT_ALGORITHMS", true),
+    (
+        "rate_limit_per_minute",
+        "STSVEND_RATE_LIMIT_PER_MINUTE",
+        false,
+    ),
+    ("rate_limit_burst", "STSVEND_RATE_LIMIT_BURST", false),
+    ("cors_origins", "STSVEND_CORS_ORIGINS", true),
+    ("bind_source_ip", "STSVEND_BIND_SOURCE_IP", false),
 ];
 
 /// A raw value and where it came from.
@@ -189,13 +218,14 @@ struct Setting {
     value: String,
 }
 
+/// A profile's raw settings by file key (see [`PROFILE_SETTINGS`]).
 #[derive(Default)]
-struct RawProfile {
-    role_arn: Option<Setting>,
-    role_session_name: Option<Setting>,
-    duration_seconds: Option<Setting>,
-    logstore: Option<Setting>,
-    policy: Option<Setting>,
+struct RawProfile(BTreeMap<&'static str, Setting>);
+
+impl RawProfile {
+    fn get(&self, key: &str) -> Option<&Setting> {
+        self.0.get(key)
+    }
 }
 
 #[derive(Default)]
@@ -204,6 +234,8 @@ struct Raw {
     region: Option<Setting>,
     sts_endpoint: Option<Setting>,
     ecs_metadata_endpoint: Option<Setting>,
+    trusted_proxies: Option<Setting>,
+    sts_budget_per_second: Option<Setting>,
     min_remaining_seconds: Option<Setting>,
     access_key_id: Option<Setting>,
     access_key_secret: Option<Setting>,
@@ -270,6 +302,8 @@ fn read_file(file: &ConfigFile, raw: &mut Raw, problems: &mut Problems) {
             "region" => &mut raw.region,
             "sts_endpoint" => &mut raw.sts_endpoint,
             "ecs_metadata_endpoint" => &mut raw.ecs_metadata_endpoint,
+            "trusted_proxies" => &mut raw.trusted_proxies,
+            "sts_budget_per_second" => &mut raw.sts_budget_per_second,
             "min_remaining_seconds" => &mut raw.min_remaining_seconds,
             "access_key_id" => &mut raw.access_key_id,
             "access_key_secret" => &mut raw.access_key_secret,
@@ -286,7 +320,7 @@ fn read_file(file: &ConfigFile, raw: &mut Raw, problems: &mut Problems) {
                 continue;
             }
         };
-        if let Some(value) = scalar(value, &origin(key), false, problems) {
+        if let Some(value) = scalar(value, &origin(key), key == "trusted_proxies", problems) {
             *slot = Some(Setting {
                 origin: origin(key),
                 value,
@@ -325,25 +359,22 @@ fn read_file_profiles(
         };
         let profile = raw.profiles.entry(name.clone()).or_default();
         for (key, value) in body {
-            let slot = match key.as_str() {
-                "role_arn" => &mut profile.role_arn,
-                "role_session_name" => &mut profile.role_session_name,
-                "duration_seconds" => &mut profile.duration_seconds,
-                "logstore" => &mut profile.logstore,
-                "policy" => &mut profile.policy,
-                _ => {
-                    problems.add(
-                        origin(key),
-                        format!("unknown key; known keys are {}", PROFILE_KEYS.join(", ")),
-                    );
-                    continue;
-                }
+            let Some(&(key, _, list)) = PROFILE_SETTINGS.iter().find(|(k, _, _)| k == key) else {
+                let known: Vec<&str> = PROFILE_SETTINGS.iter().map(|(k, _, _)| *k).collect();
+                problems.add(
+                    origin(key),
+                    format!("unknown key; known keys are {}", known.join(", ")),
+                );
+                continue;
             };
-            if let Some(value) = scalar(value, &origin(key), key == "logstore", problems) {
-                *slot = Some(Setting {
-                    origin: origin(key),
-                    value,
-                });
+            if let Some(value) = scalar(value, &origin(key), list, problems) {
+                profile.0.insert(
+                    key,
+                    Setting {
+                        origin: origin(key),
+                        value,
+                    },
+                );
             }
         }
     }
@@ -359,10 +390,11 @@ fn scalar(
     match value {
         toml::Value::String(s) => Some(s.clone()),
         toml::Value::Integer(i) => Some(i.to_string()),
+        toml::Value::Boolean(b) => Some(b.to_string()),
         toml::Value::Array(items) if list => {
             let strings: Option<Vec<&str>> = items.iter().map(toml::Value::as_str).collect();
             if strings.is_none() {
-                problems.add(origin, "must be a list of \"project/logstore\" strings");
+                problems.add(origin, "must be a list of strings");
             }
             strings.map(|s| s.join(","))
         }
@@ -403,35 +435,38 @@ fn read_env(env: &HashMap<String, String>, raw: &mut Raw, problems: &mut Problem
         &mut raw.min_remaining_seconds,
         "STSVEND_MIN_REMAINING_SECONDS",
     );
+    set(&mut raw.trusted_proxies, "STSVEND_TRUSTED_PROXIES");
+    set(
+        &mut raw.sts_budget_per_second,
+        "STSVEND_STS_BUDGET_PER_SECOND",
+    );
     set(&mut raw.access_key_id, "ALIBABA_CLOUD_ACCESS_KEY_ID");
     set(
         &mut raw.access_key_secret,
         "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
     );
     set(&mut raw.security_token, "ALIBABA_CLOUD_SECURITY_TOKEN");
-    let names = [
-        "STSVEND_ROLE_ARN",
-        "STSVEND_ROLE_SESSION_NAME",
-        "STSVEND_DURATION_SECONDS",
-        "STSVEND_LOGSTORE",
-        "STSVEND_POLICY",
-    ];
-    if names.iter().any(|name| get(name).is_some()) {
+    if PROFILE_SETTINGS
+        .iter()
+        .any(|(_, name, _)| get(name).is_some())
+    {
         let profile = raw.profiles.entry(DEFAULT_PROFILE.to_owned()).or_default();
-        set(&mut profile.role_arn, "STSVEND_ROLE_ARN");
-        set(&mut profile.role_session_name, "STSVEND_ROLE_SESSION_NAME");
-        set(&mut profile.duration_seconds, "STSVEND_DURATION_SECONDS");
-        set(&mut profile.logstore, "STSVEND_LOGSTORE");
-        set(&mut profile.policy, "STSVEND_POLICY");
+        for (key, name, _) in PROFILE_SETTINGS {
+            if let Some(setting) = get(name) {
+                profile.0.insert(key, setting);
+            }
+        }
     }
     let mut unknown: Vec<&String> = env
         .keys()
-        .filter(|k| k.starts_with("STSVEND_") && !KNOWN_ENV.contains(&k.as_str()))
+        .filter(|k| k.starts_with("STSVEND_") && !known_env(k))
         .collect();
     unknown.sort();
     for name in unknown {
         let suggestion = KNOWN_ENV
             .iter()
+            .copied()
+            .chain(PROFILE_SETTINGS.iter().map(|(_, name, _)| *name))
             .map(|known| (strsim::levenshtein(name, known), known))
             .filter(|(distance, _)| *distance <= 3)
             .min()
@@ -504,6 +539,51 @@ fn validate(raw: Raw, mode: Mode, problems: &mut Problems) -> Option<Config> {
         None => Url::parse(&format!("http://{DEFAULT_ECS_METADATA_HOST}/")).ok(),
     };
 
+    let mut trusted_proxies = Vec::new();
+    if let Some(setting) = &raw.trusted_proxies {
+        for item in setting
+            .value
+            .split(',')
+            .map(str::trim)
+            .filter(|i| !i.is_empty())
+        {
+            let parsed = item
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| item.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+            match parsed {
+                Ok(net) => trusted_proxies.push(net.trunc()),
+                Err(_) => problems.add(
+                    &setting.origin,
+                    format!(
+                        "must list IP addresses or CIDRs such as 10.0.0.0/8, got {}",
+                        shown(item)
+                    ),
+                ),
+            }
+        }
+    }
+    let sts_budget_per_second = match &raw.sts_budget_per_second {
+        None => std::num::NonZeroU32::new(DEFAULT_STS_BUDGET_PER_SECOND),
+        Some(setting) => {
+            let parsed = setting
+                .value
+                .trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|n| (1..=100).contains(n));
+            if parsed.is_none() {
+                problems.add(
+                    &setting.origin,
+                    format!(
+                        "must be a whole number from 1 to 100 (STS allows about 100 AssumeRole calls per second for the whole account), got {}",
+                        shown(&setting.value)
+                    ),
+                );
+            }
+            parsed.and_then(std::num::NonZeroU32::new)
+        }
+    };
+
     let min_remaining = match &raw.min_remaining_seconds {
         Some(setting) => match setting.value.trim().parse::<u64>() {
             Ok(n) if n <= u64::from(*DURATION_RANGE.end()) => Some(n),
@@ -544,17 +624,15 @@ fn validate(raw: Raw, mode: Mode, problems: &mut Problems) -> Option<Config> {
     let mut raw_profiles = raw.profiles;
     if dev {
         let default = raw_profiles.entry(DEFAULT_PROFILE.to_owned()).or_default();
-        if default.role_arn.is_none() {
-            default.role_arn = Some(Setting {
-                origin: "dev default".to_owned(),
-                value: DEV_ROLE_ARN.to_owned(),
-            });
+        let dev_default = |value: &str| Setting {
+            origin: "dev default".to_owned(),
+            value: value.to_owned(),
+        };
+        if default.get("role_arn").is_none() {
+            default.0.insert("role_arn", dev_default(DEV_ROLE_ARN));
         }
-        if default.logstore.is_none() && default.policy.is_none() {
-            default.logstore = Some(Setting {
-                origin: "dev default".to_owned(),
-                value: DEV_LOGSTORE.to_owned(),
-            });
+        if default.get("logstore").is_none() && default.get("policy").is_none() {
+            default.0.insert("logstore", dev_default(DEV_LOGSTORE));
         }
     }
     if raw_profiles.is_empty() {
@@ -580,6 +658,8 @@ fn validate(raw: Raw, mode: Mode, problems: &mut Problems) -> Option<Config> {
         listen: listen?,
         sts_endpoint: sts_endpoint?,
         ecs_metadata_endpoint: ecs_metadata_endpoint?,
+        trusted_proxies,
+        sts_budget_per_second: sts_budget_per_second?,
         min_remaining: Duration::from_secs(min_remaining?),
         profiles,
         credentials,
@@ -716,7 +796,7 @@ fn parse_profile(
     min_remaining: Option<u64>,
     problems: &mut Problems,
 ) -> Option<Profile> {
-    let role_arn = match &raw.role_arn {
+    let role_arn = match raw.get("role_arn") {
         Some(s) if valid_role_arn(s.value.trim()) => Some(s.value.trim().to_owned()),
         Some(s) => {
             problems.add(
@@ -738,7 +818,7 @@ fn parse_profile(
             None
         }
     };
-    let session_name = match &raw.role_session_name {
+    let session_name = match raw.get("role_session_name") {
         Some(s) if valid_session_name(&s.value) => Some(s.value.clone()),
         Some(s) => {
             problems.add(
@@ -752,7 +832,7 @@ fn parse_profile(
         }
         None => Some(DEFAULT_SESSION_NAME.to_owned()),
     };
-    let duration = match &raw.duration_seconds {
+    let duration = match raw.get("duration_seconds") {
         Some(s) => match s.value.trim().parse::<u32>() {
             Ok(n) if DURATION_RANGE.contains(&n) => Some(n),
             _ => {
@@ -774,14 +854,14 @@ fn parse_profile(
         && min_remaining + MIN_SERVE_WINDOW_SECONDS > u64::from(duration)
     {
         problems.add(
-            raw.duration_seconds.as_ref().map_or_else(|| format!("profile `{name}`"), |s| s.origin.clone()),
+            raw.get("duration_seconds").map_or_else(|| format!("profile `{name}`"), |s| s.origin.clone()),
             format!(
                 "tokens last {duration}s but must keep {min_remaining}s of validity when served (STSVEND_MIN_REMAINING_SECONDS), leaving under {MIN_SERVE_WINDOW_SECONDS}s to use each one; raise the duration or lower the minimum remaining validity to at most {}",
                 u64::from(duration).saturating_sub(MIN_SERVE_WINDOW_SECONDS)
             ),
         );
     }
-    let (policy, scope) = match (&raw.logstore, &raw.policy) {
+    let (policy, scope) = match (raw.get("logstore"), raw.get("policy")) {
         (Some(l), Some(p)) => {
             problems.add(
                 &p.origin,
@@ -811,6 +891,7 @@ fn parse_profile(
         },
         (None, None) => (None, Some(Scope::Unrestricted)),
     };
+    let access = access::parse(name, raw, problems);
     Some(Profile {
         name: name.to_owned(),
         call: AssumeRole {
@@ -820,6 +901,7 @@ fn parse_profile(
             policy,
         },
         scope: scope?,
+        access: access?,
     })
 }
 
@@ -882,5 +964,8 @@ fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+mod access;
 #[cfg(test)]
 mod tests;
+
+pub use access::{Access, AuthMode, JwtAlgorithm, JwtSettings, RateLimit};

@@ -1,5 +1,8 @@
 use super::*;
 
+/// A table row: what is tested, the environment changes, the text a problem must contain.
+type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, &'a str);
+
 const ARN: &str = "acs:ram::1234567890123456:role/sls-web-tracking";
 
 fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
@@ -157,7 +160,6 @@ fn single_problems_are_reported_clearly() {
         "a".repeat(2100)
     );
     let long_name = "a".repeat(33);
-    type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, &'a str);
     let cases: Vec<Case<'_>> = vec![
         (
             "missing role ARN",
@@ -379,7 +381,7 @@ fn unknown_keys_and_bad_types_in_the_file_are_all_reported() {
     "#;
     let found = problems(Some(text), &[("STSVEND_ROLE_ARN", "")]);
     let expect = [
-        "`listen` in `stsvend.toml`: must be a string or a number",
+        "`listen` in `stsvend.toml`: must be IP:PORT",
         "`colour` in `stsvend.toml`: unknown key",
         "`profiles.default.durationseconds` in `stsvend.toml`: unknown key",
         "`profiles.default.logstore` in `stsvend.toml`: must be a list of",
@@ -519,4 +521,191 @@ fn a_config_file_debug_shows_its_path_not_its_text() {
         shown.contains("stsvend.toml") && !shown.contains("file-secret"),
         "{shown}"
     );
+}
+
+const HS_SECRET: &str = "0123456789abcdef0123456789abcdef-hs256";
+
+#[test]
+fn access_defaults_are_open_and_generous() {
+    let config = load(None, &env(&[]), Mode::Serve).unwrap();
+    let access = &config.profiles[0].access;
+    assert_eq!(access.auth, AuthMode::None);
+    assert!(access.jwt.is_none());
+    assert_eq!(access.rate_limit.per_minute.get(), 1200);
+    assert_eq!(access.rate_limit.burst.get(), 300);
+    assert!(access.cors_origins.is_empty());
+    assert!(!access.bind_source_ip);
+    assert!(config.trusted_proxies.is_empty());
+    assert_eq!(config.sts_budget_per_second.get(), 20);
+}
+
+#[test]
+fn jwt_settings_pick_algorithms_from_the_keys_given() {
+    let config = load(
+        None,
+        &env(&[
+            ("STSVEND_AUTH", "jwt"),
+            ("STSVEND_JWT_HS256_SECRET", HS_SECRET),
+            ("STSVEND_JWT_ISSUER", "https://login.example.com"),
+            ("STSVEND_JWT_AUDIENCE", "stsvend"),
+            ("STSVEND_TRUSTED_PROXIES", "10.0.0.0/8, 192.168.1.7"),
+            (
+                "STSVEND_CORS_ORIGINS",
+                "https://app.example.com,http://localhost:5173",
+            ),
+            ("STSVEND_BIND_SOURCE_IP", "true"),
+        ]),
+        Mode::Serve,
+    )
+    .unwrap();
+    let access = &config.profiles[0].access;
+    assert_eq!(access.auth, AuthMode::Jwt);
+    let jwt = access.jwt.as_ref().unwrap();
+    assert_eq!(jwt.algorithms, [JwtAlgorithm::Hs256]);
+    assert_eq!(jwt.issuer.as_deref(), Some("https://login.example.com"));
+    assert!(
+        !format!("{config:?}").contains(HS_SECRET),
+        "secret redacted in Debug"
+    );
+    assert_eq!(
+        access.cors_origins,
+        ["https://app.example.com", "http://localhost:5173"]
+    );
+    assert!(access.bind_source_ip);
+    let proxies: Vec<String> = config
+        .trusted_proxies
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(proxies, ["10.0.0.0/8", "192.168.1.7/32"]);
+
+    let config = load(
+        None,
+        &env(&[
+            ("STSVEND_AUTH", "report"),
+            (
+                "STSVEND_JWT_JWKS_URL",
+                "https://login.example.com/jwks.json",
+            ),
+        ]),
+        Mode::Serve,
+    )
+    .unwrap();
+    let jwt = config.profiles[0].access.jwt.as_ref().unwrap();
+    assert_eq!(jwt.algorithms, [JwtAlgorithm::Rs256, JwtAlgorithm::Es256]);
+}
+
+#[test]
+fn bad_access_settings_are_reported() {
+    let cases: Vec<Case<'_>> = vec![
+        (
+            "unknown auth",
+            vec![("STSVEND_AUTH", "oauth")],
+            "`STSVEND_AUTH`: must be none, jwt or report",
+        ),
+        (
+            "jwt without keys",
+            vec![("STSVEND_AUTH", "jwt")],
+            "checks JWTs but has no key",
+        ),
+        (
+            "short secret",
+            vec![
+                ("STSVEND_AUTH", "jwt"),
+                ("STSVEND_JWT_HS256_SECRET", "short"),
+            ],
+            "at least 32 bytes",
+        ),
+        (
+            "jwt setting without jwt",
+            vec![("STSVEND_JWT_ISSUER", "x")],
+            "does not check JWTs",
+        ),
+        (
+            "RS256 without JWKS",
+            vec![
+                ("STSVEND_AUTH", "jwt"),
+                ("STSVEND_JWT_HS256_SECRET", HS_SECRET),
+                ("STSVEND_JWT_ALGORITHMS", "HS256,RS256"),
+            ],
+            "no JWKS URL or file",
+        ),
+        (
+            "unsupported alg",
+            vec![
+                ("STSVEND_AUTH", "jwt"),
+                ("STSVEND_JWT_HS256_SECRET", HS_SECRET),
+                ("STSVEND_JWT_ALGORITHMS", "none"),
+            ],
+            "supports HS256, RS256 and ES256",
+        ),
+        (
+            "http JWKS",
+            vec![
+                ("STSVEND_AUTH", "jwt"),
+                ("STSVEND_JWT_JWKS_URL", "http://login.example.com/jwks"),
+            ],
+            "https://",
+        ),
+        (
+            "zero rate",
+            vec![("STSVEND_RATE_LIMIT_PER_MINUTE", "0")],
+            "`STSVEND_RATE_LIMIT_PER_MINUTE`: must be a whole number from 1",
+        ),
+        (
+            "wildcard origin",
+            vec![("STSVEND_CORS_ORIGINS", "*")],
+            "must be exact",
+        ),
+        (
+            "bad bool",
+            vec![("STSVEND_BIND_SOURCE_IP", "yes")],
+            "must be true or false",
+        ),
+        (
+            "bad proxy",
+            vec![("STSVEND_TRUSTED_PROXIES", "10.0.0.0/33")],
+            "CIDRs",
+        ),
+        (
+            "budget too high",
+            vec![("STSVEND_STS_BUDGET_PER_SECOND", "500")],
+            "from 1 to 100",
+        ),
+    ];
+    for (what, pairs, expected) in cases {
+        let found = problems(None, &pairs);
+        assert!(
+            found.iter().any(|p| p.contains(expected)),
+            "{what}: {expected:?} not in {found:#?}"
+        );
+        assert!(
+            found.iter().all(|p| !p.contains(HS_SECRET)),
+            "{what}: secret echoed"
+        );
+    }
+}
+
+#[test]
+fn profiles_in_the_file_take_access_settings_too() {
+    let text = r#"
+        [profiles.app]
+        role_arn = "acs:ram::1111111111111111:role/app"
+        auth = "jwt"
+        jwt_jwks_file = "/etc/stsvend/jwks.json"
+        jwt_algorithms = ["RS256"]
+        rate_limit_per_minute = 60
+        rate_limit_burst = 10
+        cors_origins = ["https://app.example.com"]
+        bind_source_ip = true
+    "#;
+    let config = load(Some(&file(text)), &env(&[]), Mode::Serve).unwrap();
+    let app = config.profiles.iter().find(|p| p.name == "app").unwrap();
+    assert_eq!(app.access.auth, AuthMode::Jwt);
+    assert_eq!(
+        app.access.jwt.as_ref().unwrap().algorithms,
+        [JwtAlgorithm::Rs256]
+    );
+    assert_eq!(app.access.rate_limit.per_minute.get(), 60);
+    assert!(app.access.bind_source_ip);
 }

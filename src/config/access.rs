@@ -1,0 +1,393 @@
+//! The per-profile settings that protect the endpoint: caller authentication, rate limits,
+//! CORS origins and source-IP binding (issue #4).
+
+use std::fmt;
+use std::num::NonZeroU32;
+use std::path::PathBuf;
+
+use reqwest::Url;
+use secrecy::SecretString;
+
+use super::{Problems, RawProfile, Setting, shown};
+
+/// How a profile checks its callers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    /// Anyone gets the profile's shared (guest) token.
+    None,
+    /// A valid JWT is required; tokens are per subject.
+    Jwt,
+    /// JWTs are checked and failures logged and counted, but callers without a valid one still
+    /// get the guest token: for switching a live app over.
+    Report,
+}
+
+/// JWT algorithms stsvend accepts; the list is pinned by configuration, never taken from a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JwtAlgorithm {
+    Hs256,
+    Rs256,
+    Es256,
+}
+
+impl JwtAlgorithm {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Hs256 => "HS256",
+            Self::Rs256 => "RS256",
+            Self::Es256 => "ES256",
+        }
+    }
+}
+
+/// Where JWT keys come from and what the claims must say.
+#[derive(Clone)]
+pub struct JwtSettings {
+    pub hs256_secret: Option<SecretString>,
+    pub jwks_url: Option<Url>,
+    pub jwks_file: Option<PathBuf>,
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+    pub algorithms: Vec<JwtAlgorithm>,
+}
+
+impl fmt::Debug for JwtSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JwtSettings")
+            .field(
+                "hs256_secret",
+                &self.hs256_secret.as_ref().map(|_| "** redacted **"),
+            )
+            .field("jwks_url", &self.jwks_url)
+            .field("jwks_file", &self.jwks_file)
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field("algorithms", &self.algorithms)
+            .finish()
+    }
+}
+
+/// Requests allowed per client IP (and per JWT subject).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    pub per_minute: NonZeroU32,
+    pub burst: NonZeroU32,
+}
+
+/// A profile's protections.
+#[derive(Debug, Clone)]
+pub struct Access {
+    pub auth: AuthMode,
+    /// Present in `jwt` and `report` mode.
+    pub jwt: Option<JwtSettings>,
+    pub rate_limit: RateLimit,
+    /// Exact origins allowed to call from a browser; empty means no CORS headers at all.
+    pub cors_origins: Vec<String>,
+    /// Add the caller's IP as an `acs:SourceIp` condition and cache tokens per IP.
+    pub bind_source_ip: bool,
+}
+
+/// One phone fetches a token every five minutes; a carrier-grade NAT address can front
+/// thousands of them, and an app-launch spike arrives all at once. 1200 a minute with a burst
+/// of 300 lets that through while capping a single abusive address at 20 requests a second.
+const DEFAULT_PER_MINUTE: u32 = 1200;
+const DEFAULT_BURST: u32 = 300;
+/// HS256 keys shorter than this are guessable (RFC 7518 §3.2 asks for at least the hash size).
+const MIN_HS256_SECRET_BYTES: usize = 32;
+
+pub(super) fn parse(name: &str, raw: &RawProfile, problems: &mut Problems) -> Option<Access> {
+    // Any problem added while parsing this profile's access settings means no `Access`.
+    let problems_before = problems.0.len();
+    let fail = |setting: &Setting, message: String, problems: &mut Problems| {
+        problems.add(&setting.origin, message);
+    };
+    let auth = match raw.get("auth") {
+        None => AuthMode::None,
+        Some(s) => match s.value.trim() {
+            "none" => AuthMode::None,
+            "jwt" => AuthMode::Jwt,
+            "report" => AuthMode::Report,
+            other => {
+                fail(
+                    s,
+                    format!("must be none, jwt or report, got {}", shown(other)),
+                    problems,
+                );
+                AuthMode::None
+            }
+        },
+    };
+    let jwt_keys = [
+        "jwt_hs256_secret",
+        "jwt_jwks_url",
+        "jwt_jwks_file",
+        "jwt_issuer",
+        "jwt_audience",
+        "jwt_algorithms",
+    ];
+    let jwt = if auth == AuthMode::None {
+        for key in jwt_keys {
+            if let Some(s) = raw.get(key) {
+                fail(
+                    s,
+                    format!(
+                        "is set but profile `{name}` does not check JWTs; set its auth to jwt (or report)"
+                    ),
+                    problems,
+                );
+            }
+        }
+        None
+    } else {
+        parse_jwt(name, raw, problems)
+    };
+
+    let number =
+        |key: &str, default: u32, max: u32, problems: &mut Problems| -> Option<NonZeroU32> {
+            match raw.get(key) {
+                None => NonZeroU32::new(default),
+                Some(s) => match s
+                    .value
+                    .trim()
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| (1..=max).contains(n))
+                {
+                    Some(n) => NonZeroU32::new(n),
+                    None => {
+                        problems.add(
+                            &s.origin,
+                            format!(
+                                "must be a whole number from 1 to {max}, got {}",
+                                shown(&s.value)
+                            ),
+                        );
+                        None
+                    }
+                },
+            }
+        };
+    let per_minute = number(
+        "rate_limit_per_minute",
+        DEFAULT_PER_MINUTE,
+        6_000_000,
+        problems,
+    );
+    let burst = number("rate_limit_burst", DEFAULT_BURST, 1_000_000, problems);
+
+    let mut cors_origins = Vec::new();
+    if let Some(s) = raw.get("cors_origins") {
+        for origin in s.value.split(',').map(str::trim).filter(|o| !o.is_empty()) {
+            match parse_origin(origin) {
+                Ok(origin) => cors_origins.push(origin),
+                Err(why) => fail(s, why, problems),
+            }
+        }
+    }
+
+    let bind_source_ip = match raw.get("bind_source_ip") {
+        None => false,
+        Some(s) => match s.value.trim().to_ascii_lowercase().as_str() {
+            "true" => true,
+            "false" => false,
+            _ => {
+                fail(
+                    s,
+                    format!("must be true or false, got {}", shown(&s.value)),
+                    problems,
+                );
+                false
+            }
+        },
+    };
+
+    if problems.0.len() > problems_before {
+        return None;
+    }
+    Some(Access {
+        auth,
+        jwt,
+        rate_limit: RateLimit {
+            per_minute: per_minute?,
+            burst: burst?,
+        },
+        cors_origins,
+        bind_source_ip,
+    })
+}
+
+fn parse_jwt(name: &str, raw: &RawProfile, problems: &mut Problems) -> Option<JwtSettings> {
+    let problems_before = problems.0.len();
+    let hs256_secret = raw.get("jwt_hs256_secret").and_then(|s| {
+        // Never echo the secret, not even its length.
+        if s.value.len() < MIN_HS256_SECRET_BYTES {
+            problems.add(
+                &s.origin,
+                format!("must be at least {MIN_HS256_SECRET_BYTES} bytes of random data"),
+            );
+            None
+        } else {
+            Some(SecretString::from(s.value.clone()))
+        }
+    });
+    let jwks_url = raw.get("jwt_jwks_url").and_then(|s| {
+        let url = Url::parse(s.value.trim()).ok().filter(|u| {
+            let loopback = matches!(u.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
+            u.scheme() == "https" || (u.scheme() == "http" && loopback)
+        });
+        if url.is_none() {
+            problems.add(
+                &s.origin,
+                format!(
+                    "must be an https:// URL (http:// only for loopback), got {}",
+                    shown(&s.value)
+                ),
+            );
+        }
+        url
+    });
+    let jwks_file = raw
+        .get("jwt_jwks_file")
+        .map(|s| PathBuf::from(s.value.trim()));
+    let text = |key: &str| {
+        raw.get(key)
+            .map(|s| s.value.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    };
+    let issuer = text("jwt_issuer");
+    let audience = text("jwt_audience");
+    let has_jwks = jwks_url.is_some() || jwks_file.is_some();
+
+    let algorithms = match raw.get("jwt_algorithms") {
+        Some(s) => {
+            let mut algorithms = Vec::new();
+            for item in s.value.split(',').map(str::trim).filter(|a| !a.is_empty()) {
+                match item.to_ascii_uppercase().as_str() {
+                    "HS256" => algorithms.push(JwtAlgorithm::Hs256),
+                    "RS256" => algorithms.push(JwtAlgorithm::Rs256),
+                    "ES256" => algorithms.push(JwtAlgorithm::Es256),
+                    _ => {
+                        problems.add(
+                            &s.origin,
+                            format!("supports HS256, RS256 and ES256, got {}", shown(item)),
+                        );
+                    }
+                }
+            }
+            algorithms.dedup();
+            algorithms
+        }
+        // By default, whatever the configured keys can verify.
+        None => {
+            let mut algorithms = Vec::new();
+            if raw.get("jwt_hs256_secret").is_some() {
+                algorithms.push(JwtAlgorithm::Hs256);
+            }
+            if has_jwks {
+                algorithms.extend([JwtAlgorithm::Rs256, JwtAlgorithm::Es256]);
+            }
+            algorithms
+        }
+    };
+    let origin = |key: &str, env: &str| {
+        if name == super::DEFAULT_PROFILE {
+            format!("`{env}`")
+        } else {
+            format!("`profiles.{name}.{key}`")
+        }
+    };
+    if raw.get("jwt_hs256_secret").is_none() && !has_jwks {
+        problems.add(
+            origin("jwt_hs256_secret", "STSVEND_JWT_HS256_SECRET"),
+            format!("profile `{name}` checks JWTs but has no key: set STSVEND_JWT_HS256_SECRET, STSVEND_JWT_JWKS_URL or STSVEND_JWT_JWKS_FILE"),
+        );
+        return None;
+    }
+    if algorithms.contains(&JwtAlgorithm::Hs256) && raw.get("jwt_hs256_secret").is_none() {
+        problems.add(
+            origin("jwt_algorithms", "STSVEND_JWT_ALGORITHMS"),
+            "includes HS256 but no HS256 secret is set",
+        );
+    }
+    if algorithms.iter().any(|a| *a != JwtAlgorithm::Hs256) && !has_jwks {
+        problems.add(
+            origin("jwt_algorithms", "STSVEND_JWT_ALGORITHMS"),
+            "includes RS256/ES256 but no JWKS URL or file is set",
+        );
+    }
+    if algorithms.is_empty() {
+        problems.add(
+            origin("jwt_algorithms", "STSVEND_JWT_ALGORITHMS"),
+            "names no algorithm",
+        );
+    }
+    (problems.0.len() == problems_before).then_some(JwtSettings {
+        hs256_secret,
+        jwks_url,
+        jwks_file,
+        issuer,
+        audience,
+        algorithms,
+    })
+}
+
+/// An exact browser origin: `scheme://host[:port]`, nothing else.
+fn parse_origin(origin: &str) -> Result<String, String> {
+    if origin == "*" || origin.contains('*') {
+        return Err(
+            "lists `*`; CORS origins must be exact (a wildcard would let any site fetch tokens)"
+                .to_owned(),
+        );
+    }
+    let url = Url::parse(origin).map_err(|_| {
+        format!(
+            "{} is not an origin like https://app.example.com",
+            shown(origin)
+        )
+    })?;
+    let exact = matches!(url.scheme(), "http" | "https")
+        && url.host_str().is_some()
+        && url.path() == "/"
+        && url.query().is_none()
+        && url.fragment().is_none()
+        && url.username().is_empty()
+        && !origin.ends_with('/');
+    if !exact {
+        return Err(format!(
+            "{} is not an origin like https://app.example.com (no path, no trailing slash)",
+            shown(origin)
+        ));
+    }
+    Ok(url.origin().ascii_serialization())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_must_be_exact() {
+        assert_eq!(
+            parse_origin("https://app.example.com").unwrap(),
+            "https://app.example.com"
+        );
+        assert_eq!(
+            parse_origin("http://localhost:5173").unwrap(),
+            "http://localhost:5173"
+        );
+        assert_eq!(
+            parse_origin("https://APP.example.com:443").unwrap(),
+            "https://app.example.com"
+        );
+        for bad in [
+            "*",
+            "https://*.example.com",
+            "https://app.example.com/",
+            "https://a.com/path",
+            "app.example.com",
+            "ftp://a.com",
+        ] {
+            assert!(parse_origin(bad).is_err(), "{bad}");
+        }
+    }
+}
