@@ -112,7 +112,8 @@ impl ChainError {
 }
 
 /// Asks the sources in order and returns the first configured one as a provider. Temporary
-/// credentials start renewing in the background at once.
+/// credentials are fetched once here (a source that cannot deliver is broken) and then renewed
+/// in the background.
 pub async fn load(inputs: ChainInputs<'_>) -> Result<Chain, ChainError> {
     let mut decisions: Vec<Decision> = Vec::new();
     let broken = |source: &'static str, error: SourceError, mut decisions: Vec<Decision>| {
@@ -252,17 +253,30 @@ pub async fn load(inputs: ChainInputs<'_>) -> Result<Chain, ChainError> {
         return Err(ChainError::NothingConfigured { decisions });
     };
     let source = ORDER[decisions.len()];
+    let provider = match found {
+        Found::Static(credentials) => CredentialsProvider::Static(credentials),
+        Found::Temporary(temporary, first) => {
+            // A configured source that cannot deliver now is broken now, not at the first
+            // token request: start-up fails with its error.
+            let first = match first {
+                Some(first) => first,
+                None => match temporary.fetch().await {
+                    Ok(first) => first,
+                    Err(error) => return Err(broken(source, error, decisions)),
+                },
+            };
+            CredentialsProvider::Renewing(renew::spawn(
+                *temporary,
+                Some(first),
+                inputs.clock.clone(),
+            ))
+        }
+    };
     decisions.push(Decision {
         source,
         verdict: Verdict::Chosen(why),
     });
     fill_not_tried(&mut decisions);
-    let provider = match found {
-        Found::Static(credentials) => CredentialsProvider::Static(credentials),
-        Found::Temporary(temporary, first) => {
-            CredentialsProvider::Renewing(renew::spawn(*temporary, first, inputs.clock.clone()))
-        }
-    };
     Ok(Chain {
         provider,
         decisions,

@@ -43,7 +43,7 @@ impl Temporary {
         }
     }
 
-    async fn fetch(&self) -> Result<Credentials, SourceError> {
+    pub(super) async fn fetch(&self) -> Result<Credentials, SourceError> {
         match self {
             Self::Oidc(oidc) => oidc.fetch().await,
             Self::Ecs(ecs) => ecs.fetch().await,

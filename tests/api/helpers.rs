@@ -517,3 +517,475 @@ impl ServiceProcess {
         )
     }
 }
+
+// Credential-chain test pieces (issue #3): a fake HOME, a port that refuses connections, a mock
+// ECS metadata service, a mock credentials URI, an STS that answers with fixed key ids per
+// action, and a way to start the service with any `CredentialsProvider`.
+
+/// Starts the service from `config` with the given base-credentials provider.
+pub async fn start_with_provider(
+    config: &config::Config,
+    credentials: CredentialsProvider,
+) -> TestApp {
+    start(config, credentials).await
+}
+
+/// A fresh directory under the system temp directory (a fake HOME), removed with its contents
+/// when dropped.
+pub struct TempDir {
+    pub path: std::path::PathBuf,
+}
+
+impl TempDir {
+    pub fn new() -> Self {
+        let path = std::env::temp_dir().join(format!(
+            "stsvend-test-home-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
+        std::fs::create_dir_all(&path).expect("can create a temp dir");
+        Self { path }
+    }
+
+    pub fn path_str(&self) -> &str {
+        self.path.to_str().expect("temp paths are UTF-8")
+    }
+
+    /// Writes `contents` to `relative` (parent directories created); returns the full path.
+    pub fn write(&self, relative: &str, contents: &str) -> String {
+        let path = self.path.join(relative);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("can create a directory in the temp dir");
+        }
+        std::fs::write(&path, contents).expect("can write a file in the temp dir");
+        path.to_str().expect("temp paths are UTF-8").to_owned()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// A loopback port that is bound but never listens, so connecting to it is refused at once (as
+/// the metadata address is off-cloud). Held for as long as this value lives.
+pub struct ClosedPort {
+    pub addr: SocketAddr,
+    _socket: tokio::net::TcpSocket,
+}
+
+impl ClosedPort {
+    pub fn new() -> Self {
+        let socket = tokio::net::TcpSocket::new_v4().expect("can create a socket");
+        socket
+            .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .expect("can bind a loopback port");
+        let addr = socket.local_addr().expect("bound socket has an address");
+        Self {
+            addr,
+            _socket: socket,
+        }
+    }
+
+    /// `http://127.0.0.1:PORT/`, for an endpoint that must not answer.
+    pub fn url(&self) -> reqwest::Url {
+        reqwest::Url::parse(&format!("http://{}/", self.addr)).unwrap()
+    }
+}
+
+/// Serves `router` on 127.0.0.1:0; returns the address and the server task.
+async fn serve_loopback(router: axum::Router) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        axum::serve(listener, router).await.unwrap();
+    });
+    (addr, task)
+}
+
+/// The current time as STS and the metadata service write it, `now + seconds`.
+fn expiration_in(seconds: i64) -> String {
+    #[allow(clippy::disallowed_methods)] // the mocks play remote services, with their own clock
+    let at = Utc::now() + chrono::Duration::seconds(seconds);
+    at.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// The hardened-mode token the mock metadata service hands out.
+pub const METADATA_TOKEN: &str = "mock-metadata-token-7f3a";
+pub const METADATA_CREDENTIALS_PATH: &str = "/latest/meta-data/ram/security-credentials/";
+
+/// How the mock metadata service answers `PUT /latest/api/token`.
+#[derive(Debug, Clone)]
+pub enum MetadataToken {
+    /// Hands out [`METADATA_TOKEN`] (when the TTL header is present); GETs carrying a different
+    /// token are refused with 401, GETs without one are served (plain mode).
+    Issue,
+    /// Refuses with this status (hardened mode unavailable).
+    Refuse(u16),
+}
+
+/// How the mock metadata service answers `GET …/security-credentials/<role>`.
+#[derive(Debug, Clone)]
+pub enum MetadataCredentials {
+    /// `Code: Success` with this AccessKeyId, expiring `lifetime` seconds from now.
+    Success {
+        access_key_id: String,
+        lifetime: i64,
+    },
+    /// Any status and body.
+    Raw { status: u16, body: String },
+}
+
+/// One request the mock metadata service saw.
+#[derive(Debug, Clone)]
+pub struct MetadataRequest {
+    pub method: String,
+    pub path: String,
+    /// `X-aliyun-ecs-metadata-token-ttl-seconds`.
+    pub ttl_header: Option<String>,
+    /// `X-aliyun-ecs-metadata-token`.
+    pub token_header: Option<String>,
+}
+
+struct MetadataState {
+    token: Mutex<MetadataToken>,
+    /// The role listed at the credentials path; `None` answers 404 (no role attached).
+    role: Mutex<Option<String>>,
+    credentials: Mutex<MetadataCredentials>,
+    requests: Mutex<Vec<MetadataRequest>>,
+}
+
+/// An in-process mock of the ECS metadata service on 127.0.0.1: hardened mode, role `role`,
+/// scriptable answers, every request recorded. Dropping it stops the server.
+pub struct MockMetadata {
+    pub addr: SocketAddr,
+    state: Arc<MetadataState>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl MockMetadata {
+    /// A metadata service with role `role` attached, answering `access_key_id` valid for 6 h.
+    pub async fn start(role: &str, access_key_id: &str) -> Self {
+        let state = Arc::new(MetadataState {
+            token: Mutex::new(MetadataToken::Issue),
+            role: Mutex::new(Some(role.to_owned())),
+            credentials: Mutex::new(MetadataCredentials::Success {
+                access_key_id: access_key_id.to_owned(),
+                lifetime: 6 * 3600,
+            }),
+            requests: Mutex::new(Vec::new()),
+        });
+        let router = axum::Router::new()
+            .fallback(metadata_handle)
+            .with_state(state.clone());
+        let (addr, task) = serve_loopback(router).await;
+        Self { addr, state, task }
+    }
+
+    /// `http://127.0.0.1:PORT/`.
+    pub fn url(&self) -> reqwest::Url {
+        reqwest::Url::parse(&format!("http://{}/", self.addr)).unwrap()
+    }
+
+    pub fn set_token(&self, token: MetadataToken) {
+        *self.state.token.lock().unwrap() = token;
+    }
+
+    pub fn set_credentials(&self, credentials: MetadataCredentials) {
+        *self.state.credentials.lock().unwrap() = credentials;
+    }
+
+    pub fn requests(&self) -> Vec<MetadataRequest> {
+        self.state.requests.lock().unwrap().clone()
+    }
+
+    pub fn calls(&self) -> usize {
+        self.state.requests.lock().unwrap().len()
+    }
+}
+
+impl Drop for MockMetadata {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn metadata_handle(
+    State(state): State<Arc<MetadataState>>,
+    method: axum::http::Method,
+    uri: Uri,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let request = MetadataRequest {
+        method: method.to_string(),
+        path: uri.path().to_owned(),
+        ttl_header: header("x-aliyun-ecs-metadata-token-ttl-seconds"),
+        token_header: header("x-aliyun-ecs-metadata-token"),
+    };
+    state.requests.lock().unwrap().push(request.clone());
+    let text = |status: u16, body: String| {
+        (
+            StatusCode::from_u16(status).unwrap(),
+            [("content-type", "text/plain")],
+            body,
+        )
+            .into_response()
+    };
+    if method == axum::http::Method::PUT {
+        if request.path != "/latest/api/token" {
+            return text(404, "Not Found".into());
+        }
+        return match state.token.lock().unwrap().clone() {
+            MetadataToken::Issue if request.ttl_header.is_some() => {
+                text(200, METADATA_TOKEN.to_owned())
+            }
+            MetadataToken::Issue => text(400, "missing TTL header".into()),
+            MetadataToken::Refuse(status) => text(status, "token refused".into()),
+        };
+    }
+    if method != axum::http::Method::GET {
+        return text(405, "Method Not Allowed".into());
+    }
+    if request
+        .token_header
+        .as_deref()
+        .is_some_and(|t| t != METADATA_TOKEN)
+    {
+        return text(401, "bad metadata token".into());
+    }
+    let role = state.role.lock().unwrap().clone();
+    if request.path == METADATA_CREDENTIALS_PATH {
+        return match role {
+            Some(role) => text(200, role),
+            None => text(404, "Not Found".into()),
+        };
+    }
+    let asked = request.path.strip_prefix(METADATA_CREDENTIALS_PATH);
+    match (asked, role) {
+        (Some(asked), Some(role)) if asked == role => {
+            match state.credentials.lock().unwrap().clone() {
+                MetadataCredentials::Success {
+                    access_key_id,
+                    lifetime,
+                } => {
+                    let body = serde_json::json!({
+                        "Code": "Success",
+                        "AccessKeyId": access_key_id,
+                        "AccessKeySecret": format!("ecs-secret-{}", uuid::Uuid::new_v4().simple()),
+                        "SecurityToken": format!("ecs-token-{}", uuid::Uuid::new_v4().simple()),
+                        "Expiration": expiration_in(lifetime),
+                        "LastUpdated": expiration_in(0),
+                    });
+                    (StatusCode::OK, axum::Json(body)).into_response()
+                }
+                MetadataCredentials::Raw { status, body } => text(status, body),
+            }
+        }
+        _ => text(404, "Not Found".into()),
+    }
+}
+
+/// What the mock credentials URI answers to one call.
+#[derive(Debug, Clone)]
+pub enum UriReply {
+    /// `Code: Success` with a new AccessKeyId per call (`STS.uri-<n>`), expiring `lifetime`
+    /// seconds from now.
+    Success { lifetime: i64 },
+    /// `Code: Success` with this AccessKeyId.
+    Fixed {
+        access_key_id: String,
+        lifetime: i64,
+    },
+    /// Any status and body.
+    Raw { status: u16, body: &'static str },
+    /// The inner reply after a delay.
+    Slow { delay: Duration, reply: Box<Self> },
+}
+
+/// Credentials the mock credentials URI handed out.
+#[derive(Debug, Clone)]
+pub struct UriIssued {
+    pub access_key_id: String,
+    pub secret: String,
+    pub token: String,
+}
+
+#[derive(Default)]
+struct UriState {
+    script: Mutex<VecDeque<UriReply>>,
+    fallback: Mutex<Option<UriReply>>,
+    calls: AtomicUsize,
+    issued: Mutex<Vec<UriIssued>>,
+}
+
+/// An in-process credentials URI (`GET /creds`) on 127.0.0.1: answers `script` in order, then
+/// the fallback (default: success for an hour). Dropping it stops the server.
+pub struct MockCredentialsUri {
+    pub addr: SocketAddr,
+    state: Arc<UriState>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl MockCredentialsUri {
+    pub async fn start(script: Vec<UriReply>) -> Self {
+        let state = Arc::new(UriState {
+            script: Mutex::new(script.into()),
+            ..UriState::default()
+        });
+        let router = axum::Router::new()
+            .route("/creds", axum::routing::get(uri_handle))
+            .with_state(state.clone());
+        let (addr, task) = serve_loopback(router).await;
+        Self { addr, state, task }
+    }
+
+    /// The URI to put in `ALIBABA_CLOUD_CREDENTIALS_URI`.
+    pub fn url(&self) -> String {
+        format!("http://{}/creds", self.addr)
+    }
+
+    pub fn set_fallback(&self, reply: UriReply) {
+        *self.state.fallback.lock().unwrap() = Some(reply);
+    }
+
+    /// Requests received (counted on arrival, before any delay).
+    pub fn calls(&self) -> usize {
+        self.state.calls.load(Ordering::SeqCst)
+    }
+
+    pub fn issued(&self) -> Vec<UriIssued> {
+        self.state.issued.lock().unwrap().clone()
+    }
+}
+
+impl Drop for MockCredentialsUri {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn uri_handle(State(state): State<Arc<UriState>>) -> Response {
+    let n = state.calls.fetch_add(1, Ordering::SeqCst);
+    let mut reply = state
+        .script
+        .lock()
+        .unwrap()
+        .pop_front()
+        .or_else(|| state.fallback.lock().unwrap().clone())
+        .unwrap_or(UriReply::Success { lifetime: 3600 });
+    while let UriReply::Slow {
+        delay,
+        reply: inner,
+    } = reply
+    {
+        tokio::time::sleep(delay).await;
+        reply = *inner;
+    }
+    let (access_key_id, lifetime) = match reply {
+        UriReply::Success { lifetime } => (format!("STS.uri-{n}"), lifetime),
+        UriReply::Fixed {
+            access_key_id,
+            lifetime,
+        } => (access_key_id, lifetime),
+        UriReply::Raw { status, body } => {
+            return (StatusCode::from_u16(status).unwrap(), body).into_response();
+        }
+        UriReply::Slow { .. } => unreachable!("unwrapped above"),
+    };
+    let issued = UriIssued {
+        access_key_id,
+        secret: format!("uri-secret-{n}-{}", uuid::Uuid::new_v4().simple()),
+        token: format!("uri-token-{n}-{}", uuid::Uuid::new_v4().simple()),
+    };
+    state.issued.lock().unwrap().push(issued.clone());
+    let body = serde_json::json!({
+        "Code": "Success",
+        "AccessKeyId": issued.access_key_id,
+        "AccessKeySecret": issued.secret,
+        "SecurityToken": issued.token,
+        "Expiration": expiration_in(lifetime),
+    });
+    (StatusCode::OK, axum::Json(body)).into_response()
+}
+
+/// An STS that answers each `Action` with a fixed AccessKeyId (valid for 6 h) and records the
+/// parameters; an action without an entry gets a `MissingParameter` error.
+pub struct FixedSts {
+    pub addr: SocketAddr,
+    requests: Arc<Mutex<Vec<HashMap<String, String>>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FixedSts {
+    pub async fn start(by_action: &[(&str, &str)]) -> Self {
+        let by_action: Arc<HashMap<String, String>> = Arc::new(
+            by_action
+                .iter()
+                .map(|(a, k)| ((*a).to_owned(), (*k).to_owned()))
+                .collect(),
+        );
+        let requests: Arc<Mutex<Vec<HashMap<String, String>>>> = Arc::default();
+        let recorded = requests.clone();
+        let router = axum::Router::new().route(
+            "/",
+            axum::routing::post(move |uri: Uri, body: Bytes| {
+                let by_action = by_action.clone();
+                let recorded = recorded.clone();
+                async move {
+                    let mut params: HashMap<String, String> =
+                        form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+                            .into_owned()
+                            .collect();
+                    params.extend(form_urlencoded::parse(&body).into_owned());
+                    let action = params.get("Action").cloned().unwrap_or_default();
+                    recorded.lock().unwrap().push(params);
+                    let Some(key_id) = by_action.get(&action) else {
+                        let body = serde_json::json!({
+                            "RequestId": "FIXED-ERR",
+                            "Code": "MissingParameter",
+                            "Message": format!("no answer for {action}"),
+                        });
+                        return (StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
+                    };
+                    let body = serde_json::json!({
+                        "RequestId": "FIXED-0",
+                        "AssumedRoleUser": {"AssumedRoleId": "1:fixed", "Arn": format!("{ROLE_ARN}/fixed")},
+                        "Credentials": {
+                            "SecurityToken": format!("fixed-token-{action}"),
+                            "Expiration": expiration_in(6 * 3600),
+                            "AccessKeySecret": format!("fixed-secret-{action}"),
+                            "AccessKeyId": key_id,
+                        }
+                    });
+                    (StatusCode::OK, axum::Json(body)).into_response()
+                }
+            }),
+        );
+        let (addr, task) = serve_loopback(router).await;
+        Self {
+            addr,
+            requests,
+            task,
+        }
+    }
+
+    pub fn url(&self) -> reqwest::Url {
+        reqwest::Url::parse(&format!("http://{}/", self.addr)).unwrap()
+    }
+
+    pub fn requests(&self) -> Vec<HashMap<String, String>> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+impl Drop for FixedSts {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

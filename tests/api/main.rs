@@ -3,6 +3,9 @@
 
 mod helpers;
 
+mod chain;
+mod chain_fixture;
+mod check;
 mod config_errors;
 mod emulator;
 mod example_config;
