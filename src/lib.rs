@@ -4,7 +4,9 @@
 //! A map of the crate, in the order a request meets it:
 //! - [`config`]: environment and TOML file → one validated [`config::Config`];
 //! - [`startup`]: builds the STS client, one refresher per profile, the router, the listener;
-//! - [`refresh`]: the background task that owns every STS call and publishes the current token;
+//! - [`refresh`]: the background task that owns the shared token's STS calls and publishes it;
+//! - [`callers`]: per-subject / per-address tokens, cached in bounded memory;
+//! - [`auth`]: JWT verification and subject → session name;
 //! - [`http`]: `GET /get_sts_token[/{profile}]`, `/healthz`, `/readyz`, the error shape;
 //! - [`sts`]: the V1 signer, the `AssumeRole` request and response, session policies;
 //! - [`credentials`]: the service's own AccessKey, held in redacting types;
@@ -12,6 +14,8 @@
 //! - [`check`]: `stsvend check`, the operator's dry run;
 //! - [`clock`], [`telemetry`], [`shutdown`]: small infrastructure.
 
+pub mod auth;
+pub mod callers;
 pub mod check;
 pub mod clock;
 pub mod config;

@@ -14,7 +14,7 @@ use stsvend::config::{self, Config, ConfigFile, Mode};
 use stsvend::credentials::CredentialsProvider;
 use stsvend::credentials::chain::{self, ChainError, ChainInputs};
 use stsvend::emulator::Emulator;
-use stsvend::startup::App;
+use stsvend::startup::{App, StartupError};
 use stsvend::{shutdown, telemetry};
 
 /// Exit code for an invalid configuration or command line.
@@ -114,6 +114,10 @@ fn main() -> ExitCode {
             eprintln!("stsvend: {error}");
             ExitCode::from(EXIT_CONFIG)
         }
+        Err(Failure::Setup(error)) => {
+            eprintln!("stsvend: {:#}", anyhow::Error::from(error));
+            ExitCode::from(EXIT_CONFIG)
+        }
         Err(Failure::Runtime(error)) => {
             tracing::error!("{error:#}");
             eprintln!("stsvend: {error:#}");
@@ -126,6 +130,8 @@ fn main() -> ExitCode {
 enum Failure {
     /// The credential chain found nothing usable: a configuration problem (exit 2).
     Credentials(ChainError),
+    /// A setting that only fails when used (a JWKS file): also exit 2.
+    Setup(StartupError),
     Runtime(anyhow::Error),
 }
 
@@ -199,7 +205,13 @@ async fn run(mut config: Config, mode: Mode, env: &HashMap<String, String>) -> R
             chain.provider
         }
     };
-    let app = App::build(&config, credentials.clone(), clock).await?;
+    let app = App::build(&config, credentials.clone(), clock)
+        .await
+        .map_err(|error| match error {
+            // A JWKS file or key setting that cannot be used is a configuration problem.
+            StartupError::Jwt { .. } => Failure::Setup(error),
+            other => Failure::Runtime(other.into()),
+        })?;
     let addr = app.local_addr().context("cannot read the bound address")?;
     for profile in &config.profiles {
         tracing::info!(

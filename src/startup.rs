@@ -1,7 +1,6 @@
 //! Assembles the service from a validated [`Config`]: the STS client, one refresher per profile,
 //! the router and the listener; then runs it until a shutdown signal.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -10,12 +9,22 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use jsonwebtoken::Algorithm;
+
+use crate::auth::jwt::{JwtConfig, JwtSetupError, JwtVerifier};
+use crate::callers::CallerTokens;
 use crate::clock::Clock;
-use crate::config::Config;
+use crate::config::{AuthMode, Config, JwtAlgorithm, JwtSettings};
 use crate::credentials::CredentialsProvider;
+use crate::http::ProfileState;
+use crate::http::limits::RateLimits;
 use crate::http::{self, AppState};
 use crate::refresh::{self, StsFetcher};
 use crate::sts::StsClient;
+use crate::sts::budget::StsBudget;
 
 /// Once asked to stop, how long in-flight requests get before the process exits anyway. Below
 /// the 10 s that orchestrators commonly allow between SIGTERM and SIGKILL.
@@ -32,6 +41,46 @@ pub enum StartupError {
     },
     #[error("cannot build the HTTPS client for STS")]
     HttpClient(#[source] reqwest::Error),
+    #[error("profile `{profile}`: cannot set up JWT checks")]
+    Jwt {
+        profile: String,
+        #[source]
+        source: JwtSetupError,
+    },
+}
+
+/// How often rate-limit state for quiet addresses and users is dropped.
+const FORGET_IDLE_EVERY: Duration = Duration::from_secs(60);
+
+async fn forget_idle_rate_limits(state: AppState, cancel: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(FORGET_IDLE_EVERY) => {}
+            () = cancel.cancelled() => return,
+        }
+        for profile in state.profiles() {
+            profile.limits.forget_idle();
+        }
+    }
+}
+
+fn jwt_config(settings: &JwtSettings) -> JwtConfig {
+    JwtConfig {
+        hs256_secret: settings.hs256_secret.clone(),
+        jwks_url: settings.jwks_url.clone(),
+        jwks_file: settings.jwks_file.clone(),
+        issuer: settings.issuer.clone(),
+        audience: settings.audience.clone(),
+        algorithms: settings
+            .algorithms
+            .iter()
+            .map(|a| match a {
+                JwtAlgorithm::Hs256 => Algorithm::HS256,
+                JwtAlgorithm::Rs256 => Algorithm::RS256,
+                JwtAlgorithm::Es256 => Algorithm::ES256,
+            })
+            .collect(),
+    }
 }
 
 /// A built service, listening but not yet serving.
@@ -56,26 +105,61 @@ impl App {
                     addr: config.listen,
                     source,
                 })?;
+        let budget = Arc::new(StsBudget::new(config.sts_budget_per_second));
         let client = StsClient::new(config.sts_endpoint.clone(), clock.clone())
-            .map_err(StartupError::HttpClient)?;
+            .map_err(StartupError::HttpClient)?
+            .with_budget(budget);
         let cancel = CancellationToken::new();
-        let mut feeds = HashMap::new();
+        let mut profiles = Vec::new();
         for profile in &config.profiles {
             let fetcher = StsFetcher {
                 client: client.clone(),
                 credentials: credentials.clone(),
                 call: profile.call.clone(),
             };
-            let (feed, _task) = refresh::spawn(
+            let (shared, _task) = refresh::spawn(
                 profile.name.clone(),
                 fetcher,
                 clock.clone(),
                 config.min_remaining,
                 cancel.child_token(),
             );
-            feeds.insert(profile.name.clone(), feed);
+            let access = &profile.access;
+            let verifier = access
+                .jwt
+                .as_ref()
+                .map(|settings| JwtVerifier::new(jwt_config(settings)))
+                .transpose()
+                .map_err(|source| StartupError::Jwt {
+                    profile: profile.name.clone(),
+                    source,
+                })?;
+            let per_caller = access.auth != AuthMode::None || access.bind_source_ip;
+            let callers = per_caller.then(|| {
+                CallerTokens::new(
+                    profile.name.clone(),
+                    profile.call.clone(),
+                    client.clone(),
+                    credentials.clone(),
+                    clock.clone(),
+                    config.min_remaining,
+                )
+            });
+            profiles.push(ProfileState {
+                name: profile.name.clone(),
+                shared,
+                callers,
+                limits: RateLimits::new(access.rate_limit),
+                auth: access.auth,
+                verifier,
+                bind_source_ip: access.bind_source_ip,
+                cors_origins: access.cors_origins.clone(),
+                would_deny: AtomicU64::new(0),
+            });
         }
-        let router = http::public_router(AppState::new(feeds));
+        let state = AppState::new(profiles, config.trusted_proxies.clone(), clock);
+        tokio::spawn(forget_idle_rate_limits(state.clone(), cancel.child_token()));
+        let router = http::public_router(state);
         Ok(Self {
             listener,
             router,
@@ -95,7 +179,10 @@ impl App {
         F: Future<Output = ()> + Send + 'static,
     {
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = axum::serve(self.listener, self.router).with_graceful_shutdown(async move {
+        let service = self
+            .router
+            .into_make_service_with_connect_info::<SocketAddr>();
+        let server = axum::serve(self.listener, service).with_graceful_shutdown(async move {
             shutdown.await;
             tracing::info!("shutting down: no new connections; finishing requests in flight");
             let _ = stopping_tx.send(());

@@ -29,6 +29,14 @@ pub enum ApiError {
     UnknownProfile,
     /// 405: only `GET` (and `HEAD`) are served; the `Allow` header lists them.
     MethodNotAllowed,
+    /// 401: the profile requires a JWT and the request has none or a bad one;
+    /// `WWW-Authenticate` says so too. `code`/`message` name the failed check.
+    Unauthorized {
+        code: &'static str,
+        message: &'static str,
+    },
+    /// 429: too many requests from this address or subject; `Retry-After` says when to retry.
+    RateLimited { retry_after_secs: u64 },
     /// 503 (STS unavailable, or the first token still on its way) or 502 (STS refuses the call):
     /// no servable token; `Retry-After` says when the next attempt is due.
     TokenUnavailable {
@@ -51,6 +59,8 @@ impl ApiError {
         match self {
             Self::NotFound | Self::UnknownProfile => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::TokenUnavailable {
                 class: Some(FailureClass::Rejected),
                 ..
@@ -73,6 +83,11 @@ impl ApiError {
             Self::MethodNotAllowed => (
                 "method_not_allowed",
                 "this endpoint only answers GET (and HEAD); see the Allow header",
+            ),
+            Self::Unauthorized { code, message } => (*code, *message),
+            Self::RateLimited { .. } => (
+                "rate_limited",
+                "too many token requests from this address or user; retry after the number of seconds in Retry-After",
             ),
             Self::TokenUnavailable {
                 class: Some(FailureClass::Rejected),

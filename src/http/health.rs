@@ -21,11 +21,11 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let now = Instant::now();
     let mut profiles = Map::new();
     let mut ready = true;
-    for (name, tokens) in state.profiles() {
-        let servable = tokens.borrow().servable(now).is_some();
+    for profile in state.profiles() {
+        let servable = profile.shared.borrow().servable(now).is_some();
         ready &= servable;
         profiles.insert(
-            name.to_owned(),
+            profile.name.clone(),
             Value::from(if servable { "ready" } else { "no_token" }),
         );
     }

@@ -1,32 +1,58 @@
 //! The public HTTP surface: token, health and readiness endpoints, and the middleware stack.
 
+pub mod client_ip;
 pub mod error;
 pub mod health;
+pub mod limits;
 pub mod state;
 pub mod token;
 
 use axum::Router;
-use axum::extract::Request;
-use axum::http::header;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method, header};
 use axum::routing::get;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
 pub use error::ApiError;
-pub use state::AppState;
+pub use state::{AppState, ProfileState};
 
-/// The public router. A function, so tests can drive it without a socket.
+use crate::config::{AuthMode, DEFAULT_PROFILE};
+
+/// The public router. A function, so tests can drive it without a socket (requests need a
+/// `ConnectInfo<SocketAddr>` extension, which `axum::serve` provides).
 pub fn public_router(state: AppState) -> Router {
-    Router::new()
-        .route(
+    let mut router = Router::new();
+    for profile in state.profiles() {
+        let path = if profile.name == DEFAULT_PROFILE {
+            "/get_sts_token".to_owned()
+        } else {
+            format!("/get_sts_token/{}", profile.name)
+        };
+        let for_handler = profile.clone();
+        let route = get(move |State(state): State<AppState>, peer, headers| {
+            token::serve(state, for_handler.clone(), peer, headers)
+        })
+        .fallback(error::method_not_allowed);
+        // On the route itself, so each profile answers preflights for its own origins only.
+        router = match cors_layer(profile) {
+            Some(cors) => router.route(&path, route.layer(cors)),
+            None => router.route(&path, route),
+        };
+    }
+    if state.profile(DEFAULT_PROFILE).is_none() {
+        router = router.route(
             "/get_sts_token",
-            get(token::default_profile).fallback(error::method_not_allowed),
-        )
+            get(unknown_profile).fallback(error::method_not_allowed),
+        );
+    }
+    router
         .route(
             "/get_sts_token/{profile}",
-            get(token::named_profile).fallback(error::method_not_allowed),
+            get(unknown_profile).fallback(error::method_not_allowed),
         )
         .route(
             "/healthz",
@@ -58,6 +84,31 @@ pub fn public_router(state: AppState) -> Router {
                 // A bug in a handler becomes a 500 with the standard body, not a dropped connection.
                 .layer(CatchPanicLayer::custom(error::panic_response)),
         )
+}
+
+async fn unknown_profile() -> ApiError {
+    ApiError::UnknownProfile
+}
+
+/// CORS for browser callers of one profile: exactly its origins, `GET`/`HEAD`, and the
+/// `Authorization` header only where JWTs are checked. No origins, no CORS headers at all.
+fn cors_layer(profile: &state::ProfileState) -> Option<CorsLayer> {
+    let origins: Vec<HeaderValue> = profile
+        .cors_origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    if origins.is_empty() {
+        return None;
+    }
+    let mut cors = CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_methods([Method::GET, Method::HEAD])
+        .max_age(std::time::Duration::from_secs(600));
+    if profile.auth != AuthMode::None {
+        cors = cors.allow_headers([header::AUTHORIZATION]);
+    }
+    Some(cors)
 }
 
 fn request_span(request: &Request) -> tracing::Span {

@@ -1,34 +1,71 @@
-//! Shared state of the HTTP handlers: the published token of every profile.
+//! Shared state of the HTTP handlers: per profile, the published shared token, the per-caller
+//! cache, the rate limiters and the JWT verifier.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
+use ipnet::IpNet;
 use tokio::sync::watch;
 
+use super::limits::RateLimits;
+use crate::auth::jwt::JwtVerifier;
+use crate::callers::CallerTokens;
+use crate::clock::Clock;
+use crate::config::AuthMode;
 use crate::refresh::Snapshot;
 
-/// Cheap to clone: everything is behind one `Arc`.
+/// Everything a request for one profile needs.
+#[derive(Debug)]
+pub struct ProfileState {
+    pub name: String,
+    /// The profile's shared (guest) token. In `jwt` mode it is never handed out; it still
+    /// proves, for `/readyz`, that STS issues tokens for this profile.
+    pub shared: watch::Receiver<Snapshot>,
+    /// Per-subject / per-address tokens; present when the profile checks JWTs or binds tokens
+    /// to the caller's address.
+    pub callers: Option<Arc<CallerTokens>>,
+    pub limits: RateLimits,
+    pub auth: AuthMode,
+    pub verifier: Option<JwtVerifier>,
+    pub bind_source_ip: bool,
+    /// Browser origins allowed by CORS; empty for none.
+    pub cors_origins: Vec<String>,
+    /// Requests `report` mode let through that `jwt` mode would have refused.
+    pub would_deny: AtomicU64,
+}
+
+/// Cheap to clone: everything is behind `Arc`s.
 #[derive(Debug, Clone)]
 pub struct AppState {
-    profiles: Arc<HashMap<String, watch::Receiver<Snapshot>>>,
+    profiles: Arc<HashMap<String, Arc<ProfileState>>>,
+    pub trusted_proxies: Arc<Vec<IpNet>>,
+    pub clock: Clock,
 }
 
 impl AppState {
-    pub fn new(profiles: HashMap<String, watch::Receiver<Snapshot>>) -> Self {
+    pub fn new(profiles: Vec<ProfileState>, trusted_proxies: Vec<IpNet>, clock: Clock) -> Self {
         Self {
-            profiles: Arc::new(profiles),
+            profiles: Arc::new(
+                profiles
+                    .into_iter()
+                    .map(|p| (p.name.clone(), Arc::new(p)))
+                    .collect(),
+            ),
+            trusted_proxies: Arc::new(trusted_proxies),
+            clock,
         }
     }
 
-    /// The token feed of the profile called `name`.
-    pub fn profile(&self, name: &str) -> Option<&watch::Receiver<Snapshot>> {
+    /// The profile called `name`.
+    pub fn profile(&self, name: &str) -> Option<&Arc<ProfileState>> {
         self.profiles.get(name)
     }
 
-    /// Every profile and its feed, sorted by name.
-    pub fn profiles(&self) -> Vec<(&str, &watch::Receiver<Snapshot>)> {
-        let mut all: Vec<_> = self.profiles.iter().map(|(k, v)| (k.as_str(), v)).collect();
-        all.sort_by_key(|(name, _)| *name);
+    /// Every profile, sorted by name.
+    pub fn profiles(&self) -> Vec<&Arc<ProfileState>> {
+        let mut all: Vec<_> = self.profiles.values().collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
         all
     }
 }

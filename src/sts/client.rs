@@ -41,6 +41,9 @@ pub enum StsError {
     Timeout,
     #[error("could not reach STS ({0})")]
     Unreachable(String),
+    /// stsvend's own AssumeRole budget is spent for now; STS was not called.
+    #[error("the AssumeRole budget (STSVEND_STS_BUDGET_PER_SECOND) is spent; next slot in {}s", retry_after.as_secs().max(1))]
+    BudgetExhausted { retry_after: Duration },
 }
 
 impl StsError {
@@ -50,7 +53,8 @@ impl StsError {
             Self::Malformed { .. }
             | Self::TooLarge { .. }
             | Self::Timeout
-            | Self::Unreachable(_) => FailureClass::Unavailable,
+            | Self::Unreachable(_)
+            | Self::BudgetExhausted { .. } => FailureClass::Unavailable,
         }
     }
 
@@ -68,6 +72,9 @@ impl StsError {
             return match self {
                 Self::Unreachable(_) | Self::Timeout => Some(
                     "check that this host can reach the STS endpoint (STSVEND_REGION / STSVEND_STS_ENDPOINT), DNS and any egress firewall",
+                ),
+                Self::BudgetExhausted { .. } => Some(
+                    "more distinct callers than the budget allows need new tokens at once; raise STSVEND_STS_BUDGET_PER_SECOND if the account's quota allows",
                 ),
                 _ => None,
             };
@@ -124,12 +131,17 @@ fn classify(status: u16, code: &str) -> FailureClass {
     }
 }
 
+/// How long a background renewal waits for the AssumeRole budget.
+const BACKGROUND_BUDGET_WAIT: Duration = Duration::from_secs(30);
+
 /// Sends signed requests to one STS endpoint.
 #[derive(Debug, Clone)]
 pub struct StsClient {
     http: reqwest::Client,
     endpoint: Url,
     clock: Clock,
+    /// Every AssumeRole of the process spends from this, when set.
+    budget: Option<std::sync::Arc<super::budget::StsBudget>>,
 }
 
 impl StsClient {
@@ -146,16 +158,42 @@ impl StsClient {
             http,
             endpoint,
             clock,
+            budget: None,
         })
     }
 
-    /// Calls `AssumeRole` once, with a fresh timestamp and nonce.
-    #[tracing::instrument(skip_all, fields(role_session_name = %call.role_session_name))]
+    /// The same client, spending every `AssumeRole` from `budget`.
+    #[must_use]
+    pub fn with_budget(mut self, budget: std::sync::Arc<super::budget::StsBudget>) -> Self {
+        self.budget = Some(budget);
+        self
+    }
+
+    /// Calls `AssumeRole` once, with a fresh timestamp and nonce, waiting for the budget as a
+    /// background task may.
     pub async fn assume_role(
         &self,
         credentials: &Credentials,
         call: &AssumeRole,
     ) -> Result<IssuedCredentials, StsError> {
+        self.assume_role_within(credentials, call, BACKGROUND_BUDGET_WAIT)
+            .await
+    }
+
+    /// Calls `AssumeRole` once, waiting at most `max_wait` for the budget (a client is waiting).
+    #[tracing::instrument(skip_all, fields(role_session_name = %call.role_session_name))]
+    pub async fn assume_role_within(
+        &self,
+        credentials: &Credentials,
+        call: &AssumeRole,
+        max_wait: Duration,
+    ) -> Result<IssuedCredentials, StsError> {
+        if let Some(budget) = &self.budget {
+            budget
+                .acquire(max_wait)
+                .await
+                .map_err(|retry_after| StsError::BudgetExhausted { retry_after })?;
+        }
         let nonce = uuid::Uuid::new_v4().to_string();
         let signed = call.sign(credentials, self.clock.now(), &nonce);
         self.send("AssumeRole", &signed).await
@@ -199,7 +237,12 @@ impl StsClient {
         })?;
         match response::parse(status, &body) {
             Ok(Parsed::Success(issued)) => Ok(issued),
-            Ok(Parsed::Error(body)) => Err(StsError::Api { status, body }),
+            Ok(Parsed::Error(body)) => {
+                if let (Some(budget), true) = (&self.budget, body.code.starts_with("Throttling")) {
+                    budget.throttled();
+                }
+                Err(StsError::Api { status, body })
+            }
             Err(reason) => Err(StsError::Malformed { status, reason }),
         }
     }

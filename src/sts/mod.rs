@@ -4,10 +4,12 @@
 //! - [`request`]: the `AssumeRole` parameter set, signed for a given time and nonce;
 //! - [`response`]: success and error bodies, and the JSON we hand to clients;
 //! - [`policy`]: the least-privilege session policy and the checks on a custom one;
-//! - [`client`]: the only place that sends anything to STS.
+//! - [`client`]: the only place that sends anything to STS;
+//! - [`budget`]: the process-wide cap on `AssumeRole` calls.
 //!
 //! API reference: <https://www.alibabacloud.com/help/en/ram/developer-reference/api-sts-2015-04-01-assumerole>.
 
+pub mod budget;
 pub mod client;
 pub mod policy;
 pub mod request;

@@ -161,6 +161,38 @@ pub fn check_policy_document(text: &str) -> Result<String, PolicyError> {
     Ok(minified)
 }
 
+/// `policy` (or, with none, every permission of the role) narrowed to requests from `ip`.
+///
+/// The condition is a separate `Deny` statement for any other address rather than a change to the
+/// existing statements: a `Deny` can only narrow, whatever conditions those statements carry.
+pub fn bound_to_source_ip(
+    policy: Option<&str>,
+    ip: std::net::IpAddr,
+) -> Result<String, PolicyError> {
+    let mut doc: Value = match policy {
+        Some(text) => {
+            serde_json::from_str(text).map_err(|e| PolicyError::NotJson(e.to_string()))?
+        }
+        None => json!({
+            "Version": "1",
+            "Statement": [{ "Effect": "Allow", "Action": "*", "Resource": "*" }],
+        }),
+    };
+    let statements = doc
+        .get_mut("Statement")
+        .and_then(Value::as_array_mut)
+        .ok_or(PolicyError::NoStatements)?;
+    statements.push(json!({
+        "Effect": "Deny",
+        "Action": "*",
+        "Resource": "*",
+        "Condition": { "NotIpAddress": { "acs:SourceIp": ip.to_string() } },
+    }));
+    let text = doc.to_string();
+    check_len(&text)?;
+    Ok(text)
+}
+
 fn check_len(text: &str) -> Result<(), PolicyError> {
     let len = text.len();
     if len > MAX_POLICY_LEN {
@@ -234,6 +266,21 @@ mod tests {
         let minified = check_policy_document(doc).unwrap();
         assert!(!minified.contains(' '));
         assert!(minified.contains(r#""Version":"1""#));
+    }
+
+    #[test]
+    fn binding_to_a_source_ip_adds_a_deny_for_every_other_address() {
+        let stores = parse_logstores("my-proj/web-log").unwrap();
+        let policy = logstore_policy(&stores).unwrap();
+        let bound = bound_to_source_ip(Some(&policy), "198.51.100.7".parse().unwrap()).unwrap();
+        assert!(
+            bound.starts_with(&policy[..policy.len() - 2]),
+            "original statements kept"
+        );
+        assert!(bound.ends_with(r#"{"Effect":"Deny","Action":"*","Resource":"*","Condition":{"NotIpAddress":{"acs:SourceIp":"198.51.100.7"}}}]}"#), "{bound}");
+        let open = bound_to_source_ip(None, "2001:db8::1".parse().unwrap()).unwrap();
+        assert!(open.contains(r#""Effect":"Allow","Action":"*","Resource":"*""#));
+        assert!(open.contains(r#""acs:SourceIp":"2001:db8::1""#));
     }
 
     #[test]

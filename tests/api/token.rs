@@ -169,7 +169,13 @@ async fn five_hundred_concurrent_first_requests_cause_exactly_one_sts_call() {
         Reply::Success { lifetime: 3600 },
     )])
     .await;
-    let app = spawn_app(&mock.endpoint(), &[], None).await;
+    // All 500 come from 127.0.0.1: lift the per-address limit (default burst 300) here.
+    let app = spawn_app(
+        &mock.endpoint(),
+        &[("STSVEND_RATE_LIMIT_BURST", "1000")],
+        None,
+    )
+    .await;
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(20))
         .build()

@@ -1,0 +1,246 @@
+//! Tokens for individual callers: one per JWT subject and/or per source IP.
+//!
+//! The same rules as the shared token (refresh ahead, never below the minimum remaining
+//! validity, one STS call in flight per key) with three additions: the cache is bounded in
+//! memory (a `moka` cache weighed in bytes); a request that misses waits only briefly for the
+//! AssumeRole budget; and a refusal that will not fix itself (`NoPermission`,
+//! `EntityNotExist.Role`, `InvalidParameter.*`) is remembered for a minute, so a burst of new
+//! users does not become a burst of doomed STS calls.
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use moka::future::Cache;
+use tokio::time::Instant;
+
+use crate::clock::Clock;
+use crate::credentials::CredentialsProvider;
+use crate::refresh::{self, Token, Unavailable};
+use crate::sts::{AssumeRole, FailureClass, StsClient, StsError, policy};
+
+/// Memory the per-caller cache may use (tokens are ~1-2 KiB each, so roughly 40 000 callers).
+const MAX_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+/// How long a request that misses the cache waits for the AssumeRole budget.
+const REQUEST_BUDGET_WAIT: Duration = Duration::from_secs(2);
+/// A background renewal may wait longer; the current token is still being served meanwhile.
+const RENEWAL_BUDGET_WAIT: Duration = Duration::from_secs(30);
+/// How long a permanent refusal from STS is remembered.
+const REFUSAL_TTL: Duration = Duration::from_secs(60);
+
+/// Whom a token is for.
+#[derive(Debug, Clone, Hash, PartialEq, Eq)]
+pub struct CallerKey {
+    /// The `RoleSessionName` derived from the JWT subject.
+    pub session_name: Option<String>,
+    /// The caller's address, when the profile binds tokens to it.
+    pub ip: Option<IpAddr>,
+}
+
+#[derive(Debug)]
+struct Cached {
+    token: Arc<Token>,
+    refresh_at: Instant,
+    refreshing: AtomicBool,
+}
+
+#[derive(Debug)]
+pub struct CallerTokens {
+    profile: String,
+    template: AssumeRole,
+    client: StsClient,
+    credentials: CredentialsProvider,
+    clock: Clock,
+    min_remaining: Duration,
+    cache: Cache<CallerKey, Arc<Cached>>,
+    refused_until: Mutex<Option<Instant>>,
+}
+
+/// Entries live until their token may no longer be served.
+struct UntilUnservable;
+
+impl moka::Expiry<CallerKey, Arc<Cached>> for UntilUnservable {
+    fn expire_after_create(
+        &self,
+        _key: &CallerKey,
+        value: &Arc<Cached>,
+        _created_at: std::time::Instant,
+    ) -> Option<Duration> {
+        Some(
+            value
+                .token
+                .serve_until
+                .saturating_duration_since(Instant::now()),
+        )
+    }
+
+    fn expire_after_update(
+        &self,
+        key: &CallerKey,
+        value: &Arc<Cached>,
+        updated_at: std::time::Instant,
+        _duration_until_expiry: Option<Duration>,
+    ) -> Option<Duration> {
+        self.expire_after_create(key, value, updated_at)
+    }
+}
+
+impl CallerTokens {
+    pub fn new(
+        profile: String,
+        template: AssumeRole,
+        client: StsClient,
+        credentials: CredentialsProvider,
+        clock: Clock,
+        min_remaining: Duration,
+    ) -> Arc<Self> {
+        let cache = Cache::builder()
+            .max_capacity(MAX_CACHE_BYTES)
+            .weigher(|key: &CallerKey, value: &Arc<Cached>| {
+                let bytes =
+                    value.token.body.len() + key.session_name.as_ref().map_or(0, String::len) + 128;
+                u32::try_from(bytes).unwrap_or(u32::MAX)
+            })
+            .expire_after(UntilUnservable)
+            .build();
+        Arc::new(Self {
+            profile,
+            template,
+            client,
+            credentials,
+            clock,
+            min_remaining,
+            cache,
+            refused_until: Mutex::new(None),
+        })
+    }
+
+    /// A servable token for `key`: from the cache, or from one STS call shared by every request
+    /// for the same key that arrives meanwhile.
+    pub async fn get(self: &Arc<Self>, key: CallerKey) -> Result<Arc<Token>, Unavailable> {
+        let now = Instant::now();
+        if let Some(until) = *self
+            .refused_until
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            && until > now
+        {
+            return Err(Unavailable {
+                class: Some(FailureClass::Rejected),
+                retry_after: until - now,
+            });
+        }
+        if let Some(cached) = self.cache.get(&key).await {
+            if now < cached.token.serve_until {
+                if now >= cached.refresh_at && !cached.refreshing.swap(true, Ordering::AcqRel) {
+                    tokio::spawn(self.clone().renew(key, cached.clone()));
+                }
+                return Ok(cached.token.clone());
+            }
+            self.cache.invalidate(&key).await;
+        }
+        let this = self.clone();
+        let wanted = key.clone();
+        self.cache
+            .try_get_with(key, async move {
+                this.fetch(&wanted, REQUEST_BUDGET_WAIT).await.map(Arc::new)
+            })
+            .await
+            .map(|cached| cached.token.clone())
+            .map_err(|unavailable: Arc<Unavailable>| *unavailable)
+    }
+
+    /// Callers with a cached token (for tests and metrics).
+    pub fn entries(&self) -> u64 {
+        self.cache.entry_count()
+    }
+
+    async fn renew(self: Arc<Self>, key: CallerKey, current: Arc<Cached>) {
+        match self.fetch(&key, RENEWAL_BUDGET_WAIT).await {
+            Ok(fresh) => self.cache.insert(key, Arc::new(fresh)).await,
+            // Let a later request try again; the current token is served while it qualifies.
+            Err(_) => current.refreshing.store(false, Ordering::Release),
+        }
+    }
+
+    async fn fetch(&self, key: &CallerKey, budget_wait: Duration) -> Result<Cached, Unavailable> {
+        let unavailable = |retry_after: Duration| Unavailable {
+            class: Some(FailureClass::Unavailable),
+            retry_after,
+        };
+        let credentials = self.credentials.credentials().await.map_err(|error| {
+            tracing::warn!(profile = %self.profile, %error, "no base credentials for a caller token");
+            unavailable(Duration::from_secs(1))
+        })?;
+        let mut call = self.template.clone();
+        if let Some(name) = &key.session_name {
+            call.role_session_name.clone_from(name);
+        }
+        if let Some(ip) = key.ip {
+            call.policy = Some(policy::bound_to_source_ip(call.policy.as_deref(), ip).map_err(|error| {
+                tracing::error!(profile = %self.profile, %error, "cannot bind the session policy to the caller's address");
+                Unavailable {
+                    class: Some(FailureClass::Rejected),
+                    retry_after: REFUSAL_TTL,
+                }
+            })?);
+        }
+        let obtained = self.clock.now();
+        let issued = match self
+            .client
+            .assume_role_within(&credentials, &call, budget_wait)
+            .await
+        {
+            Ok(issued) => issued,
+            Err(StsError::BudgetExhausted { retry_after }) => return Err(unavailable(retry_after)),
+            Err(error) => {
+                let class = error.class();
+                let permanent = error.code().is_some_and(|code| {
+                    code == "NoPermission"
+                        || code == "EntityNotExist.Role"
+                        || code.starts_with("InvalidParameter")
+                });
+                tracing::warn!(
+                    profile = %self.profile,
+                    %error,
+                    sts_code = error.code().unwrap_or("none"),
+                    hint = error.hint().unwrap_or("none"),
+                    remembered_s = if permanent { REFUSAL_TTL.as_secs() } else { 0 },
+                    "AssumeRole for a caller failed"
+                );
+                if permanent {
+                    *self
+                        .refused_until
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                        Some(Instant::now() + REFUSAL_TTL);
+                }
+                return Err(Unavailable {
+                    class: Some(class),
+                    retry_after: if permanent {
+                        REFUSAL_TTL
+                    } else {
+                        Duration::from_secs(1)
+                    },
+                });
+            }
+        };
+        let plan = refresh::schedule(obtained, issued.expiration, self.min_remaining, rand::random::<f64>())
+            .ok_or_else(|| {
+                tracing::warn!(profile = %self.profile, "STS issued a caller token that expires too soon to serve; check this host's clock");
+                unavailable(Duration::from_secs(1))
+            })?;
+        tracing::debug!(profile = %self.profile, access_key_id_prefix = %issued.key_id_prefix(), "issued a caller token");
+        Ok(Cached {
+            token: Arc::new(Token {
+                body: issued.response_body(),
+                key_id_prefix: issued.key_id_prefix().to_owned(),
+                expiration: issued.expiration,
+                serve_until: self.clock.deadline(plan.serve_until),
+            }),
+            refresh_at: self.clock.deadline(plan.refresh_at),
+            refreshing: AtomicBool::new(false),
+        })
+    }
+}
