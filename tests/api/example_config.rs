@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use stsvend::config::{self, ConfigFile, Mode, Scope};
 
 #[test]
-fn the_example_config_file_loads_with_three_profiles() {
+fn the_example_config_file_loads_with_four_profiles() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config/stsvend.example.toml");
     let file = ConfigFile {
         path: path.into(),
@@ -20,7 +20,7 @@ fn the_example_config_file_loads_with_three_profiles() {
     .collect();
     let config = config::load(Some(&file), &env, Mode::Serve).expect("example is valid");
     let names: Vec<&str> = config.profiles.iter().map(|p| p.name.as_str()).collect();
-    assert_eq!(names, ["default", "mini", "partner"]);
+    assert_eq!(names, ["default", "mini", "partner", "users"]);
     assert!(matches!(&config.profiles[1].scope, Scope::Logstores(s) if s.len() == 2));
     assert_eq!(config.profiles[2].scope, Scope::Document);
     assert!(config.warnings.is_empty(), "{:?}", config.warnings);
