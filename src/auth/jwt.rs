@@ -99,6 +99,9 @@ pub struct Claims {
 /// Why a token was refused. Each variant is one check; none carries any part of the token.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum JwtError {
+    /// No `Authorization: Bearer` header at all.
+    #[error("no token")]
+    Missing,
     #[error("malformed token")]
     Malformed,
     #[error("token algorithm not allowed")]
@@ -126,6 +129,7 @@ impl JwtError {
     /// A stable machine-readable name, for the JSON error body and metrics.
     pub fn code(&self) -> &'static str {
         match self {
+            Self::Missing => "missing_token",
             Self::Malformed => "malformed_token",
             Self::AlgorithmNotAllowed => "algorithm_not_allowed",
             Self::UnknownKey => "unknown_key",
@@ -142,6 +146,9 @@ impl JwtError {
     /// A sentence for the caller's developer. Fixed text: it never echoes the token.
     pub fn description(&self) -> &'static str {
         match self {
+            Self::Missing => {
+                "This endpoint requires a JWT from your login service in the header `Authorization: Bearer <token>`."
+            }
             Self::Malformed => {
                 "The bearer token is not a well-formed JWT: it needs three base64url parts, a JSON header and claims, and a numeric `exp` claim."
             }
@@ -912,12 +919,22 @@ mod tests {
         std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
     }
 
-    /// A file under the system temp dir, unique to this process and `name`.
-    fn temp_file(name: &str, contents: &str) -> PathBuf {
+    /// A verifier built from `config` with a JWKS file holding `contents`. The file is read
+    /// once, at setup, so it is removed again right after.
+    fn with_jwks_file(
+        name: &str,
+        contents: &str,
+        config: JwtConfig,
+    ) -> Result<JwtVerifier, JwtSetupError> {
         let path =
             std::env::temp_dir().join(format!("stsvend-jwt-test-{}-{name}", std::process::id()));
         std::fs::write(&path, contents).unwrap();
-        path
+        let result = JwtVerifier::new(JwtConfig {
+            jwks_file: Some(path.clone()),
+            ..config
+        });
+        let _ = std::fs::remove_file(&path);
+        result
     }
 
     fn rsa_key() -> EncodingKey {
@@ -1286,10 +1303,11 @@ mod tests {
             {"kty": "oct", "kid": "oct-1", "k": b64(leaked)},
             serde_json::from_slice::<Value>(&fixture("jwks.json")).unwrap()["keys"][0],
         ]});
-        let verifier = JwtVerifier::new(JwtConfig {
-            jwks_file: Some(temp_file("oct.json", &jwks.to_string())),
-            ..config(&[Algorithm::HS256, Algorithm::RS256])
-        })
+        let verifier = with_jwks_file(
+            "oct.json",
+            &jwks.to_string(),
+            config(&[Algorithm::HS256, Algorithm::RS256]),
+        )
         .unwrap();
         let forged = sign(
             Algorithm::HS256,
@@ -1534,11 +1552,7 @@ mod tests {
             ),
         ];
         for (name, contents) in cases {
-            let error = JwtVerifier::new(JwtConfig {
-                jwks_file: Some(temp_file(name, &contents)),
-                ..config(&ALL)
-            })
-            .unwrap_err();
+            let error = with_jwks_file(name, &contents, config(&ALL)).unwrap_err();
             assert!(
                 matches!(error, JwtSetupError::JwksFileInvalid { .. }),
                 "{name}: {error}"
@@ -1680,7 +1694,7 @@ mod tests {
         claims_with("exp", json!(now().timestamp() + 7200))
     }
 
-    #[tokio::test]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_jwks_url_is_fetched_once_on_first_use_even_by_concurrent_callers() {
         let server = KeyServer::start(fixture("jwks.json")).await;
         let verifier = server.verifier();
@@ -1699,7 +1713,7 @@ mod tests {
         assert_eq!(server.hits(), 1, "served from the cache");
     }
 
-    #[tokio::test]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_unknown_kid_refetches_at_most_once_a_minute() {
         let server = KeyServer::start(fixture("jwks.json")).await;
         let verifier = server.verifier();

@@ -58,7 +58,18 @@ impl fmt::Debug for JwtSettings {
                 "hs256_secret",
                 &self.hs256_secret.as_ref().map(|_| "** redacted **"),
             )
-            .field("jwks_url", &self.jwks_url)
+            // A JWKS URL may carry an access token in its query; show where it points only.
+            .field(
+                "jwks_url",
+                &self.jwks_url.as_ref().map(|u| {
+                    format!(
+                        "{}://{}{}",
+                        u.scheme(),
+                        u.host_str().unwrap_or(""),
+                        u.path()
+                    )
+                }),
+            )
             .field("jwks_file", &self.jwks_file)
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)

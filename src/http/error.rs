@@ -11,6 +11,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use crate::auth::jwt::JwtError;
 use crate::sts::FailureClass;
 
 /// Header that carries the request id on every response.
@@ -35,6 +36,9 @@ pub enum ApiError {
         code: &'static str,
         message: &'static str,
     },
+    /// 503: the profile's JWT keys (JWKS URL) cannot be fetched and none are cached: our
+    /// fault, not the caller's, so not a 401 that would send them to log in again.
+    JwtKeysUnavailable,
     /// 429: too many requests from this address or subject; `Retry-After` says when to retry.
     RateLimited { retry_after_secs: u64 },
     /// 503 (STS unavailable, or the first token still on its way) or 502 (STS refuses the call):
@@ -65,7 +69,9 @@ impl ApiError {
                 class: Some(FailureClass::Rejected),
                 ..
             } => StatusCode::BAD_GATEWAY,
-            Self::TokenUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::TokenUnavailable { .. } | Self::JwtKeysUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -85,6 +91,10 @@ impl ApiError {
                 "this endpoint only answers GET (and HEAD); see the Allow header",
             ),
             Self::Unauthorized { code, message } => (*code, *message),
+            Self::JwtKeysUnavailable => (
+                "jwt_keys_unavailable",
+                "the keys to check your login token cannot be fetched right now; retry after the number of seconds in Retry-After",
+            ),
             Self::RateLimited { .. } => (
                 "rate_limited",
                 "too many token requests from this address or user; retry after the number of seconds in Retry-After",
@@ -127,10 +137,33 @@ impl IntoResponse for ApiError {
             }
             Self::TokenUnavailable {
                 retry_after_secs, ..
-            } => {
+            }
+            | Self::RateLimited { retry_after_secs } => {
                 response
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+            }
+            Self::JwtKeysUnavailable => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(5u32));
+            }
+            Self::Unauthorized { code, message } => {
+                // RFC 6750 §3: the scheme, and for a bad token which check failed. The texts are
+                // ours and fixed, never the token.
+                let value = if *code == JwtError::Missing.code() {
+                    "Bearer realm=\"stsvend\"".to_owned()
+                } else {
+                    format!(
+                        "Bearer realm=\"stsvend\", error=\"invalid_token\", error_description=\"{}\"",
+                        message.replace(['"', '\\'], "'")
+                    )
+                };
+                if let Ok(value) = HeaderValue::from_str(&value) {
+                    response
+                        .headers_mut()
+                        .insert(header::WWW_AUTHENTICATE, value);
+                }
             }
             _ => {}
         }

@@ -17,6 +17,7 @@ use axum::response::{IntoResponse, Response};
 use super::client_ip::client_ip;
 use super::error::ApiError;
 use super::state::{AppState, ProfileState};
+use crate::auth::jwt::JwtError;
 use crate::auth::subject;
 use crate::callers::CallerKey;
 use crate::config::AuthMode;
@@ -45,23 +46,30 @@ pub async fn serve(
         (AuthMode::None, _) | (_, None) => None,
         (mode, Some(verifier)) => {
             let verified = match bearer(&headers) {
-                Ok(token) => verifier
-                    .verify(token, state.clock.now())
-                    .await
-                    .map_err(|e| (e.code(), e.description())),
-                Err(missing) => Err(missing),
+                Ok(token) => verifier.verify(token, state.clock.now()).await,
+                Err(refusal) => Err(refusal),
             };
-            match verified {
-                Ok(claims) => Some(subject::session_name(&claims.subject)),
-                Err((code, message)) if mode == AuthMode::Jwt => {
+            match (verified, mode) {
+                (Ok(claims), _) => Some(subject::session_name(&claims.subject)),
+                // Our key server is down: not the caller's fault, so no 401 that would send them
+                // to log in again, and no would-be denial to count in report mode.
+                (Err(JwtError::KeysUnavailable), AuthMode::Jwt) => {
+                    return Err(deny("jwt keys unavailable", ApiError::JwtKeysUnavailable));
+                }
+                (Err(JwtError::KeysUnavailable), _) => {
+                    tracing::warn!(profile = %profile.name, "report mode: JWT keys unavailable; serving the guest token");
+                    None
+                }
+                (Err(error), AuthMode::Jwt) => {
+                    let (code, message) = (error.code(), error.description());
                     return Err(deny(code, ApiError::Unauthorized { code, message }));
                 }
-                Err((code, _)) => {
+                (Err(error), _) => {
                     profile.would_deny.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(
                         profile = %profile.name,
                         client_ip = %ip,
-                        reason = code,
+                        reason = error.code(),
                         "report mode: jwt mode would refuse this request; serving the guest token"
                     );
                     None
@@ -107,22 +115,14 @@ pub async fn serve(
 }
 
 /// The token from `Authorization: Bearer <token>`, or why there is none.
-fn bearer(headers: &HeaderMap) -> Result<&str, (&'static str, &'static str)> {
-    let missing = (
-        "missing_token",
-        "this profile requires a JWT from your login service in the header Authorization: Bearer <token>",
-    );
-    let Some(value) = headers.get(header::AUTHORIZATION) else {
-        return Err(missing);
-    };
-    let malformed = (
-        "malformed_token",
-        "the Authorization header is not of the form Bearer <token>",
-    );
-    let text = value.to_str().map_err(|_| malformed)?;
-    let (scheme, token) = text.split_once(' ').ok_or(malformed)?;
+fn bearer(headers: &HeaderMap) -> Result<&str, JwtError> {
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .ok_or(JwtError::Missing)?;
+    let text = value.to_str().map_err(|_| JwtError::Malformed)?;
+    let (scheme, token) = text.split_once(' ').ok_or(JwtError::Malformed)?;
     if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
-        return Err(malformed);
+        return Err(JwtError::Malformed);
     }
     Ok(token.trim())
 }
