@@ -149,11 +149,9 @@ pub async fn load(inputs: ChainInputs<'_>) -> Result<Chain, ChainError> {
     // 1. Environment.
     let found = match inputs.configured {
         Some(credentials) => {
-            let why = format!(
-                "AccessKey {} from {}",
-                credentials.access_key_id(),
-                describe_origin(&credentials)
-            );
+            // The key id is not secret, but logs elsewhere show only its first characters.
+            let id: String = credentials.access_key_id().chars().take(8).collect();
+            let why = format!("AccessKey {id}… from {}", describe_origin(&credentials));
             Some((Found::Static(credentials), why))
         }
         None => {

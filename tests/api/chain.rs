@@ -862,39 +862,122 @@ async fn a_configured_but_broken_source_stops_the_chain_with_its_error() {
 }
 
 #[tokio::test]
-async fn a_credentials_uri_answering_code_failed_is_a_broken_source() {
-    let world = World::new().await;
-    world.uri.set_fallback(UriReply::Raw {
-        status: 200,
-        body: r#"{"Code":"Failed","Message":"sidecar not ready"}"#,
-    });
-    let env = world.env(&[("ALIBABA_CLOUD_CREDENTIALS_URI", "{URI}")]);
-    let started = Instant::now();
-    let result = world.load(&env, false).await;
-    match result {
-        Err(ChainError::Broken {
-            source_name,
-            message,
-            ..
-        }) => {
-            assert_eq!(source_name, "credentials_uri");
-            assert!(message.contains("\"Failed\""), "{message}");
-        }
-        Ok(chain) => {
-            // Show what happens instead: the failure surfaces only when credentials are asked for.
-            let later = tokio::time::timeout(Duration::from_secs(15), chain.provider.credentials())
-                .await
-                .map(|r| r.map(|c| c.access_key_id().to_owned()));
-            panic!(
-                "expected ChainError::Broken naming credentials_uri, but the chain chose `{}` after {:?} \
-                 (the URI was called {} times during load); provider.credentials() then gave {later:?}",
-                chain.chosen().0,
-                started.elapsed(),
-                world.uri.calls()
-            );
-        }
-        Err(other) => panic!("expected the URI source to be broken, got {other}"),
+async fn a_temporary_source_that_cannot_deliver_its_first_credentials_is_broken() {
+    // Each case: what to configure and spoil, the source that must be named, a message fragment.
+    enum Spoil {
+        Uri,
+        Sts(Reply),
+        Metadata,
     }
+    let rra_profile = serde_json::json!({"name": "default", "mode": "RamRoleArn",
+        "access_key_id": "LTAI-cli-rra", "access_key_secret": "rra-base-secret",
+        "ram_role_arn": PROFILE_ROLE_ARN});
+    let ini = "[default]\ntype = access_key\naccess_key_id = LTAI-ini\naccess_key_secret = s\n";
+    let ecs_ini = format!("[default]\ntype = ecs_ram_role\nrole_name = {ECS_ROLE}\n");
+    struct Case {
+        name: &'static str,
+        env: Vec<(&'static str, &'static str)>,
+        files: Vec<(&'static str, String)>,
+        spoil: Spoil,
+        source: &'static str,
+        fragment: &'static str,
+    }
+    let cases = [
+        Case {
+            name: "credentials URI answering Code: Failed",
+            env: vec![],
+            files: vec![],
+            spoil: Spoil::Uri,
+            source: "credentials_uri",
+            fragment: "\"Failed\"",
+        },
+        Case {
+            name: "OIDC token refused by STS",
+            env: oidc_env(),
+            files: vec![("oidc/token", JWT_ONE.to_owned())],
+            spoil: Spoil::Sts(Reply::error(400, "AuthenticationFail.OIDCToken.Invalid")),
+            source: "oidc",
+            fragment: "AuthenticationFail.OIDCToken.Invalid",
+        },
+        Case {
+            name: "RamRoleArn CLI profile refused by STS",
+            env: vec![],
+            files: vec![
+                (".aliyun/config.json", cli_config("default", &[rra_profile])),
+                (".alibabacloud/credentials.ini", ini.to_owned()),
+            ],
+            spoil: Spoil::Sts(Reply::error(403, "NoPermission")),
+            source: "cli_profile",
+            fragment: "NoPermission",
+        },
+        Case {
+            name: "ecs_ram_role credentials-file section, metadata answering Code: Failed",
+            env: vec![],
+            files: vec![(".alibabacloud/credentials.ini", ecs_ini)],
+            spoil: Spoil::Metadata,
+            source: "credentials_file",
+            fragment: "\"Failed\"",
+        },
+    ];
+    let mut failures = Vec::new();
+    for Case {
+        name,
+        env,
+        files,
+        spoil,
+        source,
+        fragment,
+    } in cases
+    {
+        let world = World::new().await;
+        let files: Vec<(&str, &str)> = files.iter().map(|(p, c)| (*p, c.as_str())).collect();
+        world.files(&files);
+        let failed = r#"{"Code":"Failed","Message":"not ready"}"#;
+        match spoil {
+            Spoil::Uri => world.uri.set_fallback(UriReply::Raw {
+                status: 200,
+                body: failed,
+            }),
+            Spoil::Sts(reply) => world.sts.set_fallback(reply),
+            Spoil::Metadata => world.metadata.set_credentials(MetadataCredentials::Raw {
+                status: 200,
+                body: failed.to_owned(),
+            }),
+        }
+        let uri_is_later = source != "credentials_uri";
+        let mut pairs = env;
+        pairs.push(("ALIBABA_CLOUD_CREDENTIALS_URI", "{URI}"));
+        // The metadata service is up except for the URI case, where ECS must not be configured.
+        let result = world.load(&world.env(&pairs), uri_is_later).await;
+        let line = match &result {
+            Ok(chain) => {
+                let later = chain.provider.credentials().await.map(|_| ());
+                format!(
+                    "chose {} ({}); provider.credentials() then gave {later:?}",
+                    chain.chosen().0,
+                    chain.chosen().1
+                )
+            }
+            Err(error) => error.to_string(),
+        };
+        println!("{name:<75} -> {line}");
+        match result {
+            Err(ChainError::Broken {
+                source_name,
+                message,
+                ..
+            }) if source_name == source => {
+                if !message.contains(fragment) {
+                    failures.push(format!("{name}: message lacks {fragment:?}: {message}"));
+                }
+            }
+            _ => failures.push(format!("{name}: expected `{source}` broken, got: {line}")),
+        }
+        if uri_is_later && world.uri.calls() != 0 {
+            failures.push(format!("{name}: fell through to the credentials URI"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 // ------------------------------------------------------------------------------ nothing at all
