@@ -12,7 +12,7 @@
 //! - [`credentials`]: the service's own AccessKey, held in redacting types;
 //! - [`emulator`]: the local STS behind `stsvend dev` and the integration tests;
 //! - [`check`]: `stsvend check`, the operator's dry run;
-//! - [`clock`], [`telemetry`], [`shutdown`]: small infrastructure.
+//! - [`clock`], [`outbound`], [`telemetry`], [`shutdown`]: small infrastructure.
 
 pub mod auth;
 pub mod callers;
@@ -22,6 +22,7 @@ pub mod config;
 pub mod credentials;
 pub mod emulator;
 pub mod http;
+pub mod outbound;
 pub mod refresh;
 pub mod shutdown;
 pub mod startup;

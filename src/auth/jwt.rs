@@ -824,41 +824,18 @@ enum FetchError {
     Invalid(String),
 }
 
-async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>, FetchError> {
-    if response
-        .content_length()
-        .is_some_and(|len| len > MAX_JWKS_BYTES as u64)
-    {
-        return Err(FetchError::TooLarge);
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
+async fn read_capped(response: reqwest::Response) -> Result<Vec<u8>, FetchError> {
+    crate::outbound::read_capped(response, MAX_JWKS_BYTES)
         .await
-        .map_err(|e| FetchError::Transport(transport_error(e)))?
-    {
-        if body.len() + chunk.len() > MAX_JWKS_BYTES {
-            return Err(FetchError::TooLarge);
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
+        .map_err(|e| match e {
+            crate::outbound::BodyError::TooLarge => FetchError::TooLarge,
+            crate::outbound::BodyError::Transport(e) => FetchError::Transport(transport_error(e)),
+        })
 }
 
 /// A reqwest error as one line, without the URL: its query may carry an access token.
 fn transport_error(error: reqwest::Error) -> String {
-    if error.is_timeout() {
-        return "timed out".to_owned();
-    }
-    let error = error.without_url();
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(&error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
+    crate::outbound::error_text(error)
 }
 
 /// The URL for logs: scheme, host, port and path, without credentials, query or fragment.

@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use reqwest::{StatusCode, Url};
 
-use super::{Credentials, Detect, SourceError, flag, http_error, local_http_client, var};
+use super::{Credentials, Detect, SourceError, flag, local_http_client, var};
+use crate::outbound::error_text as http_error;
 
 pub(super) const SOURCE: &str = "ecs_ram_role";
 const TOKEN_TTL_SECONDS: &str = "21600";
@@ -174,10 +175,10 @@ async fn session_token(
         .send()
         .await;
     let outcome = match result {
-        Ok(response) if response.status().is_success() => match response.text().await {
+        Ok(response) if response.status().is_success() => match text(response).await {
             Ok(token) if !token.trim().is_empty() => return Ok(Some(token.trim().to_owned())),
             Ok(_) => Failure::Broken("the metadata token answer was empty".to_owned()),
-            Err(e) => Failure::Broken(http_error(e)),
+            Err(why) => Failure::Broken(why),
         },
         Ok(response) => Failure::Broken(format!(
             "the metadata token request answered HTTP {}",
@@ -220,15 +221,17 @@ async fn get(
         }
     })?;
     match response.status() {
-        StatusCode::OK => response
-            .text()
-            .await
-            .map(Get::Body)
-            .map_err(|e| Failure::Broken(http_error(e))),
+        StatusCode::OK => text(response).await.map(Get::Body).map_err(Failure::Broken),
         StatusCode::NOT_FOUND => Ok(Get::NotFound),
         status => Err(Failure::Broken(format!(
             "`/{path}` answered HTTP {}",
             status.as_u16()
         ))),
     }
+}
+
+/// A metadata answer as text (capped, like every answer we read).
+async fn text(response: reqwest::Response) -> Result<String, String> {
+    let bytes = super::read_small_body(response).await?;
+    String::from_utf8(bytes).map_err(|_| "answered text that is not UTF-8".to_owned())
 }

@@ -299,20 +299,14 @@ fn local_http_client(
         .map_err(|e| SourceError::new(format!("cannot build an HTTP client: {e}")))
 }
 
-/// A reqwest error as one line, without the URL (a credentials URI may carry a secret).
-fn http_error(error: reqwest::Error) -> String {
-    if error.is_timeout() {
-        return "timed out".to_owned();
-    }
-    let error = error.without_url();
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(&error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
+/// Reads a local endpoint's answer: at most 64 KiB, and an error text without the URL.
+async fn read_small_body(response: reqwest::Response) -> Result<Vec<u8>, String> {
+    crate::outbound::read_capped(response, 64 * 1024)
+        .await
+        .map_err(|e| match e {
+            crate::outbound::BodyError::TooLarge => "answered a body larger than 64 KiB".to_owned(),
+            crate::outbound::BodyError::Transport(e) => crate::outbound::error_text(e),
+        })
 }
 
 /// The JSON both the metadata service and a credentials URI answer with:
@@ -326,10 +320,6 @@ fn credentials_from_json(bytes: &[u8], source: &'static str) -> Result<Credentia
         access_key_secret: Option<String>,
         security_token: Option<String>,
         expiration: Option<String>,
-    }
-    const MAX_BODY_BYTES: usize = 64 * 1024;
-    if bytes.len() > MAX_BODY_BYTES {
-        return Err("answered a body that is too large".to_owned());
     }
     let body: Body = serde_json::from_slice(bytes)
         .map_err(|_| "answered something that is not a JSON object".to_owned())?;

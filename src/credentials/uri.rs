@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use reqwest::Url;
 
-use super::{Credentials, SourceError, http_error, local_http_client, var};
+use super::{Credentials, SourceError, local_http_client, var};
 
 pub(super) const SOURCE: &str = "credentials_uri";
 
@@ -49,9 +49,9 @@ impl Uri {
             .get(self.url.clone())
             .send()
             .await
-            .map_err(|e| fail(http_error(e)))?;
+            .map_err(|e| fail(crate::outbound::error_text(e)))?;
         let status = response.status();
-        let bytes = response.bytes().await.map_err(|e| fail(http_error(e)))?;
+        let bytes = super::read_small_body(response).await.map_err(fail)?;
         if !status.is_success() {
             return Err(fail(format!("answered HTTP {}", status.as_u16())));
         }

@@ -8,6 +8,7 @@ use super::request::{AssumeRole, AssumeRoleWithOidc, SignedRequest};
 use super::response::{self, ApiErrorBody, IssuedCredentials, MalformedResponse, Parsed};
 use crate::clock::Clock;
 use crate::credentials::Credentials;
+use crate::outbound::{BodyError, error_text, read_capped};
 
 /// How long one STS call may take in all. STS answers in tens of milliseconds; a call that takes
 /// this long is better retried with a fresh nonce and timestamp.
@@ -231,10 +232,12 @@ impl StsClient {
             .await
             .map_err(transport_error)?;
         let status = response.status().as_u16();
-        let body = read_capped(response).await.map_err(|e| match e {
-            ReadError::TooLarge => StsError::TooLarge { status },
-            ReadError::Transport(e) => transport_error(e),
-        })?;
+        let body = read_capped(response, MAX_BODY_BYTES)
+            .await
+            .map_err(|e| match e {
+                BodyError::TooLarge => StsError::TooLarge { status },
+                BodyError::Transport(e) => transport_error(e),
+            })?;
         match response::parse(status, &body) {
             Ok(Parsed::Success(issued)) => Ok(issued),
             Ok(Parsed::Error(body)) => {
@@ -256,43 +259,13 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-enum ReadError {
-    TooLarge,
-    Transport(reqwest::Error),
-}
-
-async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>, ReadError> {
-    if response
-        .content_length()
-        .is_some_and(|len| len > MAX_BODY_BYTES as u64)
-    {
-        return Err(ReadError::TooLarge);
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(ReadError::Transport)? {
-        if body.len() + chunk.len() > MAX_BODY_BYTES {
-            return Err(ReadError::TooLarge);
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
-}
-
 /// reqwest's errors print the URL, and ours carries the signature and any security token in its
 /// query, so the URL is dropped before the error goes anywhere.
 fn transport_error(error: reqwest::Error) -> StsError {
     if error.is_timeout() {
         return StsError::Timeout;
     }
-    let error = error.without_url();
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(&error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    StsError::Unreachable(text)
+    StsError::Unreachable(error_text(error))
 }
 
 #[cfg(test)]
