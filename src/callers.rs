@@ -120,25 +120,24 @@ impl CallerTokens {
     /// for the same key that arrives meanwhile.
     pub async fn get(self: &Arc<Self>, key: CallerKey) -> Result<Arc<Token>, Unavailable> {
         let now = Instant::now();
-        if let Some(until) = *self
-            .refused_until
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            && until > now
-        {
-            return Err(Unavailable {
-                class: Some(FailureClass::Rejected),
-                retry_after: until - now,
-            });
-        }
         if let Some(cached) = self.cache.get(&key).await {
             if now < cached.token.serve_until {
-                if now >= cached.refresh_at && !cached.refreshing.swap(true, Ordering::AcqRel) {
+                if now >= cached.refresh_at
+                    && self.refused_for(now).is_none()
+                    && !cached.refreshing.swap(true, Ordering::AcqRel)
+                {
                     tokio::spawn(self.clone().renew(key, cached.clone()));
                 }
                 return Ok(cached.token.clone());
             }
             self.cache.invalidate(&key).await;
+        }
+        // A cached token needs no STS call, so only callers without one meet a remembered refusal.
+        if let Some(retry_after) = self.refused_for(now) {
+            return Err(Unavailable {
+                class: Some(FailureClass::Rejected),
+                retry_after,
+            });
         }
         let this = self.clone();
         let wanted = key.clone();
@@ -154,6 +153,15 @@ impl CallerTokens {
     /// Callers with a cached token (for tests and metrics).
     pub fn entries(&self) -> u64 {
         self.cache.entry_count()
+    }
+
+    /// How much longer a permanent refusal from STS is remembered, if one is.
+    fn refused_for(&self, now: Instant) -> Option<Duration> {
+        let until = (*self
+            .refused_until
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner))?;
+        (until > now).then(|| until - now)
     }
 
     async fn renew(self: Arc<Self>, key: CallerKey, current: Arc<Cached>) {

@@ -1,111 +1,122 @@
 //! The process-wide budget for `AssumeRole` calls.
 //!
 //! Alibaba allows about 100 `AssumeRole` calls per second for a whole account, shared by every
-//! application in it (PROTOCOL.md §1.7). Every call stsvend makes goes through this one limiter
-//! (default 20 per second) so stsvend can never spend the account's quota. A `Throttling.*`
-//! answer doubles the cost of each call (up to four times) for half a minute: the budget shrinks
-//! while STS says the account is busy.
+//! application in it (PROTOCOL.md §1.7). Every call stsvend makes goes through this one budget
+//! (default 20) so stsvend can never spend the account's quota. The budget is a sliding window:
+//! no one-second stretch ever holds more than the budget's calls, with a tenth of a second to
+//! spare for network jitter. (A token bucket with a burst
+//! of N would let nearly 2N through in the second after a quiet spell.) A `Throttling.*` answer
+//! doubles the cost of each call (up to four times) for half a minute: the budget shrinks while
+//! STS says the account is busy.
 
+use std::collections::VecDeque;
 use std::num::NonZeroU32;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use governor::clock::{Clock as _, DefaultClock};
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use tokio::time::Instant;
 
+/// One second, plus a tenth for the spread in network latency between us and STS: calls we
+/// grant a second apart must still arrive at STS more than a second apart.
+const WINDOW: Duration = Duration::from_millis(1100);
 /// How long the budget stays shrunk after a `Throttling.*` answer.
 const PENALTY: Duration = Duration::from_secs(30);
-const MAX_PENALTY_FACTOR: u32 = 4;
+const MAX_PENALTY_FACTOR: usize = 4;
 
 #[derive(Debug)]
 pub struct StsBudget {
-    limiter: DefaultDirectRateLimiter,
-    clock: DefaultClock,
-    penalty: Mutex<Penalty>,
+    per_second: usize,
+    state: Mutex<State>,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Penalty {
-    factor: u32,
-    until: Option<std::time::Instant>,
+#[derive(Debug)]
+struct State {
+    /// When each call of the last second was granted; a penalised call takes several slots.
+    granted: VecDeque<Instant>,
+    factor: usize,
+    penalty_until: Option<Instant>,
 }
 
 impl StsBudget {
     pub fn new(per_second: NonZeroU32) -> Self {
-        // The burst allows a whole second's worth at once (and at least the largest penalty
-        // factor, so a penalised call always fits).
-        let burst = per_second.max(NonZeroU32::MIN.saturating_add(MAX_PENALTY_FACTOR - 1));
-        let clock = DefaultClock::default();
+        let per_second = usize::try_from(per_second.get()).unwrap_or(usize::MAX);
         Self {
-            limiter: RateLimiter::direct_with_clock(
-                Quota::per_second(per_second).allow_burst(burst),
-                clock.clone(),
-            ),
-            clock,
-            penalty: Mutex::new(Penalty {
+            per_second,
+            state: Mutex::new(State {
+                granted: VecDeque::with_capacity(per_second),
                 factor: 1,
-                until: None,
+                penalty_until: None,
             }),
         }
     }
 
     /// Takes one call's worth, waiting at most `max_wait`. `Err` carries when to try again.
     pub async fn acquire(&self, max_wait: Duration) -> Result<(), Duration> {
-        let deadline = tokio::time::Instant::now() + max_wait;
+        let deadline = Instant::now() + max_wait;
         loop {
-            let cost = NonZeroU32::new(self.cost()).unwrap_or(NonZeroU32::MIN);
-            let wait = match self.limiter.check_n(cost) {
-                Ok(Ok(())) => return Ok(()),
-                Ok(Err(not_until)) => not_until.wait_time_from(self.clock.now()),
-                // Cannot happen: the burst is at least the largest cost.
-                Err(_) => Duration::from_secs(1),
+            let now = Instant::now();
+            let wait = match self.try_take(now) {
+                Ok(()) => return Ok(()),
+                Err(wait) => wait,
             };
-            let wake = tokio::time::Instant::now() + wait;
-            if wake > deadline {
+            if now + wait > deadline {
                 return Err(wait.max(Duration::from_secs(1)));
             }
-            tokio::time::sleep_until(wake).await;
+            tokio::time::sleep(wait).await;
         }
+    }
+
+    /// Grants a call at `now` if the last second has room for it; otherwise says how long until
+    /// it will.
+    fn try_take(&self, now: Instant) -> Result<(), Duration> {
+        let mut state = self.lock();
+        while state
+            .granted
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= WINDOW)
+        {
+            state.granted.pop_front();
+        }
+        if state.penalty_until.is_some_and(|until| until <= now) {
+            state.factor = 1;
+            state.penalty_until = None;
+        }
+        let cost = state.factor.min(self.per_second);
+        let used = state.granted.len();
+        if used + cost <= self.per_second {
+            state.granted.extend(std::iter::repeat_n(now, cost));
+            return Ok(());
+        }
+        // Enough of the oldest grants must leave the window to make room for `cost` slots.
+        let must_expire = used + cost - self.per_second;
+        let frees_at = state.granted[must_expire - 1] + WINDOW;
+        Err(frees_at
+            .saturating_duration_since(now)
+            .max(Duration::from_millis(1)))
     }
 
     /// STS answered `Throttling.*`: shrink the budget for a while.
     pub fn throttled(&self) {
-        let mut penalty = self
-            .penalty
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let active = penalty
-            .until
-            .is_some_and(|until| until > std::time::Instant::now());
-        penalty.factor = if active {
-            (penalty.factor * 2).min(MAX_PENALTY_FACTOR)
+        let now = Instant::now();
+        let mut state = self.lock();
+        let active = state.penalty_until.is_some_and(|until| until > now);
+        state.factor = if active {
+            (state.factor * 2).min(MAX_PENALTY_FACTOR)
         } else {
             2
         };
-        penalty.until = Some(std::time::Instant::now() + PENALTY);
+        state.penalty_until = Some(now + PENALTY);
         tracing::warn!(
-            factor = penalty.factor,
+            factor = state.factor,
             for_s = PENALTY.as_secs(),
             "STS is throttling: shrinking the AssumeRole budget"
         );
     }
 
-    fn cost(&self) -> u32 {
-        let mut penalty = self
-            .penalty
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        match penalty.until {
-            Some(until) if until > std::time::Instant::now() => penalty.factor,
-            Some(_) => {
-                *penalty = Penalty {
-                    factor: 1,
-                    until: None,
-                };
-                1
-            }
-            None => 1,
-        }
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -113,36 +124,69 @@ impl StsBudget {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn the_burst_is_granted_then_callers_are_refused_with_a_retry_time() {
-        let budget = StsBudget::new(NonZeroU32::new(5).unwrap());
+    fn budget(n: u32) -> StsBudget {
+        StsBudget::new(NonZeroU32::new(n).unwrap())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_second_ever_holds_more_than_the_budget() {
+        let budget = budget(5);
+        let mut granted = Vec::new();
+        let start = Instant::now();
+        // Ask 50 times as fast as we like over 3 s, each allowed to wait 100 ms.
+        for _ in 0..50 {
+            if budget.acquire(Duration::from_millis(100)).await.is_ok() {
+                granted.push(Instant::now());
+            }
+            tokio::time::advance(Duration::from_millis(50)).await;
+        }
+        assert!(Instant::now() - start >= Duration::from_secs(2));
+        for (i, t) in granted.iter().enumerate() {
+            let in_window = granted[i..]
+                .iter()
+                .take_while(|u| **u - *t < WINDOW)
+                .count();
+            assert!(in_window <= 5, "{in_window} grants within a second");
+        }
+        assert!(
+            granted.len() >= 10,
+            "the budget is used, not starved: {}",
+            granted.len()
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refused_caller_learns_when_to_retry() {
+        let budget = budget(5);
         for _ in 0..5 {
             assert!(budget.acquire(Duration::ZERO).await.is_ok());
         }
         let retry = budget.acquire(Duration::ZERO).await.unwrap_err();
-        assert!(retry >= Duration::from_secs(1) - Duration::from_millis(1));
+        assert_eq!(retry, WINDOW);
+        tokio::time::advance(Duration::from_millis(400)).await;
+        assert!(
+            budget.try_take(Instant::now()).unwrap_err() <= WINDOW - Duration::from_millis(400)
+        );
+        // Waiting for the slot is allowed when the caller may wait long enough.
+        assert!(budget.acquire(Duration::from_secs(1)).await.is_ok());
     }
 
-    #[tokio::test]
-    async fn a_caller_may_wait_for_the_next_slot() {
-        let budget = StsBudget::new(NonZeroU32::new(10).unwrap());
-        for _ in 0..10 {
-            budget.acquire(Duration::ZERO).await.unwrap();
-        }
-        // The next slot comes within 100 ms at 10 per second.
-        assert!(budget.acquire(Duration::from_millis(500)).await.is_ok());
-    }
-
-    #[tokio::test]
-    async fn throttling_doubles_the_cost_of_a_call() {
-        let budget = StsBudget::new(NonZeroU32::new(8).unwrap());
+    #[tokio::test(start_paused = true)]
+    async fn throttling_doubles_the_cost_of_a_call_for_a_while() {
+        let budget = budget(8);
         budget.throttled();
         let mut granted = 0;
         while budget.acquire(Duration::ZERO).await.is_ok() {
             granted += 1;
         }
-        assert_eq!(granted, 4, "8 cells at 2 per call");
+        assert_eq!(granted, 4, "8 slots at 2 per call");
         budget.throttled();
-        assert_eq!(budget.cost(), 4);
+        assert_eq!(budget.lock().factor, 4);
+        tokio::time::advance(PENALTY + WINDOW).await;
+        let mut granted = 0;
+        while budget.acquire(Duration::ZERO).await.is_ok() {
+            granted += 1;
+        }
+        assert_eq!(granted, 8, "the penalty wears off");
     }
 }
