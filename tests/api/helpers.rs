@@ -989,3 +989,464 @@ impl Drop for FixedSts {
         self.task.abort();
     }
 }
+
+// Endpoint-protection test pieces (issue #4): signed JWTs from the fixture keys, a JWKS server
+// that counts its hits, a mock STS that timestamps every call, log capture, and requests with
+// headers, one at a time or all at once.
+
+/// The HS256 secret the protect tests configure (at least 32 bytes).
+pub const JWT_SECRET: &str = "protect-tests-hs256-secret-0123456789abcdef";
+pub const JWT_ISSUER: &str = "https://login.example.com";
+pub const JWT_AUDIENCE: &str = "stsvend";
+
+/// A file under `tests/fixtures/jwt/`.
+pub fn jwt_fixture_path(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/jwt")
+        .join(name)
+}
+
+pub fn jwt_fixture(name: &str) -> Vec<u8> {
+    let path = jwt_fixture_path(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Seconds since the epoch, by the real clock (the service checks `exp` against it too).
+pub fn unix_now() -> i64 {
+    #[allow(clippy::disallowed_methods)] // tokens are checked against the real clock
+    let now = Utc::now();
+    now.timestamp()
+}
+
+/// Claims that pass every check (issuer, audience, an hour of validity) for `subject`.
+pub fn jwt_claims(subject: &str) -> serde_json::Value {
+    let now = unix_now();
+    serde_json::json!({
+        "sub": subject,
+        "iss": JWT_ISSUER,
+        "aud": JWT_AUDIENCE,
+        "iat": now,
+        "exp": now + 3600,
+    })
+}
+
+/// A compact JWS of `claims` with `algorithm`, `kid` and `key`.
+pub fn sign_jwt(
+    algorithm: jsonwebtoken::Algorithm,
+    kid: Option<&str>,
+    claims: &serde_json::Value,
+    key: &jsonwebtoken::EncodingKey,
+) -> String {
+    let mut header = jsonwebtoken::Header::new(algorithm);
+    header.kid = kid.map(str::to_owned);
+    jsonwebtoken::encode(&header, claims, key).expect("the test token signs")
+}
+
+pub fn hs256_key() -> jsonwebtoken::EncodingKey {
+    jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes())
+}
+
+/// The private key of JWKS entry `rsa-1`.
+pub fn rsa_key() -> jsonwebtoken::EncodingKey {
+    jsonwebtoken::EncodingKey::from_rsa_pem(&jwt_fixture("rsa_private.pem")).unwrap()
+}
+
+/// A second RSA key, not in `jwks.json`.
+pub fn rotated_rsa_key() -> jsonwebtoken::EncodingKey {
+    jsonwebtoken::EncodingKey::from_rsa_pem(&jwt_fixture("rsa_rotated_private.pem")).unwrap()
+}
+
+/// The private key of JWKS entry `ec-1`.
+pub fn ec_key() -> jsonwebtoken::EncodingKey {
+    jsonwebtoken::EncodingKey::from_ec_pem(&jwt_fixture("ec_private.pem")).unwrap()
+}
+
+/// A valid HS256 token for `subject`, signed with [`JWT_SECRET`].
+pub fn hs256_jwt(subject: &str) -> String {
+    sign_jwt(
+        jsonwebtoken::Algorithm::HS256,
+        None,
+        &jwt_claims(subject),
+        &hs256_key(),
+    )
+}
+
+/// `Authorization: Bearer <token>`.
+pub fn bearer(token: &str) -> (String, String) {
+    ("authorization".to_owned(), format!("Bearer {token}"))
+}
+
+/// A key server on 127.0.0.1 answering every GET with a JWKS document, counting requests.
+/// Dropping it stops the server.
+pub struct JwksServer {
+    pub addr: SocketAddr,
+    body: Arc<Mutex<Vec<u8>>>,
+    hits: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl JwksServer {
+    pub async fn start(body: Vec<u8>) -> Self {
+        let body = Arc::new(Mutex::new(body));
+        let hits = Arc::new(AtomicUsize::new(0));
+        let (served, counted) = (body.clone(), hits.clone());
+        let router = axum::Router::new().fallback(axum::routing::get(move || {
+            let (served, counted) = (served.clone(), counted.clone());
+            async move {
+                counted.fetch_add(1, Ordering::SeqCst);
+                let body = served.lock().unwrap().clone();
+                (StatusCode::OK, [("content-type", "application/json")], body).into_response()
+            }
+        }));
+        let (addr, task) = serve_loopback(router).await;
+        Self {
+            addr,
+            body,
+            hits,
+            task,
+        }
+    }
+
+    /// The URL to put in `STSVEND_JWT_JWKS_URL`.
+    pub fn url(&self) -> String {
+        format!("http://{}/.well-known/jwks.json", self.addr)
+    }
+
+    pub fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+
+    pub fn set_body(&self, body: Vec<u8>) {
+        *self.body.lock().unwrap() = body;
+    }
+}
+
+impl Drop for JwksServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// [`MockSts`] with the arrival time of every call, for rate checks.
+pub struct TimedSts {
+    pub addr: SocketAddr,
+    state: Arc<MockState>,
+    times: Arc<Mutex<Vec<std::time::Instant>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TimedSts {
+    /// Answers `script` in order, then succeeds with the requested duration.
+    pub async fn start(script: Vec<Reply>) -> Self {
+        let state = Arc::new(MockState {
+            script: Mutex::new(script.into()),
+            ..MockState::default()
+        });
+        let times: Arc<Mutex<Vec<std::time::Instant>>> = Arc::default();
+        let (shared, recorded) = (state.clone(), times.clone());
+        let router = axum::Router::new().route(
+            "/",
+            axum::routing::post(move |uri: Uri, body: Bytes| {
+                recorded.lock().unwrap().push(std::time::Instant::now());
+                handle(State(shared.clone()), uri, body)
+            }),
+        );
+        let (addr, task) = serve_loopback(router).await;
+        Self {
+            addr,
+            state,
+            times,
+            task,
+        }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://{}/", self.addr)
+    }
+
+    pub fn set_fallback(&self, reply: Reply) {
+        *self.state.fallback.lock().unwrap() = Some(reply);
+    }
+
+    pub fn calls(&self) -> usize {
+        self.state.calls.load(Ordering::SeqCst)
+    }
+
+    pub fn requests(&self) -> Vec<HashMap<String, String>> {
+        self.state.requests.lock().unwrap().clone()
+    }
+
+    pub fn issued(&self) -> Vec<Issued> {
+        self.state.issued.lock().unwrap().clone()
+    }
+
+    /// When each call arrived, in arrival order.
+    pub fn call_times(&self) -> Vec<std::time::Instant> {
+        self.times.lock().unwrap().clone()
+    }
+}
+
+impl Drop for TimedSts {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The most of `times` that fall within any window of length `window` (times in any order).
+pub fn max_in_window(times: &[std::time::Instant], window: Duration) -> usize {
+    let mut sorted = times.to_vec();
+    sorted.sort();
+    let mut best = 0;
+    let mut start = 0;
+    for end in 0..sorted.len() {
+        while sorted[end].duration_since(sorted[start]) >= window {
+            start += 1;
+        }
+        best = best.max(end - start + 1);
+    }
+    best
+}
+
+/// Everything the service logs on this thread, as JSON lines, while the guard lives. With the
+/// default current-thread test runtime the service's tasks run on this thread too, so this sees
+/// every event of the service under test (and nothing from tests on other threads).
+#[derive(Clone, Default)]
+pub struct LogCapture {
+    buffer: Arc<Mutex<Vec<u8>>>,
+}
+
+/// One `io::Write` handle into a [`LogCapture`].
+pub struct LogWriter(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl LogCapture {
+    pub fn start() -> (Self, tracing::subscriber::DefaultGuard) {
+        // tracing caches, per log statement, whether anyone listens. While at most one
+        // dispatcher is registered, that is decided by asking the default of whichever thread
+        // reaches the statement first: a test without a capture would silence the statement
+        // for every other thread too. A second dispatcher that lives forever makes tracing ask
+        // every registered dispatcher, and leaves the decision to each thread's default.
+        static KEEPER: std::sync::OnceLock<tracing::Dispatch> = std::sync::OnceLock::new();
+        KEEPER.get_or_init(|| tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default()));
+        let capture = Self::default();
+        let buffer = capture.buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_writer(move || LogWriter(buffer.clone()))
+            .finish();
+        (capture, tracing::subscriber::set_default(subscriber))
+    }
+
+    /// Everything logged so far, raw.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.buffer.lock().unwrap()).into_owned()
+    }
+
+    /// Every event logged so far.
+    pub fn events(&self) -> Vec<serde_json::Value> {
+        self.text()
+            .lines()
+            .filter(|line| !line.trim().is_empty())
+            .map(|line| serde_json::from_str(line).expect("log lines are JSON"))
+            .collect()
+    }
+
+    /// The events whose message is `message`.
+    pub fn events_with_message(&self, message: &str) -> Vec<serde_json::Value> {
+        self.events()
+            .into_iter()
+            .filter(|event| event["fields"]["message"] == message)
+            .collect()
+    }
+}
+
+/// One answer of the service, read in full.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: String,
+}
+
+impl Answer {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", self.body))
+    }
+
+    /// `error.code` of an error body.
+    pub fn error_code(&self) -> Option<String> {
+        serde_json::from_str::<serde_json::Value>(&self.body)
+            .ok()?
+            .pointer("/error/code")?
+            .as_str()
+            .map(str::to_owned)
+    }
+
+    /// `AccessKeyId` of a token body.
+    pub fn access_key_id(&self) -> Option<String> {
+        serde_json::from_str::<serde_json::Value>(&self.body)
+            .ok()?
+            .get("AccessKeyId")?
+            .as_str()
+            .map(str::to_owned)
+    }
+
+    /// Whether `needle` appears in the body or in any header value.
+    pub fn mentions(&self, needle: &str) -> bool {
+        self.body.contains(needle)
+            || self
+                .headers
+                .values()
+                .any(|v| String::from_utf8_lossy(v.as_bytes()).contains(needle))
+    }
+}
+
+/// Sends `method path` with `headers` and reads the whole answer.
+pub async fn send(
+    client: &reqwest::Client,
+    method: reqwest::Method,
+    url: &str,
+    headers: &[(String, String)],
+) -> Answer {
+    let mut request = client.request(method, url);
+    for (name, value) in headers {
+        request = request.header(name.as_str(), value.as_str());
+    }
+    let response = request.send().await.expect("request failed");
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let body = response.text().await.expect("body readable");
+    Answer {
+        status,
+        headers,
+        body,
+    }
+}
+
+impl TestApp {
+    /// `GET path` with `headers`.
+    pub async fn get_with(&self, path: &str, headers: &[(String, String)]) -> Answer {
+        send(&self.client, reqwest::Method::GET, &self.url(path), headers).await
+    }
+
+    /// `GET path` once per header set, all at the same time; answers in the same order.
+    pub async fn get_all(&self, path: &str, requests: Vec<Vec<(String, String)>>) -> Vec<Answer> {
+        let mut set = tokio::task::JoinSet::new();
+        for (i, headers) in requests.into_iter().enumerate() {
+            let client = self.client.clone();
+            let url = self.url(path);
+            set.spawn(
+                async move { (i, send(&client, reqwest::Method::GET, &url, &headers).await) },
+            );
+        }
+        let mut answers: Vec<Option<Answer>> = vec![None; set.len()];
+        while let Some(joined) = set.join_next().await {
+            let (i, answer) = joined.expect("request task");
+            answers[i] = Some(answer);
+        }
+        answers.into_iter().map(Option::unwrap).collect()
+    }
+
+    /// Waits (bounded) until `/readyz` says every profile's shared token is servable.
+    pub async fn wait_ready(&self) {
+        let ready = eventually(Duration::from_secs(10), || async {
+            self.get("/readyz").await.status() == 200
+        })
+        .await;
+        assert!(ready, "the service did not become ready");
+    }
+}
+
+/// Like [`spawn_app`], on `clock`: with [`Clock::following_tokio`], a test moves the service's
+/// wall clock forward by pausing tokio time, advancing it, and resuming.
+pub async fn spawn_app_with_clock(
+    endpoint: &str,
+    extra: &[(&str, &str)],
+    file: Option<&str>,
+    clock: Clock,
+) -> TestApp {
+    let mut env = base_env(endpoint);
+    for (k, v) in extra {
+        if v.is_empty() {
+            env.remove(*k);
+        } else {
+            env.insert((*k).to_owned(), (*v).to_owned());
+        }
+    }
+    let file = file.map(|text| ConfigFile {
+        path: "test.toml".into(),
+        text: text.into(),
+    });
+    let config = config::load(file.as_ref(), &env, Mode::Serve).expect("test config is valid");
+    let credentials = CredentialsProvider::Static(config.credentials.clone().expect("credentials"));
+    let app = App::build(&config, credentials, clock)
+        .await
+        .expect("service builds");
+    let addr = app.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(app.run_until(async move {
+        let _ = stopped.await;
+    }));
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    TestApp {
+        addr,
+        client,
+        stop: Some(stop),
+        task: Some(task),
+    }
+}
+
+/// Moves tokio time (and so a [`Clock::following_tokio`] clock) forward by `by`, at once.
+/// Current-thread runtimes only.
+pub async fn jump_ahead(by: Duration) {
+    tokio::time::pause();
+    tokio::time::advance(by).await;
+    tokio::time::resume();
+}
+
+/// The `request denied` log events of the request that got `answer` (by its request id).
+pub fn denials_for(logs: &LogCapture, answer: &Answer) -> Vec<serde_json::Value> {
+    let id = answer.header("x-request-id").unwrap_or_default();
+    logs.events_with_message("request denied")
+        .into_iter()
+        .filter(|event| event["span"]["request_id"] == id)
+        .collect()
+}
+
+/// Checks that `answer` was logged as exactly one denial with `reason` for `client_ip` on
+/// profile `default`, or (for a 2xx) not at all.
+pub fn assert_logged_denial(logs: &LogCapture, answer: &Answer, reason: &str, client_ip: &str) {
+    let denials = denials_for(logs, answer);
+    if (200..300).contains(&answer.status) {
+        assert!(
+            denials.is_empty(),
+            "a served request was logged as denied: {denials:?}"
+        );
+        return;
+    }
+    assert_eq!(denials.len(), 1, "one log line per denial: {denials:?}");
+    let fields = &denials[0]["fields"];
+    assert_eq!(fields["reason"], reason, "{fields}");
+    assert_eq!(fields["client_ip"], client_ip, "{fields}");
+    assert_eq!(fields["profile"], "default", "{fields}");
+}
