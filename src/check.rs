@@ -67,6 +67,7 @@ pub async fn run(
         sts_endpoint: config.sts_endpoint.clone(),
         metadata_endpoint: config.ecs_metadata_endpoint.clone(),
         clock: clock.clone(),
+        budget: None,
     })
     .await;
     let chain = match loaded {

@@ -9,12 +9,14 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
+use std::sync::Arc;
 use stsvend::clock::Clock;
 use stsvend::config::{self, Config, ConfigFile, Mode};
 use stsvend::credentials::CredentialsProvider;
 use stsvend::credentials::chain::{self, ChainError, ChainInputs};
 use stsvend::emulator::Emulator;
 use stsvend::startup::{App, StartupError};
+use stsvend::sts::budget::StsBudget;
 use stsvend::{shutdown, telemetry};
 
 /// Exit code for an invalid configuration or command line.
@@ -178,6 +180,8 @@ fn load_config(
 
 async fn run(mut config: Config, mode: Mode, env: &HashMap<String, String>) -> Result<(), Failure> {
     let clock = Clock::System;
+    // One budget for every AssumeRole of the process: token profiles and base credentials.
+    let budget = Arc::new(StsBudget::new(config.sts_budget_per_second));
     // Dropped at the end of this function, after the service has stopped.
     let mut emulator = None;
     let credentials = match mode {
@@ -197,6 +201,7 @@ async fn run(mut config: Config, mode: Mode, env: &HashMap<String, String>) -> R
                 sts_endpoint: config.sts_endpoint.clone(),
                 metadata_endpoint: config.ecs_metadata_endpoint.clone(),
                 clock: clock.clone(),
+                budget: Some(budget.clone()),
             })
             .await
             .map_err(Failure::Credentials)?;
@@ -205,7 +210,7 @@ async fn run(mut config: Config, mode: Mode, env: &HashMap<String, String>) -> R
             chain.provider
         }
     };
-    let app = App::build(&config, credentials.clone(), clock)
+    let app = App::build_with_budget(&config, credentials.clone(), clock, budget)
         .await
         .map_err(|error| match error {
             // A JWKS file or key setting that cannot be used is a configuration problem.

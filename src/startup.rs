@@ -98,6 +98,18 @@ impl App {
         credentials: CredentialsProvider,
         clock: Clock,
     ) -> Result<Self, StartupError> {
+        let budget = Arc::new(StsBudget::new(config.sts_budget_per_second));
+        Self::build_with_budget(config, credentials, clock, budget).await
+    }
+
+    /// As [`App::build`], spending from a budget shared with other AssumeRole callers (the
+    /// credential chain's `RamRoleArn` profiles).
+    pub async fn build_with_budget(
+        config: &Config,
+        credentials: CredentialsProvider,
+        clock: Clock,
+        budget: Arc<StsBudget>,
+    ) -> Result<Self, StartupError> {
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -105,7 +117,6 @@ impl App {
                     addr: config.listen,
                     source,
                 })?;
-        let budget = Arc::new(StsBudget::new(config.sts_budget_per_second));
         let client = StsClient::new(config.sts_endpoint.clone(), clock.clone())
             .map_err(StartupError::HttpClient)?
             .with_budget(budget);

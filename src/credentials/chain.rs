@@ -35,6 +35,8 @@ pub struct ChainInputs<'a> {
     pub sts_endpoint: Url,
     pub metadata_endpoint: Url,
     pub clock: Clock,
+    /// The process-wide AssumeRole budget, which a `RamRoleArn` profile's calls spend too.
+    pub budget: Option<std::sync::Arc<crate::sts::budget::StsBudget>>,
 }
 
 /// What one source said.
@@ -128,13 +130,17 @@ pub async fn load(inputs: ChainInputs<'_>) -> Result<Chain, ChainError> {
             decisions,
         }
     };
-    let sts = StsClient::new(inputs.sts_endpoint.clone(), inputs.clock.clone()).map_err(|e| {
-        broken(
-            oidc::SOURCE,
-            SourceError::new(format!("cannot build the STS client: {e}")),
-            Vec::new(),
-        )
-    })?;
+    let mut sts =
+        StsClient::new(inputs.sts_endpoint.clone(), inputs.clock.clone()).map_err(|e| {
+            broken(
+                oidc::SOURCE,
+                SourceError::new(format!("cannot build the STS client: {e}")),
+                Vec::new(),
+            )
+        })?;
+    if let Some(budget) = &inputs.budget {
+        sts = sts.with_budget(budget.clone());
+    }
     let ctx = Context {
         env: inputs.env,
         sts: &sts,

@@ -98,6 +98,7 @@ async fn load_chain(
         sts_endpoint,
         metadata_endpoint,
         clock: Clock::System,
+        budget: None,
     })
     .await
 }

@@ -150,6 +150,7 @@ async fn replay(scenario: &Value, mocks: &Mocks) -> Outcome {
         sts_endpoint: mocks.sts.url(),
         metadata_endpoint,
         clock: Clock::System,
+        budget: None,
     })
     .await;
     match result {
