@@ -150,6 +150,12 @@ impl CallerTokens {
             .map_err(|unavailable: Arc<Unavailable>| *unavailable)
     }
 
+    /// Drops every cached token (the kill switch).
+    pub async fn clear(&self) {
+        self.cache.invalidate_all();
+        self.cache.run_pending_tasks().await;
+    }
+
     /// Callers with a cached token (for tests and metrics).
     pub fn entries(&self) -> u64 {
         self.cache.entry_count()

@@ -36,6 +36,9 @@ const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
 /// A fifth of the account's AssumeRole quota (about 100 per second, shared by everything in the
 /// account), so stsvend can never exhaust it.
 const DEFAULT_STS_BUDGET_PER_SECOND: u32 = 20;
+/// The admin listener stays on loopback unless the operator opens it (a container sets
+/// 0.0.0.0:9090 so probes reach it).
+const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
 /// Where the ECS metadata service answers on every instance.
 const DEFAULT_ECS_METADATA_HOST: &str = "100.100.100.200";
 const DEFAULT_DEV_LISTEN: &str = "127.0.0.1:8080";
@@ -61,6 +64,12 @@ pub struct Config {
     /// Base URL of the ECS metadata service (`http://100.100.100.200/` unless overridden).
     pub ecs_metadata_endpoint: Url,
     pub min_remaining: Duration,
+    /// Where `/metrics`, `/healthz`, `/readyz` and the kill switch are served. The same address
+    /// as `listen` puts them on the public port (only if the operator says so).
+    pub admin_listen: SocketAddr,
+    /// Certificate chain and key for native HTTPS on the public port; plain HTTP without.
+    pub tls: Option<TlsFiles>,
+    pub log_format: LogFormat,
     /// Proxies (the load balancer in front) whose `X-Forwarded-For` / `X-Real-IP` are believed.
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Process-wide cap on `AssumeRole` calls per second.
@@ -104,6 +113,23 @@ impl fmt::Display for Scope {
             Self::Unrestricted => f.write_str("every permission of the role (no session policy)"),
         }
     }
+}
+
+/// PEM files for the public listener's certificate, re-read when they change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One JSON object per line, for log collectors (the default when standard error is not a
+    /// terminal, as in a container).
+    Json,
+    /// Human-readable lines (the default at a terminal).
+    Pretty,
 }
 
 /// A configuration file's path (for messages) and its text. `Debug` shows the path only: the
@@ -166,6 +192,10 @@ const KNOWN_ENV: &[&str] = &[
     "STSVEND_LISTEN",
     "STSVEND_TRUSTED_PROXIES",
     "STSVEND_STS_BUDGET_PER_SECOND",
+    "STSVEND_ADMIN_LISTEN",
+    "STSVEND_TLS_CERT",
+    "STSVEND_TLS_KEY",
+    "STSVEND_LOG_FORMAT",
 ];
 
 fn known_env(name: &str) -> bool {
@@ -179,6 +209,10 @@ const GLOBAL_KEYS: &[&str] = &[
     "ecs_metadata_endpoint",
     "trusted_proxies",
     "sts_budget_per_second",
+    "admin_listen",
+    "tls_cert",
+    "tls_key",
+    "log_format",
     "min_remaining_seconds",
     "access_key_id",
     "access_key_secret",
@@ -236,6 +270,10 @@ struct Raw {
     ecs_metadata_endpoint: Option<Setting>,
     trusted_proxies: Option<Setting>,
     sts_budget_per_second: Option<Setting>,
+    admin_listen: Option<Setting>,
+    tls_cert: Option<Setting>,
+    tls_key: Option<Setting>,
+    log_format: Option<Setting>,
     min_remaining_seconds: Option<Setting>,
     access_key_id: Option<Setting>,
     access_key_secret: Option<Setting>,
@@ -304,6 +342,10 @@ fn read_file(file: &ConfigFile, raw: &mut Raw, problems: &mut Problems) {
             "ecs_metadata_endpoint" => &mut raw.ecs_metadata_endpoint,
             "trusted_proxies" => &mut raw.trusted_proxies,
             "sts_budget_per_second" => &mut raw.sts_budget_per_second,
+            "admin_listen" => &mut raw.admin_listen,
+            "tls_cert" => &mut raw.tls_cert,
+            "tls_key" => &mut raw.tls_key,
+            "log_format" => &mut raw.log_format,
             "min_remaining_seconds" => &mut raw.min_remaining_seconds,
             "access_key_id" => &mut raw.access_key_id,
             "access_key_secret" => &mut raw.access_key_secret,
@@ -539,6 +581,56 @@ fn validate(raw: Raw, mode: Mode, problems: &mut Problems) -> Option<Config> {
         None => Url::parse(&format!("http://{DEFAULT_ECS_METADATA_HOST}/")).ok(),
     };
 
+    let admin_listen = parse_listen_named(
+        raw.admin_listen.as_ref(),
+        DEFAULT_ADMIN_LISTEN,
+        "`STSVEND_ADMIN_LISTEN`",
+        problems,
+    );
+    let tls = match (&raw.tls_cert, &raw.tls_key) {
+        (Some(cert), Some(key)) => Some(TlsFiles {
+            cert: cert.value.trim().into(),
+            key: key.value.trim().into(),
+        }),
+        (Some(cert), None) => {
+            problems.add(
+                &cert.origin,
+                "is set but STSVEND_TLS_KEY is not; set both (PEM files) or neither",
+            );
+            None
+        }
+        (None, Some(key)) => {
+            problems.add(
+                &key.origin,
+                "is set but STSVEND_TLS_CERT is not; set both (PEM files) or neither",
+            );
+            None
+        }
+        (None, None) => None,
+    };
+    let log_format = match raw
+        .log_format
+        .as_ref()
+        .map(|s| (s, s.value.trim().to_ascii_lowercase()))
+    {
+        None => {
+            if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+                LogFormat::Pretty
+            } else {
+                LogFormat::Json
+            }
+        }
+        Some((_, v)) if v == "json" => LogFormat::Json,
+        Some((_, v)) if v == "pretty" => LogFormat::Pretty,
+        Some((setting, _)) => {
+            problems.add(
+                &setting.origin,
+                format!("must be json or pretty, got {}", shown(&setting.value)),
+            );
+            LogFormat::Json
+        }
+    };
+
     let mut trusted_proxies = Vec::new();
     if let Some(setting) = &raw.trusted_proxies {
         for item in setting
@@ -658,6 +750,9 @@ fn validate(raw: Raw, mode: Mode, problems: &mut Problems) -> Option<Config> {
         listen: listen?,
         sts_endpoint: sts_endpoint?,
         ecs_metadata_endpoint: ecs_metadata_endpoint?,
+        admin_listen: admin_listen?,
+        tls,
+        log_format,
         trusted_proxies,
         sts_budget_per_second: sts_budget_per_second?,
         min_remaining: Duration::from_secs(min_remaining?),
@@ -665,6 +760,28 @@ fn validate(raw: Raw, mode: Mode, problems: &mut Problems) -> Option<Config> {
         credentials,
         warnings,
     })
+}
+
+fn parse_listen_named(
+    setting: Option<&Setting>,
+    default: &str,
+    name: &str,
+    problems: &mut Problems,
+) -> Option<SocketAddr> {
+    let text = setting.map_or(default, |s| s.value.as_str());
+    match text.trim().parse::<SocketAddr>() {
+        Ok(addr) => Some(addr),
+        Err(_) => {
+            problems.add(
+                setting.map_or(name.to_owned(), |s| s.origin.clone()),
+                format!(
+                    "must be IP:PORT such as 127.0.0.1:9090, got {}",
+                    shown(text)
+                ),
+            );
+            None
+        }
+    }
 }
 
 fn parse_listen(

@@ -254,16 +254,26 @@ impl RefreshError {
     }
 }
 
-/// Starts the refresher for `profile`. The task stops when `cancel` fires.
+/// Starts the refresher for `profile`. The task stops when `cancel` fires; `reset` drops the
+/// current token and fetches a new one at once (the kill switch uses it).
 pub fn spawn<F: Fetch>(
     profile: String,
     fetcher: F,
     clock: Clock,
     min_remaining: Duration,
     cancel: CancellationToken,
+    reset: Arc<tokio::sync::Notify>,
 ) -> (watch::Receiver<Snapshot>, tokio::task::JoinHandle<()>) {
     let (tx, rx) = watch::channel(Snapshot::starting());
-    let task = tokio::spawn(run(profile, fetcher, clock, min_remaining, tx, cancel));
+    let task = tokio::spawn(run(
+        profile,
+        fetcher,
+        clock,
+        min_remaining,
+        tx,
+        cancel,
+        reset,
+    ));
     (rx, task)
 }
 
@@ -274,6 +284,7 @@ async fn run<F: Fetch>(
     min_remaining: Duration,
     tx: watch::Sender<Snapshot>,
     cancel: CancellationToken,
+    reset: Arc<tokio::sync::Notify>,
 ) {
     let mut failures: u32 = 0;
     loop {
@@ -349,6 +360,11 @@ async fn run<F: Fetch>(
         };
         tokio::select! {
             () = tokio::time::sleep_until(next) => {}
+            () = reset.notified() => {
+                tracing::info!(profile = %profile, "dropping the current token; fetching a new one");
+                tx.send_modify(|s| s.token = None);
+                failures = 0;
+            }
             () = cancel.cancelled() => return,
         }
     }
@@ -469,6 +485,7 @@ mod tests {
             clock,
             secs(min_remaining),
             CancellationToken::new(),
+            Arc::new(tokio::sync::Notify::new()),
         );
         (rx, calls)
     }

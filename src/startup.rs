@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 
 use jsonwebtoken::Algorithm;
 
@@ -128,12 +128,14 @@ impl App {
                 credentials: credentials.clone(),
                 call: profile.call.clone(),
             };
+            let reset = Arc::new(tokio::sync::Notify::new());
             let (shared, _task) = refresh::spawn(
                 profile.name.clone(),
                 fetcher,
                 clock.clone(),
                 config.min_remaining,
                 cancel.child_token(),
+                reset.clone(),
             );
             let access = &profile.access;
             let verifier = access
@@ -166,6 +168,8 @@ impl App {
                 bind_source_ip: access.bind_source_ip,
                 cors_origins: access.cors_origins.clone(),
                 would_deny: AtomicU64::new(0),
+                enabled: AtomicBool::new(true),
+                reset,
             });
         }
         let state = AppState::new(profiles, config.trusted_proxies.clone(), clock);

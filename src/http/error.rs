@@ -36,6 +36,13 @@ pub enum ApiError {
         code: &'static str,
         message: &'static str,
     },
+    /// 503: the request took longer than the deadline.
+    RequestTimeout,
+    /// 503: too many requests in flight; shed at once with `Retry-After: 1`.
+    Overloaded,
+    /// 503: the operator turned this profile off (kill switch); no `Retry-After`, since
+    /// nobody knows when it comes back.
+    ProfileDisabled,
     /// 503: the profile's JWT keys (JWKS URL) cannot be fetched and none are cached: our
     /// fault, not the caller's, so not a 401 that would send them to log in again.
     JwtKeysUnavailable,
@@ -69,9 +76,11 @@ impl ApiError {
                 class: Some(FailureClass::Rejected),
                 ..
             } => StatusCode::BAD_GATEWAY,
-            Self::TokenUnavailable { .. } | Self::JwtKeysUnavailable => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Self::TokenUnavailable { .. }
+            | Self::JwtKeysUnavailable
+            | Self::ProfileDisabled
+            | Self::RequestTimeout
+            | Self::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -91,6 +100,18 @@ impl ApiError {
                 "this endpoint only answers GET (and HEAD); see the Allow header",
             ),
             Self::Unauthorized { code, message } => (*code, *message),
+            Self::RequestTimeout => (
+                "request_timeout",
+                "the request took too long and was abandoned; retry",
+            ),
+            Self::Overloaded => (
+                "overloaded",
+                "the server is handling too many requests; retry after the number of seconds in Retry-After",
+            ),
+            Self::ProfileDisabled => (
+                "profile_disabled",
+                "the operator has turned token vending off for this profile",
+            ),
             Self::JwtKeysUnavailable => (
                 "jwt_keys_unavailable",
                 "the keys to check your login token cannot be fetched right now; retry after the number of seconds in Retry-After",
@@ -147,6 +168,11 @@ impl IntoResponse for ApiError {
                 response
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from(5u32));
+            }
+            Self::Overloaded | Self::RequestTimeout => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(1u32));
             }
             Self::Unauthorized { code, message } => {
                 // RFC 6750 §3: the scheme, and for a bad token which check failed. The texts are

@@ -2,15 +2,19 @@
 
 pub mod client_ip;
 pub mod error;
+pub mod hardening;
 pub mod health;
 pub mod limits;
 pub mod state;
 pub mod token;
 
+use std::sync::Arc;
+
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, header};
 use axum::routing::get;
+use tokio::sync::Semaphore;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -68,6 +72,17 @@ pub fn public_router(state: AppState) -> Router {
             ServiceBuilder::new()
                 // Outermost: assign the request id and render every error body with it.
                 .layer(axum::middleware::from_fn(error::request_id))
+                // Every response says nosniff.
+                .layer(axum::middleware::from_fn(hardening::security_headers))
+                // Only GET, HEAD and OPTIONS get any further.
+                .layer(axum::middleware::from_fn(hardening::allowed_methods))
+                // Shed load beyond a fixed number of requests in flight, at once.
+                .layer(axum::middleware::from_fn_with_state(
+                    Arc::new(Semaphore::new(hardening::MAX_IN_FLIGHT)),
+                    hardening::shed_load,
+                ))
+                // No request lives longer than the deadline.
+                .layer(axum::middleware::from_fn(hardening::deadline))
                 // Mark credentials-bearing headers sensitive before anything can log them.
                 .layer(SetSensitiveRequestHeadersLayer::new([
                     header::AUTHORIZATION,

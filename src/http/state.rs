@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 
 use ipnet::IpNet;
 use tokio::sync::watch;
@@ -33,6 +33,27 @@ pub struct ProfileState {
     pub cors_origins: Vec<String>,
     /// Requests `report` mode let through that `jwt` mode would have refused.
     pub would_deny: AtomicU64,
+    /// The kill switch: while false, no token of this profile is handed out.
+    pub enabled: AtomicBool,
+    /// Tells the shared refresher to drop its token and fetch a new one.
+    pub reset: Arc<tokio::sync::Notify>,
+}
+
+impl ProfileState {
+    /// The kill switch. Disabling stops vending at once and drops every cached token (they are
+    /// fetched anew, so tokens handed out before the incident are not handed out again).
+    pub async fn set_enabled(&self, enabled: bool) {
+        let was = self
+            .enabled
+            .swap(enabled, std::sync::atomic::Ordering::SeqCst);
+        if was && !enabled {
+            if let Some(callers) = &self.callers {
+                callers.clear().await;
+            }
+            self.reset.notify_one();
+        }
+        tracing::warn!(profile = %self.name, enabled, "kill switch changed");
+    }
 }
 
 /// Cheap to clone: everything is behind `Arc`s.

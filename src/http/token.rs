@@ -38,6 +38,12 @@ pub async fn serve(
         tracing::warn!(profile = %profile.name, client_ip = %ip, reason, "request denied");
         error
     };
+    if !profile.enabled.load(Ordering::Relaxed) {
+        return Err(deny(
+            "profile disabled by the kill switch",
+            ApiError::ProfileDisabled,
+        ));
+    }
     if let Err(wait) = profile.limits.check_ip(ip) {
         return Err(deny("rate limit per address", rate_limited(wait)));
     }
