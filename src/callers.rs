@@ -17,6 +17,7 @@ use tokio::time::Instant;
 
 use crate::clock::Clock;
 use crate::credentials::CredentialsProvider;
+use crate::metrics::{self, CacheResult};
 use crate::refresh::{self, Token, Unavailable};
 use crate::sts::{AssumeRole, FailureClass, StsClient, StsError, policy};
 
@@ -128,10 +129,12 @@ impl CallerTokens {
                 {
                     tokio::spawn(self.clone().renew(key, cached.clone()));
                 }
+                metrics::record_token_cache(&self.profile, CacheResult::Hit);
                 return Ok(cached.token.clone());
             }
             self.cache.invalidate(&key).await;
         }
+        metrics::record_token_cache(&self.profile, CacheResult::Miss);
         // A cached token needs no STS call, so only callers without one meet a remembered refusal.
         if let Some(retry_after) = self.refused_for(now) {
             return Err(Unavailable {
@@ -247,12 +250,11 @@ impl CallerTokens {
             })?;
         tracing::debug!(profile = %self.profile, access_key_id_prefix = %issued.key_id_prefix(), "issued a caller token");
         Ok(Cached {
-            token: Arc::new(Token {
-                body: issued.response_body(),
-                key_id_prefix: issued.key_id_prefix().to_owned(),
-                expiration: issued.expiration,
-                serve_until: self.clock.deadline(plan.serve_until),
-            }),
+            token: Arc::new(Token::new(
+                &issued,
+                call.role_session_name,
+                self.clock.deadline(plan.serve_until),
+            )),
             refresh_at: self.clock.deadline(plan.refresh_at),
             refreshing: AtomicBool::new(false),
         })

@@ -478,6 +478,10 @@ fn read_env(env: &HashMap<String, String>, raw: &mut Raw, problems: &mut Problem
         "STSVEND_MIN_REMAINING_SECONDS",
     );
     set(&mut raw.trusted_proxies, "STSVEND_TRUSTED_PROXIES");
+    set(&mut raw.admin_listen, "STSVEND_ADMIN_LISTEN");
+    set(&mut raw.tls_cert, "STSVEND_TLS_CERT");
+    set(&mut raw.tls_key, "STSVEND_TLS_KEY");
+    set(&mut raw.log_format, "STSVEND_LOG_FORMAT");
     set(
         &mut raw.sts_budget_per_second,
         "STSVEND_STS_BUDGET_PER_SECOND",

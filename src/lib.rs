@@ -3,17 +3,22 @@
 //!
 //! A map of the crate, in the order a request meets it:
 //! - [`config`]: environment and TOML file → one validated [`config::Config`];
-//! - [`startup`]: builds the STS client, one refresher per profile, the router, the listener;
+//! - [`startup`]: builds the STS client, one refresher per profile, the routers, the listeners;
+//! - [`server`], [`tls`]: the accept loop (limits, graceful shutdown) and reloadable HTTPS;
 //! - [`refresh`]: the background task that owns the shared token's STS calls and publishes it;
 //! - [`callers`]: per-subject / per-address tokens, cached in bounded memory;
 //! - [`auth`]: JWT verification and subject → session name;
+//! - [`admin`]: the admin listener: health, readiness, metrics, the kill switch;
 //! - [`http`]: `GET /get_sts_token[/{profile}]`, `/healthz`, `/readyz`, the error shape;
 //! - [`sts`]: the V1 signer, the `AssumeRole` request and response, session policies;
 //! - [`credentials`]: the service's own AccessKey, held in redacting types;
 //! - [`emulator`]: the local STS behind `stsvend dev` and the integration tests;
 //! - [`check`]: `stsvend check`, the operator's dry run;
+//! - [`metrics`], [`audit`]: Prometheus series and the one-line-per-token audit log;
 //! - [`clock`], [`outbound`], [`telemetry`], [`shutdown`]: small infrastructure.
 
+pub mod admin;
+pub mod audit;
 pub mod auth;
 pub mod callers;
 pub mod check;
@@ -21,10 +26,14 @@ pub mod clock;
 pub mod config;
 pub mod credentials;
 pub mod emulator;
+pub mod healthcheck;
 pub mod http;
+pub mod metrics;
 pub mod outbound;
 pub mod refresh;
+pub mod server;
 pub mod shutdown;
 pub mod startup;
 pub mod sts;
 pub mod telemetry;
+pub mod tls;

@@ -46,6 +46,12 @@ enum Command {
         #[arg(long)]
         allow_remote: bool,
     },
+    /// Exit 0 if a running stsvend answers /healthz (for container HEALTHCHECK; no shell needed).
+    Healthcheck {
+        /// The health endpoint to ask.
+        #[arg(long, default_value = stsvend::healthcheck::DEFAULT_URL)]
+        url: String,
+    },
     /// Check the settings and the credential chain, and with --live one AssumeRole per profile.
     Check {
         /// Also call STS: one AssumeRole per profile; prints each token's expiry and policy.
@@ -56,6 +62,15 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Healthcheck { url }) = &cli.command {
+        return match stsvend::healthcheck::check(url, std::time::Duration::from_secs(3)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(why) => {
+                eprintln!("stsvend: unhealthy: {why}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     // The one read of the process environment; everything else gets this map.
     #[allow(clippy::disallowed_methods)]
     let env: HashMap<String, String> = std::env::vars_os()
@@ -69,7 +84,7 @@ fn main() -> ExitCode {
     let (mode, check) = match cli.command {
         Some(Command::Dev { allow_remote }) => (Mode::Dev { allow_remote }, None),
         Some(Command::Check { live }) => (Mode::Serve, Some(live)),
-        Some(Command::Serve) | None => (Mode::Serve, None),
+        Some(Command::Serve | Command::Healthcheck { .. }) | None => (Mode::Serve, None),
     };
     let config = match load_config(cli.config, &env, mode) {
         Ok(config) => config,

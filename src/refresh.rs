@@ -14,6 +14,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -45,6 +46,37 @@ pub struct Token {
     pub expiration: DateTime<Utc>,
     /// After this moment the token has less than `min_remaining` left and is not served.
     pub serve_until: Instant,
+    /// The `RoleSessionName` it was issued for, for the audit log.
+    pub role_session_name: String,
+    /// STS's `RequestId` for the call that issued it, for the audit log.
+    pub sts_request_id: Option<String>,
+    /// Set by the first request that receives the token (see [`Token::take_fresh`]).
+    served: AtomicBool,
+}
+
+impl Token {
+    pub fn new(
+        issued: &IssuedCredentials,
+        role_session_name: String,
+        serve_until: Instant,
+    ) -> Self {
+        Self {
+            body: issued.response_body(),
+            key_id_prefix: issued.key_id_prefix().to_owned(),
+            expiration: issued.expiration,
+            serve_until,
+            role_session_name,
+            sts_request_id: issued.request_id.clone(),
+            served: AtomicBool::new(false),
+        }
+    }
+
+    /// True exactly once: for the first request that receives this token (the audit log calls
+    /// it `fresh`; later requests are served from a cache). Reads before it writes, so the
+    /// common case (already served) does not contend on the cache line.
+    pub fn take_fresh(&self) -> bool {
+        !self.served.load(Ordering::Relaxed) && !self.served.swap(true, Ordering::Relaxed)
+    }
 }
 
 /// What the refresher is doing right now.
@@ -198,6 +230,11 @@ pub fn backoff(failures: u32, jitter: f64) -> Duration {
 /// Something that can obtain a fresh token; STS in production, a script in tests.
 pub trait Fetch: Send + Sync + 'static {
     fn fetch(&self) -> impl Future<Output = Result<IssuedCredentials, RefreshError>> + Send;
+
+    /// The `RoleSessionName` the tokens are issued for (for the audit log).
+    fn role_session_name(&self) -> &str {
+        ""
+    }
 }
 
 /// Fetches tokens for one profile from STS with the service's own credentials.
@@ -212,6 +249,10 @@ impl Fetch for StsFetcher {
     async fn fetch(&self) -> Result<IssuedCredentials, RefreshError> {
         let credentials = self.credentials.credentials().await?;
         Ok(self.client.assume_role(&credentials, &self.call).await?)
+    }
+
+    fn role_session_name(&self) -> &str {
+        &self.call.role_session_name
     }
 }
 
@@ -314,12 +355,11 @@ async fn run<F: Fetch>(
             Ok((issued, plan)) => {
                 failures = 0;
                 let refresh_at = clock.deadline(plan.refresh_at);
-                let token = Arc::new(Token {
-                    body: issued.response_body(),
-                    key_id_prefix: issued.key_id_prefix().to_owned(),
-                    expiration: issued.expiration,
-                    serve_until: clock.deadline(plan.serve_until),
-                });
+                let token = Arc::new(Token::new(
+                    &issued,
+                    fetcher.role_session_name().to_owned(),
+                    clock.deadline(plan.serve_until),
+                ));
                 tracing::info!(
                     profile = %profile,
                     access_key_id_prefix = %token.key_id_prefix,
@@ -358,16 +398,32 @@ async fn run<F: Fetch>(
                 at
             }
         };
-        tokio::select! {
-            () = tokio::time::sleep_until(next) => {}
-            () = reset.notified() => {
-                tracing::info!(profile = %profile, "dropping the current token; fetching a new one");
-                tx.send_modify(|s| s.token = None);
-                failures = 0;
+        // While waiting, keep `stsvend_token_expiry_seconds` current (the first tick is now).
+        let mut gauge = tokio::time::interval(crate::metrics::EXPIRY_GAUGE_EVERY);
+        gauge.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep_until(next) => break,
+                _ = gauge.tick() => record_expiry(&profile, &tx.borrow(), clock.now()),
+                () = reset.notified() => {
+                    tracing::info!(profile = %profile, "dropping the current token; fetching a new one");
+                    tx.send_modify(|s| s.token = None);
+                    record_expiry(&profile, &tx.borrow(), clock.now());
+                    failures = 0;
+                    break;
+                }
+                () = cancel.cancelled() => return,
             }
-            () = cancel.cancelled() => return,
         }
     }
+}
+
+/// Seconds until the published token expires (0 without one), as a gauge.
+fn record_expiry(profile: &str, snapshot: &Snapshot, now: DateTime<Utc>) {
+    let seconds = snapshot.token.as_ref().map_or(0.0, |token| {
+        (token.expiration - now).num_milliseconds() as f64 / 1000.0
+    });
+    crate::metrics::record_token_expiry(profile, seconds);
 }
 
 #[cfg(test)]

@@ -25,6 +25,8 @@ use crate::http::{self, AppState};
 use crate::refresh::{self, StsFetcher};
 use crate::sts::StsClient;
 use crate::sts::budget::StsBudget;
+use crate::tls::{Tls, TlsError};
+use crate::{admin, server};
 
 /// Once asked to stop, how long in-flight requests get before the process exits anyway. Below
 /// the 10 s that orchestrators commonly allow between SIGTERM and SIGKILL.
@@ -41,6 +43,8 @@ pub enum StartupError {
     },
     #[error("cannot build the HTTPS client for STS")]
     HttpClient(#[source] reqwest::Error),
+    #[error("cannot use the TLS certificate (STSVEND_TLS_CERT / STSVEND_TLS_KEY)")]
+    Tls(#[source] TlsError),
     #[error("profile `{profile}`: cannot set up JWT checks")]
     Jwt {
         profile: String,
@@ -88,6 +92,9 @@ fn jwt_config(settings: &JwtSettings) -> JwtConfig {
 pub struct App {
     listener: TcpListener,
     router: Router,
+    /// The admin listener, unless the admin routes share the public one.
+    admin: Option<(TcpListener, Router)>,
+    tls: Option<Tls>,
     cancel: CancellationToken,
 }
 
@@ -110,13 +117,37 @@ impl App {
         clock: Clock,
         budget: Arc<StsBudget>,
     ) -> Result<Self, StartupError> {
-        let listener =
-            TcpListener::bind(config.listen)
+        Self::build_with(config, credentials, clock, budget, None).await
+    }
+
+    /// The general form: a shared budget and, for the admin listener, a metrics renderer.
+    pub async fn build_with(
+        config: &Config,
+        credentials: CredentialsProvider,
+        clock: Clock,
+        budget: Arc<StsBudget>,
+        metrics: Option<admin::RenderMetrics>,
+    ) -> Result<Self, StartupError> {
+        let tls = config
+            .tls
+            .as_ref()
+            .map(Tls::load)
+            .transpose()
+            .map_err(StartupError::Tls)?;
+        let bind = |addr: SocketAddr| async move {
+            TcpListener::bind(addr)
                 .await
-                .map_err(|source| StartupError::Bind {
-                    addr: config.listen,
-                    source,
-                })?;
+                .map_err(|source| StartupError::Bind { addr, source })
+        };
+        let listener = bind(config.listen).await?;
+        // Port 0 means "any free port" twice, not the same address.
+        let shared_port = config.admin_listen == config.listen && config.listen.port() != 0;
+        let admin_listener = if shared_port {
+            tracing::warn!(addr = %config.listen, "the admin routes (metrics, kill switch) share the public listener, as STSVEND_ADMIN_LISTEN asks");
+            None
+        } else {
+            Some(bind(config.admin_listen).await?)
+        };
         let client = StsClient::new(config.sts_endpoint.clone(), clock.clone())
             .map_err(StartupError::HttpClient)?
             .with_budget(budget);
@@ -174,10 +205,19 @@ impl App {
         }
         let state = AppState::new(profiles, config.trusted_proxies.clone(), clock);
         tokio::spawn(forget_idle_rate_limits(state.clone(), cancel.child_token()));
-        let router = http::public_router(state);
+        let public = http::public_router(state.clone());
+        let (router, admin) = match admin_listener {
+            Some(admin_listener) => (
+                public,
+                Some((admin_listener, admin::admin_router(state, metrics))),
+            ),
+            None => (public.merge(admin::admin_routes(state, metrics)), None),
+        };
         Ok(Self {
             listener,
             router,
+            admin,
+            tls,
             cancel,
         })
     }
@@ -187,38 +227,57 @@ impl App {
         self.listener.local_addr()
     }
 
+    /// The admin listener's address (the public one when they are shared).
+    pub fn admin_addr(&self) -> std::io::Result<SocketAddr> {
+        match &self.admin {
+            Some((listener, _)) => listener.local_addr(),
+            None => self.listener.local_addr(),
+        }
+    }
+
     /// Serves until `shutdown` resolves, then stops accepting, lets requests in flight finish
     /// (for at most [`SHUTDOWN_GRACE`]) and stops the refreshers.
     pub async fn run_until<F>(self, shutdown: F) -> std::io::Result<()>
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
-        let service = self
-            .router
-            .into_make_service_with_connect_info::<SocketAddr>();
-        let server = axum::serve(self.listener, service).with_graceful_shutdown(async move {
+        let stop = CancellationToken::new();
+        let announce = stop.clone();
+        tokio::spawn(async move {
             shutdown.await;
             tracing::info!("shutting down: no new connections; finishing requests in flight");
-            let _ = stopping_tx.send(());
+            announce.cancel();
         });
-        let grace = async {
-            if stopping_rx.await.is_ok() {
-                tokio::time::sleep(SHUTDOWN_GRACE).await;
-            } else {
-                std::future::pending::<()>().await;
-            }
-        };
-        let result = tokio::select! {
-            result = server.into_future() => result,
-            () = grace => {
-                tracing::warn!(grace_s = SHUTDOWN_GRACE.as_secs(), "requests still in flight after the grace period; closing them");
-                Ok(())
-            }
-        };
+        if let Some(tls) = &self.tls {
+            tokio::spawn(tls.clone().watch(stop.clone()));
+        }
+        let admin = self.admin.map(|(listener, router)| {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                server::serve(
+                    listener,
+                    router,
+                    None,
+                    stop.cancelled_owned(),
+                    SHUTDOWN_GRACE,
+                )
+                .await;
+            })
+        });
+        server::serve(
+            self.listener,
+            self.router,
+            self.tls,
+            stop.clone().cancelled_owned(),
+            SHUTDOWN_GRACE,
+        )
+        .await;
+        if let Some(admin) = admin {
+            let _ = admin.await;
+        }
         // Refreshers stop last, so requests that were waiting for a token still get one.
         self.cancel.cancel();
         tracing::info!("stopped");
-        result
+        Ok(())
     }
 }

@@ -1,25 +1,96 @@
-//! Logging: `tracing` to standard error, filtered by `RUST_LOG` (default `info`).
+//! Logging: `tracing` to standard error as JSON lines or human-readable text, filtered by
+//! `RUST_LOG` (default `info`), written by a background thread so a slow log reader never
+//! stalls a request.
+//!
+//! Audit lines (target `stsvend::audit`, see [`crate::audit`]) are always on at `info`, whatever
+//! `RUST_LOG` says, unless `RUST_LOG` names that target itself.
 
 use std::collections::HashMap;
+use std::sync::OnceLock;
 
+use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 
-/// Installs the global subscriber. `RUST_LOG` uses the usual directive syntax
-/// (`info`, `stsvend=debug,hyper=info`, …); an invalid value falls back to `info` with a warning.
-pub fn init(env: &HashMap<String, String>) {
+use crate::config::LogFormat;
+
+/// Log lines held in memory while standard error is slow. A line is a few hundred bytes, so this
+/// is a few megabytes at most; beyond it lines are dropped (and counted), never waited for.
+const BUFFERED_LINES: usize = 16_384;
+
+/// Keeps the log writer thread running; dropping it flushes the lines still buffered. Hold it
+/// until the process exits.
+#[derive(Debug)]
+#[must_use = "dropping the guard stops the log writer"]
+pub struct TelemetryGuard {
+    _writer: Option<WorkerGuard>,
+}
+
+/// Counts the lines the writer dropped, for [`crate::metrics`].
+static DROPPED: OnceLock<ErrorCounter> = OnceLock::new();
+
+/// Log lines dropped so far because standard error could not keep up, once [`init`] has run.
+pub fn dropped_log_lines() -> Option<u64> {
+    DROPPED.get().map(|counter| counter.dropped_lines() as u64)
+}
+
+/// Installs the global subscriber in the given format; returns a guard that must live as long
+/// as the process (the non-blocking writer). `RUST_LOG` uses the usual directive syntax (`info`,
+/// `stsvend=debug,hyper=info`, …); an invalid value falls back to `info` with a warning. A
+/// second call installs nothing and returns an empty guard.
+pub fn init_with_format(env: &HashMap<String, String>, format: LogFormat) -> TelemetryGuard {
     let directives = env.get("RUST_LOG").map_or("info", String::as_str);
-    let (filter, bad) = match EnvFilter::try_new(directives) {
+    let (mut filter, bad) = match EnvFilter::try_new(directives) {
         Ok(filter) => (filter, false),
         Err(_) => (EnvFilter::new("info"), true),
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(true)
-        // Colour codes only for a person at a terminal, not for log collectors.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    if !directives.contains(crate::audit::TARGET)
+        && let Ok(audit) = format!("{}=info", crate::audit::TARGET).parse()
+    {
+        filter = filter.add_directive(audit);
+    }
+    // Lossy: when the buffer is full, a line is dropped rather than making the request that
+    // logs it wait for standard error. Losing a log line under extreme pressure is the lesser
+    // harm; the count is exported as `stsvend_log_lines_dropped_total` so it is not silent.
+    let (writer, guard) = NonBlockingBuilder::default()
+        .lossy(true)
+        .buffered_lines_limit(BUFFERED_LINES)
+        .thread_name("stsvend-log-writer")
+        .finish(std::io::stderr());
+    let dropped = writer.error_counter();
+    let installed = match format {
+        LogFormat::Json => tracing_subscriber::fmt()
+            .json()
+            // Event fields at the top level next to `timestamp`, `level` and `target`, and the
+            // request span (with its `request_id`) as `span`.
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_env_filter(filter)
+            .with_writer(writer)
+            .with_target(true)
+            .try_init(),
+        LogFormat::Pretty => tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(writer)
+            .with_target(true)
+            // Colour codes only for a person at a terminal, not for log collectors.
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+    };
+    if installed.is_err() {
+        return TelemetryGuard { _writer: None };
+    }
+    let _ = DROPPED.set(dropped);
     if bad {
         tracing::warn!("RUST_LOG is not a valid filter; logging at info");
     }
+    TelemetryGuard {
+        _writer: Some(guard),
+    }
+}
+
+/// The old entry point, kept until `main` passes the format: pretty lines, and the writer kept
+/// running for the rest of the process. TEMPORARY: delete once `main` calls the two-argument form.
+pub fn init(env: &HashMap<String, String>) {
+    std::mem::forget(init_with_format(env, LogFormat::Pretty));
 }

@@ -709,3 +709,48 @@ fn profiles_in_the_file_take_access_settings_too() {
     assert_eq!(app.access.rate_limit.per_minute.get(), 60);
     assert!(app.access.bind_source_ip);
 }
+
+#[test]
+fn production_settings_come_from_the_environment() {
+    let config = load(
+        None,
+        &env(&[
+            ("STSVEND_ADMIN_LISTEN", "0.0.0.0:9191"),
+            ("STSVEND_TLS_CERT", "/etc/stsvend/tls/cert.pem"),
+            ("STSVEND_TLS_KEY", "/etc/stsvend/tls/key.pem"),
+            ("STSVEND_LOG_FORMAT", "pretty"),
+        ]),
+        Mode::Serve,
+    )
+    .unwrap();
+    assert_eq!(config.admin_listen.to_string(), "0.0.0.0:9191");
+    let tls = config.tls.unwrap();
+    assert_eq!(tls.cert.to_str(), Some("/etc/stsvend/tls/cert.pem"));
+    assert_eq!(tls.key.to_str(), Some("/etc/stsvend/tls/key.pem"));
+    assert_eq!(config.log_format, LogFormat::Pretty);
+    let defaults = load(None, &env(&[]), Mode::Serve).unwrap();
+    assert_eq!(defaults.admin_listen.to_string(), "127.0.0.1:9090");
+    assert!(defaults.tls.is_none());
+}
+
+#[test]
+fn bad_production_settings_are_reported() {
+    let found = problems(
+        None,
+        &[
+            ("STSVEND_TLS_CERT", "/x.pem"),
+            ("STSVEND_LOG_FORMAT", "xml"),
+            ("STSVEND_ADMIN_LISTEN", "nine"),
+        ],
+    );
+    for expected in [
+        "`STSVEND_TLS_CERT`: is set but STSVEND_TLS_KEY is not",
+        "`STSVEND_LOG_FORMAT`: must be json or pretty",
+        "`STSVEND_ADMIN_LISTEN`: must be IP:PORT",
+    ] {
+        assert!(
+            found.iter().any(|p| p.starts_with(expected)),
+            "{expected:?} not in {found:#?}"
+        );
+    }
+}

@@ -276,6 +276,7 @@ pub async fn load(inputs: ChainInputs<'_>) -> Result<Chain, ChainError> {
             ))
         }
     };
+    crate::metrics::record_base_credentials_source(source);
     decisions.push(Decision {
         source,
         verdict: Verdict::Chosen(why),

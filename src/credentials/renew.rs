@@ -169,6 +169,7 @@ async fn run(temporary: Temporary, clock: Clock, tx: &watch::Sender<State>) {
         let next = match temporary.fetch().await {
             Ok(fresh) => {
                 failures = 0;
+                crate::metrics::record_base_credentials_refresh(source, true);
                 tracing::info!(
                     source,
                     access_key_id_prefix = %fresh.access_key_id().chars().take(8).collect::<String>(),
@@ -188,6 +189,7 @@ async fn run(temporary: Temporary, clock: Clock, tx: &watch::Sender<State>) {
             }
             Err(error) => {
                 failures = failures.saturating_add(1);
+                crate::metrics::record_base_credentials_refresh(source, false);
                 let delay = crate::refresh::backoff(failures, rand::random::<f64>());
                 let still_valid = tx
                     .borrow()

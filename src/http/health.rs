@@ -14,20 +14,26 @@ pub async fn healthz() -> impl IntoResponse {
     Json(json!({ "status": "ok" }))
 }
 
-/// `GET /readyz`: 200 only while every profile has a token that may be served; 503 before the
-/// first tokens arrive and whenever one profile has none. The body says which profile is not
+/// `GET /readyz`: 200 only while every enabled profile has a token that may be served; 503
+/// before the first tokens arrive and whenever one profile has none. Disabled profiles are
+/// listed as such. The body says which profile is not
 /// ready, so a load balancer's log explains itself.
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let now = Instant::now();
     let mut profiles = Map::new();
     let mut ready = true;
     for profile in state.profiles() {
-        let servable = profile.shared.borrow().servable(now).is_some();
-        ready &= servable;
-        profiles.insert(
-            profile.name.clone(),
-            Value::from(if servable { "ready" } else { "no_token" }),
-        );
+        // A profile the operator switched off does not make the instance unready: the other
+        // profiles still work, and taking the pod out of rotation would not help.
+        let status = if !profile.enabled.load(std::sync::atomic::Ordering::Relaxed) {
+            "disabled"
+        } else if profile.shared.borrow().servable(now).is_some() {
+            "ready"
+        } else {
+            ready = false;
+            "no_token"
+        };
+        profiles.insert(profile.name.clone(), Value::from(status));
     }
     let status = if ready {
         StatusCode::OK

@@ -11,7 +11,7 @@ pub mod token;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::{Extension, Request, State};
 use axum::http::{HeaderValue, Method, header};
 use axum::routing::get;
 use tokio::sync::Semaphore;
@@ -37,9 +37,15 @@ pub fn public_router(state: AppState) -> Router {
             format!("/get_sts_token/{}", profile.name)
         };
         let for_handler = profile.clone();
-        let route = get(move |State(state): State<AppState>, peer, headers| {
-            token::serve(state, for_handler.clone(), peer, headers)
-        })
+        let route = get(
+            move |State(state): State<AppState>,
+                  peer,
+                  headers,
+                  request_id: Option<Extension<error::RequestId>>| {
+                let request_id = request_id.map(|Extension(id)| id);
+                token::serve(state, for_handler.clone(), peer, headers, request_id)
+            },
+        )
         .fallback(error::method_not_allowed);
         // On the route itself, so each profile answers preflights for its own origins only.
         router = match cors_layer(profile) {
@@ -70,7 +76,10 @@ pub fn public_router(state: AppState) -> Router {
         .with_state(state)
         .layer(
             ServiceBuilder::new()
-                // Outermost: assign the request id and render every error body with it.
+                // Outermost, so every answer is counted and timed, shed or not. Inside the
+                // router (`Router::layer`), so the matched route pattern is known.
+                .layer(axum::middleware::from_fn(crate::metrics::track_requests))
+                // Assign the request id and render every error body with it.
                 .layer(axum::middleware::from_fn(error::request_id))
                 // Every response says nosniff.
                 .layer(axum::middleware::from_fn(hardening::security_headers))

@@ -3,7 +3,8 @@
 //! In order: the client address (the socket, or the trusted proxy's headers); the per-address
 //! rate limit; the caller check (`none`, `jwt`, or `report`); the per-subject rate limit; then the
 //! token: the profile's shared one, or a per-caller one when the caller has a subject or the
-//! profile binds tokens to addresses. Every refusal is one log line with the reason.
+//! profile binds tokens to addresses. Every refusal is one audit line with the reason and one
+//! count in `stsvend_rejections_total`; every token handed out is one audit line.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,13 +16,16 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 
 use super::client_ip::client_ip;
-use super::error::ApiError;
+use super::error::{ApiError, RequestId};
 use super::state::{AppState, ProfileState};
+use crate::audit;
 use crate::auth::jwt::JwtError;
 use crate::auth::subject;
 use crate::callers::CallerKey;
 use crate::config::AuthMode;
+use crate::metrics::{self, CacheResult};
 use crate::refresh::{self, Unavailable};
+use crate::sts::FailureClass;
 
 /// How long a request may wait for a shared token that is being fetched right now. STS answers
 /// in well under a second; a longer wait would only pile up connections during an outage.
@@ -32,23 +36,30 @@ pub async fn serve(
     profile: Arc<ProfileState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
+    request_id: Option<RequestId>,
 ) -> Result<Response, ApiError> {
     let ip = client_ip(peer.ip(), &headers, &state.trusted_proxies);
-    let deny = |reason: &str, error: ApiError| {
-        tracing::warn!(profile = %profile.name, client_ip = %ip, reason, "request denied");
-        error
+    let mut caller = audit::Caller {
+        request_id: request_id
+            .as_ref()
+            .and_then(|id| id.0.to_str().ok())
+            .unwrap_or(""),
+        profile: &profile.name,
+        client_ip: ip,
+        subject: None,
     };
     if !profile.enabled.load(Ordering::Relaxed) {
         return Err(deny(
-            "profile disabled by the kill switch",
+            &caller,
+            Rejection::Disabled,
             ApiError::ProfileDisabled,
         ));
     }
     if let Err(wait) = profile.limits.check_ip(ip) {
-        return Err(deny("rate limit per address", rate_limited(wait)));
+        return Err(deny(&caller, Rejection::RateLimitIp, rate_limited(wait)));
     }
 
-    let session_name = match (profile.auth, &profile.verifier) {
+    let subject = match (profile.auth, &profile.verifier) {
         (AuthMode::None, _) | (_, None) => None,
         (mode, Some(verifier)) => {
             let verified = match bearer(&headers) {
@@ -56,11 +67,15 @@ pub async fn serve(
                 Err(refusal) => Err(refusal),
             };
             match (verified, mode) {
-                (Ok(claims), _) => Some(subject::session_name(&claims.subject)),
+                (Ok(claims), _) => Some(claims.subject),
                 // Our key server is down: not the caller's fault, so no 401 that would send them
                 // to log in again, and no would-be denial to count in report mode.
                 (Err(JwtError::KeysUnavailable), AuthMode::Jwt) => {
-                    return Err(deny("jwt keys unavailable", ApiError::JwtKeysUnavailable));
+                    return Err(deny(
+                        &caller,
+                        Rejection::KeysUnavailable,
+                        ApiError::JwtKeysUnavailable,
+                    ));
                 }
                 (Err(JwtError::KeysUnavailable), _) => {
                     tracing::warn!(profile = %profile.name, "report mode: JWT keys unavailable; serving the guest token");
@@ -68,10 +83,15 @@ pub async fn serve(
                 }
                 (Err(error), AuthMode::Jwt) => {
                     let (code, message) = (error.code(), error.description());
-                    return Err(deny(code, ApiError::Unauthorized { code, message }));
+                    return Err(deny(
+                        &caller,
+                        Rejection::Auth(code),
+                        ApiError::Unauthorized { code, message },
+                    ));
                 }
                 (Err(error), _) => {
                     profile.would_deny.fetch_add(1, Ordering::Relaxed);
+                    metrics::record_would_deny(&profile.name, error.code());
                     tracing::warn!(
                         profile = %profile.name,
                         client_ip = %ip,
@@ -83,10 +103,16 @@ pub async fn serve(
             }
         }
     };
+    caller.subject = subject.as_deref();
+    let session_name = caller.subject.map(subject::session_name);
     if let Some(name) = &session_name
         && let Err(wait) = profile.limits.check_subject(name)
     {
-        return Err(deny("rate limit per user", rate_limited(wait)));
+        return Err(deny(
+            &caller,
+            Rejection::RateLimitSubject,
+            rate_limited(wait),
+        ));
     }
 
     let key = CallerKey {
@@ -95,22 +121,33 @@ pub async fn serve(
     };
     let token = match &profile.callers {
         Some(callers) if key.session_name.is_some() || key.ip.is_some() => callers.get(key).await,
-        _ => refresh::servable_token(&profile.shared, MAX_WAIT_FOR_FETCH).await,
+        _ => {
+            let shared = refresh::servable_token(&profile.shared, MAX_WAIT_FOR_FETCH).await;
+            if shared.is_ok() {
+                // The shared token is fetched ahead by the refresher, never for a request.
+                metrics::record_token_cache(&profile.name, CacheResult::Hit);
+            }
+            shared
+        }
     };
     match token {
-        Ok(token) => Ok((
-            [
-                (
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/json"),
-                ),
-                (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
-            ],
-            token.body.clone(),
-        )
-            .into_response()),
+        Ok(token) => {
+            audit::issued(&caller, &token);
+            Ok((
+                [
+                    (
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("application/json"),
+                    ),
+                    (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+                ],
+                token.body.clone(),
+            )
+                .into_response())
+        }
         Err(Unavailable { class, retry_after }) => Err(deny(
-            "no token available",
+            &caller,
+            Rejection::NoToken(class),
             ApiError::TokenUnavailable {
                 class,
                 // Round up, and never tell a client to retry immediately.
@@ -118,6 +155,54 @@ pub async fn serve(
             },
         )),
     }
+}
+
+/// Why a request was refused.
+#[derive(Debug, Clone, Copy)]
+enum Rejection {
+    Disabled,
+    RateLimitIp,
+    KeysUnavailable,
+    /// A JWT check failed; the [`JwtError`] code.
+    Auth(&'static str),
+    RateLimitSubject,
+    NoToken(Option<FailureClass>),
+}
+
+impl Rejection {
+    /// The words in the audit line's `reason`.
+    fn reason(self) -> &'static str {
+        match self {
+            Self::Disabled => "profile disabled by the kill switch",
+            Self::RateLimitIp => "rate limit per address",
+            Self::KeysUnavailable => "jwt keys unavailable",
+            Self::Auth(code) => code,
+            Self::RateLimitSubject => "rate limit per user",
+            Self::NoToken(_) => "no token available",
+        }
+    }
+
+    /// The `reason` and `check` labels of `stsvend_rejections_total`.
+    fn labels(self) -> (&'static str, &'static str) {
+        match self {
+            Self::Disabled => ("disabled", ""),
+            Self::RateLimitIp => ("rate_limit_ip", ""),
+            Self::KeysUnavailable => ("jwt_keys_unavailable", ""),
+            Self::Auth(code) => ("auth", code),
+            Self::RateLimitSubject => ("rate_limit_subject", ""),
+            Self::NoToken(None) => ("token_not_ready", ""),
+            Self::NoToken(Some(FailureClass::Unavailable)) => ("sts_unavailable", ""),
+            Self::NoToken(Some(FailureClass::Rejected)) => ("sts_rejected", ""),
+        }
+    }
+}
+
+/// Counts and audits a refusal; every refusal goes through here, once.
+fn deny(caller: &audit::Caller<'_>, rejection: Rejection, error: ApiError) -> ApiError {
+    let (reason, check) = rejection.labels();
+    metrics::record_rejection(caller.profile, reason, check);
+    audit::denied(caller, rejection.reason());
+    error
 }
 
 /// The token from `Authorization: Bearer <token>`, or why there is none.

@@ -8,6 +8,7 @@ use super::request::{AssumeRole, AssumeRoleWithOidc, SignedRequest};
 use super::response::{self, ApiErrorBody, IssuedCredentials, MalformedResponse, Parsed};
 use crate::clock::Clock;
 use crate::credentials::Credentials;
+use crate::metrics::{self, StsOutcome};
 use crate::outbound::{BodyError, error_text, read_capped};
 
 /// How long one STS call may take in all. STS answers in tens of milliseconds; a call that takes
@@ -189,11 +190,11 @@ impl StsClient {
         call: &AssumeRole,
         max_wait: Duration,
     ) -> Result<IssuedCredentials, StsError> {
-        if let Some(budget) = &self.budget {
-            budget
-                .acquire(max_wait)
-                .await
-                .map_err(|retry_after| StsError::BudgetExhausted { retry_after })?;
+        if let Some(budget) = &self.budget
+            && let Err(retry_after) = budget.acquire(max_wait).await
+        {
+            metrics::record_sts_call("AssumeRole", StsOutcome::Other("budget"), None);
+            return Err(StsError::BudgetExhausted { retry_after });
         }
         let nonce = uuid::Uuid::new_v4().to_string();
         let signed = call.sign(credentials, self.clock.now(), &nonce);
@@ -210,7 +211,29 @@ impl StsClient {
             .await
     }
 
+    /// Sends one call and counts and times it in `stsvend_sts_calls_total` and
+    /// `stsvend_sts_call_duration_seconds`.
     async fn send(
+        &self,
+        action: &'static str,
+        request: &SignedRequest,
+    ) -> Result<IssuedCredentials, StsError> {
+        let started = tokio::time::Instant::now();
+        let result = self.send_untracked(action, request).await;
+        let outcome = match &result {
+            Ok(_) => StsOutcome::Success,
+            Err(StsError::Api { body, .. }) => StsOutcome::Api(&body.code),
+            Err(StsError::Malformed { .. }) => StsOutcome::Other("malformed"),
+            Err(StsError::TooLarge { .. }) => StsOutcome::Other("too_large"),
+            Err(StsError::Timeout) => StsOutcome::Other("timeout"),
+            Err(StsError::Unreachable(_)) => StsOutcome::Other("unreachable"),
+            Err(StsError::BudgetExhausted { .. }) => StsOutcome::Other("budget"),
+        };
+        metrics::record_sts_call(action, outcome, Some(started.elapsed()));
+        result
+    }
+
+    async fn send_untracked(
         &self,
         action: &'static str,
         request: &SignedRequest,

@@ -1077,6 +1077,7 @@ async fn the_service_keeps_vending_while_its_base_credentials_rotate() {
         ("STSVEND_ROLE_ARN", ROLE_ARN),
         ("STSVEND_STS_ENDPOINT", world.sts.endpoint().as_str()),
         ("STSVEND_LISTEN", "127.0.0.1:0"),
+        ("STSVEND_ADMIN_LISTEN", "127.0.0.1:0"),
         ("STSVEND_MIN_REMAINING_SECONDS", "3"),
     ]
     .into_iter()

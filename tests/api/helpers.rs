@@ -210,6 +210,8 @@ async fn answer(state: &MockState, n: usize, mut reply: Reply) -> Response {
 /// A running service under test.
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// The admin listener (health, readiness, metrics, kill switch).
+    pub admin_addr: SocketAddr,
     pub client: reqwest::Client,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
@@ -259,6 +261,7 @@ pub fn base_env(endpoint: &str) -> HashMap<String, String> {
         ("STSVEND_ROLE_ARN", ROLE_ARN),
         ("STSVEND_STS_ENDPOINT", endpoint),
         ("STSVEND_LISTEN", "127.0.0.1:0"),
+        ("STSVEND_ADMIN_LISTEN", "127.0.0.1:0"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -302,6 +305,7 @@ async fn start(config: &config::Config, credentials: CredentialsProvider) -> Tes
         .await
         .expect("service builds");
     let addr = app.local_addr().unwrap();
+    let admin_addr = app.admin_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(app.run_until(async move {
         let _ = stopped.await;
@@ -313,6 +317,7 @@ async fn start(config: &config::Config, credentials: CredentialsProvider) -> Tes
         .unwrap();
     TestApp {
         addr,
+        admin_addr,
         client,
         stop: Some(stop),
         task: Some(task),
@@ -438,6 +443,8 @@ impl ServiceProcess {
             .env_clear()
             .envs(env.iter().copied())
             .env("STSVEND_LISTEN", addr.to_string())
+            // Each process picks its own admin port, so tests can run side by side.
+            .env("STSVEND_ADMIN_LISTEN", "127.0.0.1:0")
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
@@ -1399,6 +1406,7 @@ pub async fn spawn_app_with_clock(
         .await
         .expect("service builds");
     let addr = app.local_addr().unwrap();
+    let admin_addr = app.admin_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(app.run_until(async move {
         let _ = stopped.await;
@@ -1410,6 +1418,7 @@ pub async fn spawn_app_with_clock(
         .unwrap();
     TestApp {
         addr,
+        admin_addr,
         client,
         stop: Some(stop),
         task: Some(task),

@@ -146,6 +146,7 @@ fn start_service(sts_port: u16, listen_port: u16, ca_file: &Path) -> Running {
             format!("https://localhost:{sts_port}"),
         )
         .env("STSVEND_LISTEN", format!("127.0.0.1:{listen_port}"))
+        .env("STSVEND_ADMIN_LISTEN", "127.0.0.1:0")
         .env("SSL_CERT_FILE", ca_file)
         .stdout(Stdio::null())
         .stderr(Stdio::null())

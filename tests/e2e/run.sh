@@ -48,7 +48,7 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-STSVEND_LISTEN="127.0.0.1:$PORT" "$BIN" dev >"$SERVER_LOG" 2>&1 &
+STSVEND_LISTEN="127.0.0.1:$PORT" STSVEND_ADMIN_LISTEN="127.0.0.1:0" "$BIN" dev >"$SERVER_LOG" 2>&1 &
 SERVER_PID=$!
 
 ready() {

@@ -1,0 +1,222 @@
+#!/usr/bin/env bash
+# Proves the static binary is container-ready without a Docker engine:
+#   1. builds the x86_64-unknown-linux-musl release binary (what the Dockerfile builds);
+#   2. checks it is statically linked;
+#   3. runs `stsvend dev` inside an empty root holding only /stsvend and the CA bundle
+#      (exactly the files of the scratch image), as the image's user 65532 when we are root;
+#   4. asserts /healthz answers 200 and /get_sts_token returns credentials JSON, and runs
+#      `stsvend healthcheck` inside the same root when the binary has that subcommand;
+#   5. asserts nothing was written into the root (read-only root filesystem friendly).
+# Needs: rustup (installs the musl target if missing), musl-tools, file, curl, util-linux
+# (chroot/unshare), python3. Installs the missing ones with apt-get when run as root.
+# Always cleans up (process and temporary root).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+TARGET=x86_64-unknown-linux-musl
+BIN="target/$TARGET/release/stsvend"
+IMAGE_UID=65532
+CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt
+
+say() { printf '%s\n' "$*"; }
+fail() { printf 'container check FAILED: %s\n' "$*" >&2; exit 1; }
+
+# ---------------------------------------------------------------- prerequisites (idempotent)
+need_apt=()
+command -v musl-gcc >/dev/null 2>&1 || need_apt+=(musl-tools)
+command -v file >/dev/null 2>&1 || need_apt+=(file)
+command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+command -v chroot >/dev/null 2>&1 || need_apt+=(coreutils)
+command -v unshare >/dev/null 2>&1 || need_apt+=(util-linux)
+[ -r "$CA_BUNDLE" ] || need_apt+=(ca-certificates)
+if [ "${#need_apt[@]}" -gt 0 ]; then
+  say "== installing ${need_apt[*]}"
+  if [ "$(id -u)" -eq 0 ]; then apt_get=(apt-get); else apt_get=(sudo -n apt-get); fi
+  "${apt_get[@]}" update -qq
+  DEBIAN_FRONTEND=noninteractive "${apt_get[@]}" install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+if ! rustup target list --installed | grep -qx "$TARGET"; then
+  say "== rustup target add $TARGET"
+  rustup target add "$TARGET"
+fi
+
+# ---------------------------------------------------------------- 1. build
+say "== cargo build --release --locked --target $TARGET"
+cargo build --release --locked --target "$TARGET" --bin stsvend
+[ -x "$BIN" ] || fail "$BIN was not built"
+
+# ---------------------------------------------------------------- 2. statically linked
+say "== static linking"
+file_out=$(file -b "$BIN")
+say "file: $file_out"
+case "$file_out" in
+  *"statically linked"* | *"static-pie linked"*) ;;
+  *) fail "file does not call $BIN statically linked" ;;
+esac
+# ldd says "not a dynamic executable" (glibc) or "statically linked" (static-pie); anything
+# listing a shared library (libc.so, ld-linux) means the image would not start.
+ldd_out=$(ldd "$BIN" 2>&1 || true)
+say "ldd: $(printf '%s' "$ldd_out" | tr '\n' ' ')"
+case "$ldd_out" in
+  *"not a dynamic executable"* | *"statically linked"*) ;;
+  *) fail "ldd lists shared libraries for $BIN" ;;
+esac
+if command -v readelf >/dev/null 2>&1 && readelf -d "$BIN" 2>/dev/null | grep -q NEEDED; then
+  fail "$BIN has NEEDED shared libraries: $(readelf -d "$BIN" | grep NEEDED)"
+fi
+size_bytes=$(stat -c %s "$BIN")
+stripped_bytes=$(
+  tmp_strip=$(mktemp)
+  cp "$BIN" "$tmp_strip"
+  if command -v strip >/dev/null 2>&1 && strip "$tmp_strip" 2>/dev/null; then stat -c %s "$tmp_strip"; else echo "?"; fi
+  rm -f "$tmp_strip"
+)
+ca_bytes=$(stat -L -c %s "$CA_BUNDLE")
+say "binary size: $size_bytes bytes ($((size_bytes / 1024 / 1024)) MiB); stripped: $stripped_bytes bytes; CA bundle: $ca_bytes bytes"
+if [ "$stripped_bytes" != "?" ] && [ $((stripped_bytes + ca_bytes)) -ge $((20 * 1024 * 1024)) ]; then
+  fail "stripped binary + CA bundle is over the 20 MiB image budget"
+fi
+
+# ---------------------------------------------------------------- 3. empty root
+ROOT=$(mktemp -d "${TMPDIR:-/tmp}/stsvend-root.XXXXXX")
+LOG=$(mktemp "${TMPDIR:-/tmp}/stsvend-root-log.XXXXXX")
+PID=""
+cleanup() {
+  if [ -n "$PID" ] && kill -0 "$PID" 2>/dev/null; then
+    kill -TERM "$PID" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 "$PID" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$PID" 2>/dev/null || true
+    wait "$PID" 2>/dev/null || true
+  fi
+  rm -rf "$ROOT" "$LOG"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# The image's files and nothing else: root-owned, world-readable, nothing writable by the user.
+mkdir -p "$ROOT/etc/ssl/certs"
+install -m 0755 "$BIN" "$ROOT/stsvend"
+install -m 0644 "$CA_BUNDLE" "$ROOT/etc/ssl/certs/ca-certificates.crt"
+chmod 0755 "$ROOT" "$ROOT/etc" "$ROOT/etc/ssl" "$ROOT/etc/ssl/certs"
+before=$(cd "$ROOT" && find . -printf '%p %s %m\n' | sort)
+say "empty root $ROOT holds:"
+printf '%s\n' "$before" | sed 's/^/  /'
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+PORT=$(free_port)
+ADMIN_PORT=$(free_port)
+while [ "$ADMIN_PORT" = "$PORT" ]; do ADMIN_PORT=$(free_port); done
+
+# The image's environment (Dockerfile ENV), with loopback listeners for this test.
+run_env=(
+  env -i
+  PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+  HOME=/
+  SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt
+  STSVEND_LOG_FORMAT=json
+  STSVEND_LISTEN="127.0.0.1:$PORT"
+  STSVEND_ADMIN_LISTEN="127.0.0.1:$ADMIN_PORT"
+)
+
+# How to enter the root: as root, chroot and drop to the image's numeric user (what
+# `USER 65532:65532` does); otherwise an unprivileged user+mount namespace; otherwise sudo.
+# CONTAINER_CHECK_ENTER=chroot|unshare|sudo forces one way (to test the others).
+method=${CONTAINER_CHECK_ENTER:-}
+if [ -z "$method" ]; then
+  if [ "$(id -u)" -eq 0 ]; then method=chroot
+  elif unshare -r -m true 2>/dev/null; then method=unshare
+  elif sudo -n true 2>/dev/null; then method=sudo
+  else fail "cannot enter an empty root: not root, no user namespaces, no passwordless sudo"
+  fi
+fi
+case "$method" in
+  chroot) enter=(chroot --userspec="$IMAGE_UID:$IMAGE_UID" "$ROOT"); how="chroot as uid $IMAGE_UID" ;;
+  unshare) enter=(unshare -r -m --root="$ROOT"); how="unshare -r -m --root (user namespace)" ;;
+  sudo) enter=(sudo -n chroot --userspec="$IMAGE_UID:$IMAGE_UID" "$ROOT"); how="sudo chroot as uid $IMAGE_UID" ;;
+  *) fail "CONTAINER_CHECK_ENTER must be chroot, unshare or sudo, not $method" ;;
+esac
+in_root() { "${run_env[@]}" "${enter[@]}" "$@"; }
+
+say "== stsvend --help inside the empty root ($how)"
+help_out=$(in_root /stsvend --help) || fail "the binary does not start in the empty root"
+has_healthcheck=0
+if printf '%s\n' "$help_out" | grep -Eq '^[[:space:]]+healthcheck([[:space:]]|$)'; then has_healthcheck=1; fi
+
+say "== stsvend dev inside the empty root (public 127.0.0.1:$PORT, admin 127.0.0.1:$ADMIN_PORT)"
+# A simple command, not the in_root function: env, chroot/unshare and stsvend exec one another,
+# so $! is stsvend itself and SIGTERM reaches it (sudo, if used, relays it).
+"${run_env[@]}" "${enter[@]}" /stsvend dev >"$LOG" 2>&1 &
+PID=$!
+
+status_of() { curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$1" 2>/dev/null || true; }
+
+# Wait (at most 20 s) for /healthz on the admin listener or, before that listener exists, on
+# the public one.
+health_url=""
+deadline=$((SECONDS + 20))
+while [ "$SECONDS" -lt "$deadline" ]; do
+  kill -0 "$PID" 2>/dev/null || { cat "$LOG" >&2; fail "stsvend dev exited early"; }
+  if [ "$(status_of "http://127.0.0.1:$ADMIN_PORT/healthz")" = 200 ]; then
+    health_url="http://127.0.0.1:$ADMIN_PORT/healthz"; break
+  fi
+  if [ "$(status_of "http://127.0.0.1:$PORT/healthz")" = 200 ]; then
+    # The public port is up; give the admin listener a moment to show up too.
+    sleep 1
+    if [ "$(status_of "http://127.0.0.1:$ADMIN_PORT/healthz")" = 200 ]; then
+      health_url="http://127.0.0.1:$ADMIN_PORT/healthz"
+    else
+      health_url="http://127.0.0.1:$PORT/healthz"
+    fi
+    break
+  fi
+  sleep 0.2
+done
+[ -n "$health_url" ] || { cat "$LOG" >&2; fail "/healthz did not answer 200 within 20 s"; }
+say "ok: $health_url answered 200"
+if [ "$health_url" = "http://127.0.0.1:$PORT/healthz" ]; then
+  say "note: no admin listener answered on 127.0.0.1:$ADMIN_PORT; /healthz was checked on the public port"
+fi
+
+token=$(curl -s --max-time 5 -w '\n%{http_code}' "http://127.0.0.1:$PORT/get_sts_token")
+code=${token##*$'\n'}
+body=${token%$'\n'*}
+[ "$code" = 200 ] || { cat "$LOG" >&2; fail "/get_sts_token answered $code"; }
+printf '%s' "$body" | python3 -c '
+import json, sys
+doc = json.load(sys.stdin)
+for key in ("AccessKeyId", "AccessKeySecret", "SecurityToken", "Expiration"):
+    assert isinstance(doc.get(key), str) and doc[key], "missing " + key
+assert doc["AccessKeyId"].startswith("STS."), doc["AccessKeyId"][:4]
+print("ok: /get_sts_token returned JSON with AccessKeyId " + doc["AccessKeyId"][:8] + "...")
+' || fail "/get_sts_token did not return credentials JSON"
+
+if [ "$has_healthcheck" = 1 ]; then
+  say "== stsvend healthcheck inside the empty root"
+  in_root /stsvend healthcheck --url "$health_url" || fail "stsvend healthcheck --url $health_url exited $?"
+  say "ok: stsvend healthcheck --url $health_url exited 0"
+  closed=$(free_port)
+  if in_root /stsvend healthcheck --url "http://127.0.0.1:$closed/healthz" >/dev/null 2>&1; then
+    fail "stsvend healthcheck exited 0 against a closed port"
+  fi
+  say "ok: stsvend healthcheck against a closed port exited non-zero"
+else
+  say "note: this binary has no healthcheck subcommand; skipped"
+fi
+
+# ---------------------------------------------------------------- 4. stop, read-only root
+kill -TERM "$PID"
+stopped=0
+for _ in $(seq 1 100); do kill -0 "$PID" 2>/dev/null || { stopped=1; break; }; sleep 0.1; done
+[ "$stopped" = 1 ] || fail "stsvend did not stop within 10 s of SIGTERM"
+rc=0; wait "$PID" || rc=$?
+PID=""
+[ "$rc" = 0 ] || { cat "$LOG" >&2; fail "stsvend dev exited $rc after SIGTERM"; }
+say "ok: stopped cleanly on SIGTERM"
+
+after=$(cd "$ROOT" && find . -printf '%p %s %m\n' | sort)
+[ "$before" = "$after" ] || fail "the root changed while stsvend ran: $(diff <(printf '%s\n' "$before") <(printf '%s\n' "$after") || true)"
+say "ok: nothing was written into the root"
+
+say "== container check passed: static $TARGET binary, $size_bytes bytes, runs from an empty root"

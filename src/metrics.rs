@@ -1,0 +1,399 @@
+//! Prometheus metrics: the one recorder, what it records, and the text the admin listener serves.
+//!
+//! Recording goes through the `metrics` facade (`counter!`, `histogram!`, `gauge!`) into one
+//! process-global recorder that [`install`] sets up; until then every recording is a no-op, so
+//! the binary installs it before anything else runs. The small `record_*` functions below are
+//! the only places that name a metric, so the list of series lives in this file:
+//!
+//! | series | labels | recorded in |
+//! | --- | --- | --- |
+//! | `stsvend_http_requests_total` | `route`, `profile`, `status` | [`track_requests`] (public router) |
+//! | `stsvend_http_request_duration_seconds` | `route` | [`track_requests`] |
+//! | `stsvend_sts_calls_total` | `action`, `outcome`, `code` | `sts::client` (every call, and every call the budget refused) |
+//! | `stsvend_sts_call_duration_seconds` | `action` | `sts::client` |
+//! | `stsvend_token_cache_total` | `profile`, `result` | `http::token` (shared token: `hit`), `callers` (`hit`/`miss`) |
+//! | `stsvend_token_expiry_seconds` | `profile` | `refresh` (on publish and every [`EXPIRY_GAUGE_EVERY`]) |
+//! | `stsvend_rejections_total` | `profile`, `reason`, `check` | `http::token`, at each refusal |
+//! | `stsvend_report_mode_would_deny_total` | `profile`, `check` | `http::token` |
+//! | `stsvend_base_credentials_info` | `source` | `credentials::chain` (the chosen source) |
+//! | `stsvend_base_credentials_refreshes_total` | `source`, `outcome` | `credentials::renew` |
+//! | `stsvend_profile_enabled` | `profile` | [`record_profile_enabled`] (kill switch, start-up) |
+//! | `stsvend_log_lines_dropped_total` | | [`Metrics::render`], from the non-blocking log writer |
+//!
+//! Labels are bounded: profile names come from the configuration, routes from the router's
+//! patterns (never the raw path), STS error codes are checked against a charset and capped in
+//! number. No user id, subject or address is ever a label.
+
+use std::collections::HashSet;
+use std::sync::{Mutex, OnceLock, PoisonError};
+use std::time::Duration;
+
+use axum::extract::{MatchedPath, Request};
+use axum::middleware::Next;
+use axum::response::Response;
+use metrics::{
+    Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
+};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// How often the refresher brings `stsvend_token_expiry_seconds` up to date between publishes;
+/// well under a typical scrape interval, so a scrape is never more than this stale.
+pub const EXPIRY_GAUGE_EVERY: Duration = Duration::from_secs(5);
+
+/// How often histogram samples are folded into their buckets when nobody scrapes. Without it,
+/// an unscraped process would keep every sample in memory.
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// Request latency buckets: a cached token takes well under a millisecond, a cold start waits
+/// for STS (tens of milliseconds to seconds), the request deadline is 15 s.
+const HTTP_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0,
+];
+/// STS latency buckets: STS answers in tens of milliseconds; the client gives up at 10 s.
+const STS_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// How many distinct STS error codes get their own label value; later ones are `other`. STS has
+/// a few dozen codes, but the label must stay bounded whatever an endpoint answers.
+const MAX_STS_CODES: usize = 64;
+/// The longest STS error code kept as a label value (real ones are under 50 characters).
+const MAX_STS_CODE_LEN: usize = 64;
+
+/// A handle on the installed recorder; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Metrics(PrometheusHandle);
+
+impl Metrics {
+    /// The current values in the Prometheus text format (version 0.0.4).
+    pub fn render(&self) -> String {
+        if let Some(dropped) = crate::telemetry::dropped_log_lines() {
+            counter!("stsvend_log_lines_dropped_total").absolute(dropped);
+        }
+        self.0.render()
+    }
+}
+
+/// Installs the global Prometheus recorder once and returns a handle to it. Idempotent: every
+/// call returns a handle to the same recorder (tests in one process share it).
+///
+/// Call it before anything that records, in practice first thing in `main`: values recorded
+/// before it are lost.
+pub fn install() -> Metrics {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    let handle = HANDLE.get_or_init(|| {
+        let builder = PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                Matcher::Full("stsvend_http_request_duration_seconds".into()),
+                HTTP_BUCKETS,
+            )
+            .and_then(|b| {
+                b.set_buckets_for_metric(
+                    Matcher::Full("stsvend_sts_call_duration_seconds".into()),
+                    STS_BUCKETS,
+                )
+            })
+            .expect("the bucket lists are not empty");
+        let recorder = builder.build_recorder();
+        let handle = recorder.handle();
+        if metrics::set_global_recorder(recorder).is_err() {
+            // Only this function installs one; if something else did, our handle renders an
+            // empty page rather than the process failing.
+            tracing::warn!("a metrics recorder was already installed; /metrics will be empty");
+        }
+        // A plain thread, so installing needs no async runtime and upkeep survives any runtime.
+        let upkeep = handle.clone();
+        let _ = std::thread::Builder::new()
+            .name("metrics-upkeep".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(UPKEEP_EVERY);
+                    upkeep.run_upkeep();
+                }
+            });
+        describe();
+        handle
+    });
+    Metrics(handle.clone())
+}
+
+fn describe() {
+    describe_counter!(
+        "stsvend_http_requests_total",
+        "HTTP requests answered by the public listener, by route pattern, profile and status"
+    );
+    describe_histogram!(
+        "stsvend_http_request_duration_seconds",
+        Unit::Seconds,
+        "Time to answer a request on the public listener, by route pattern"
+    );
+    describe_counter!(
+        "stsvend_sts_calls_total",
+        "STS calls by action and outcome; code is STS's error code, or timeout, unreachable, malformed, too_large, or budget (stsvend's own budget refused the call, STS was not called)"
+    );
+    describe_histogram!(
+        "stsvend_sts_call_duration_seconds",
+        Unit::Seconds,
+        "Time from sending an STS call to reading its answer, by action"
+    );
+    describe_counter!(
+        "stsvend_token_cache_total",
+        "Tokens served from the cache (hit) or only after an STS call for this caller (miss)"
+    );
+    describe_gauge!(
+        "stsvend_token_expiry_seconds",
+        Unit::Seconds,
+        "Seconds until the current shared token of each profile expires (0 when there is none)"
+    );
+    describe_counter!(
+        "stsvend_rejections_total",
+        "Token requests refused, by reason; check names the failed JWT check for reason=auth"
+    );
+    describe_counter!(
+        "stsvend_report_mode_would_deny_total",
+        "Requests report mode served that jwt mode would have refused, by failed check"
+    );
+    describe_gauge!(
+        "stsvend_base_credentials_info",
+        "1 for the source of the service's own credentials"
+    );
+    describe_counter!(
+        "stsvend_base_credentials_refreshes_total",
+        "Renewals of the service's own temporary credentials, by source and outcome"
+    );
+    describe_gauge!(
+        "stsvend_profile_enabled",
+        "1 while a profile vends tokens, 0 while the kill switch has it disabled"
+    );
+    describe_counter!(
+        "stsvend_log_lines_dropped_total",
+        "Log lines dropped because standard error could not keep up"
+    );
+}
+
+/// Middleware for the public router: counts and times every request by its route pattern.
+/// Added with `Router::layer`, so the router has matched the path before it runs; requests no
+/// route matches are `route="unmatched"`.
+pub async fn track_requests(request: Request, next: Next) -> Response {
+    let started = tokio::time::Instant::now();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|path| path.as_str().to_owned());
+    let response = next.run(request).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let (route, profile) = match route {
+        Some(route) => {
+            let profile = profile_of_route(&route).to_owned();
+            (route, profile)
+        }
+        None => ("unmatched".to_owned(), String::new()),
+    };
+    histogram!("stsvend_http_request_duration_seconds", "route" => route.clone()).record(elapsed);
+    counter!(
+        "stsvend_http_requests_total",
+        "route" => route,
+        "profile" => profile,
+        "status" => status_label(response.status().as_u16()),
+    )
+    .increment(1);
+    response
+}
+
+/// The profile a route pattern serves: `default` for `/get_sts_token`, the name for a
+/// configured `/get_sts_token/{name}`, and nothing for the catch-all `/get_sts_token/{profile}`
+/// (an unknown name) or any other route.
+fn profile_of_route(route: &str) -> &str {
+    match route.strip_prefix("/get_sts_token") {
+        Some("") => crate::config::DEFAULT_PROFILE,
+        Some(rest) => match rest.strip_prefix('/') {
+            Some(name) if !name.is_empty() && !name.contains(['{', '/']) => name,
+            _ => "",
+        },
+        None => "",
+    }
+}
+
+/// The status as a label, without allocating for the statuses this service answers.
+fn status_label(status: u16) -> metrics::SharedString {
+    let fixed = match status {
+        200 => "200",
+        204 => "204",
+        304 => "304",
+        400 => "400",
+        401 => "401",
+        403 => "403",
+        404 => "404",
+        405 => "405",
+        408 => "408",
+        413 => "413",
+        429 => "429",
+        431 => "431",
+        500 => "500",
+        502 => "502",
+        503 => "503",
+        504 => "504",
+        other => return other.to_string().into(),
+    };
+    fixed.into()
+}
+
+/// How one STS call ended, for `stsvend_sts_calls_total`.
+#[derive(Debug, Clone, Copy)]
+pub enum StsOutcome<'a> {
+    Success,
+    /// STS answered with this error code.
+    Api(&'a str),
+    /// Anything else; a fixed word such as `timeout`.
+    Other(&'static str),
+}
+
+/// One STS call: its outcome and, when it was sent, how long it took.
+pub fn record_sts_call(action: &'static str, outcome: StsOutcome<'_>, took: Option<Duration>) {
+    let (outcome, code): (&'static str, metrics::SharedString) = match outcome {
+        StsOutcome::Success => ("success", "".into()),
+        StsOutcome::Api(code) => ("error", sts_code_label(code)),
+        StsOutcome::Other(word) => ("error", word.into()),
+    };
+    counter!("stsvend_sts_calls_total", "action" => action, "outcome" => outcome, "code" => code)
+        .increment(1);
+    if let Some(took) = took {
+        histogram!("stsvend_sts_call_duration_seconds", "action" => action)
+            .record(took.as_secs_f64());
+    }
+}
+
+/// An STS error code as a label value: kept when it looks like one (`Throttling.User`,
+/// `EntityNotExist.Role`) and fewer than [`MAX_STS_CODES`] distinct codes have been seen,
+/// `invalid` when it does not look like a code, `other` past the cap.
+fn sts_code_label(code: &str) -> metrics::SharedString {
+    static SEEN: Mutex<Option<HashSet<String>>> = Mutex::new(None);
+    let mut seen = SEEN.lock().unwrap_or_else(PoisonError::into_inner);
+    sts_code_label_among(seen.get_or_insert_with(HashSet::new), code)
+}
+
+/// [`sts_code_label`] given the codes seen so far.
+fn sts_code_label_among(seen: &mut HashSet<String>, code: &str) -> metrics::SharedString {
+    let looks_like_a_code = !code.is_empty()
+        && code.len() <= MAX_STS_CODE_LEN
+        && code
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if !looks_like_a_code {
+        return "invalid".into();
+    }
+    if seen.contains(code) || seen.len() < MAX_STS_CODES {
+        seen.insert(code.to_owned());
+        code.to_owned().into()
+    } else {
+        "other".into()
+    }
+}
+
+/// Whether a token was served from a cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheResult {
+    Hit,
+    Miss,
+}
+
+pub fn record_token_cache(profile: &str, result: CacheResult) {
+    let result = match result {
+        CacheResult::Hit => "hit",
+        CacheResult::Miss => "miss",
+    };
+    counter!("stsvend_token_cache_total", "profile" => profile.to_owned(), "result" => result)
+        .increment(1);
+}
+
+/// Sets `stsvend_token_expiry_seconds` for `profile`; negative values are recorded as 0.
+pub fn record_token_expiry(profile: &str, seconds: f64) {
+    gauge!("stsvend_token_expiry_seconds", "profile" => profile.to_owned()).set(seconds.max(0.0));
+}
+
+/// A refused token request. `reason` is a fixed word (`rate_limit_ip`, `auth`, …); `check` is
+/// the failed JWT check's code for `auth`, empty otherwise.
+pub fn record_rejection(profile: &str, reason: &'static str, check: &'static str) {
+    counter!(
+        "stsvend_rejections_total",
+        "profile" => profile.to_owned(),
+        "reason" => reason,
+        "check" => check,
+    )
+    .increment(1);
+}
+
+/// A request report mode served that `jwt` mode would have refused for failing `check`.
+pub fn record_would_deny(profile: &str, check: &'static str) {
+    counter!(
+        "stsvend_report_mode_would_deny_total",
+        "profile" => profile.to_owned(),
+        "check" => check,
+    )
+    .increment(1);
+}
+
+/// The source the credential chain chose for the service's own credentials.
+pub fn record_base_credentials_source(source: &'static str) {
+    gauge!("stsvend_base_credentials_info", "source" => source).set(1.0);
+}
+
+/// One renewal of the service's own temporary credentials.
+pub fn record_base_credentials_refresh(source: &'static str, success: bool) {
+    let outcome = if success { "success" } else { "error" };
+    counter!("stsvend_base_credentials_refreshes_total", "source" => source, "outcome" => outcome)
+        .increment(1);
+}
+
+/// Whether `profile` vends tokens (the kill switch); call it at start-up for every profile and
+/// on every change.
+pub fn record_profile_enabled(profile: &str, enabled: bool) {
+    gauge!("stsvend_profile_enabled", "profile" => profile.to_owned()).set(if enabled {
+        1.0
+    } else {
+        0.0
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_name_their_profile_and_nothing_else_does() {
+        assert_eq!(profile_of_route("/get_sts_token"), "default");
+        assert_eq!(profile_of_route("/get_sts_token/partner"), "partner");
+        assert_eq!(profile_of_route("/get_sts_token/{profile}"), "");
+        assert_eq!(profile_of_route("/get_sts_tokens"), "");
+        assert_eq!(profile_of_route("/healthz"), "");
+        assert_eq!(profile_of_route("/get_sts_token/"), "");
+    }
+
+    #[test]
+    fn sts_codes_are_kept_only_when_they_look_like_codes() {
+        let mut seen = HashSet::new();
+        let mut label = |code: &str| sts_code_label_among(&mut seen, code).to_string();
+        assert_eq!(label("Throttling.User"), "Throttling.User");
+        assert_eq!(label("EntityNotExist.Role"), "EntityNotExist.Role");
+        assert_eq!(label("<script>"), "invalid");
+        assert_eq!(label(""), "invalid");
+        assert_eq!(label(&"A".repeat(65)), "invalid");
+        assert_eq!(&*status_label(200), "200");
+        assert_eq!(&*status_label(418), "418");
+    }
+
+    #[test]
+    fn distinct_sts_codes_are_capped() {
+        let mut seen = HashSet::new();
+        let labels: Vec<String> = (0..MAX_STS_CODES * 2)
+            .map(|n| sts_code_label_among(&mut seen, &format!("Made.Up{n}")).to_string())
+            .collect();
+        assert_eq!(
+            labels.iter().filter(|l| *l == "other").count(),
+            MAX_STS_CODES
+        );
+        // A code seen before the cap keeps its own label.
+        assert_eq!(labels[0], "Made.Up0");
+        assert_eq!(&*sts_code_label_among(&mut seen, "Made.Up0"), "Made.Up0");
+    }
+}

@@ -1,0 +1,223 @@
+//! Native HTTPS for the public listener: rustls with the certificate chain and key from PEM
+//! files, reloaded without a restart.
+//!
+//! The files are checked every few seconds and on SIGHUP; when they change and parse, new
+//! handshakes get the new certificate. Established connections keep the session they have. A
+//! file that does not parse (a half-written renewal, say) is logged and the previous
+//! certificate stays in use. TLS 1.2 and 1.3; ALPN offers HTTP/2 and HTTP/1.1.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::TlsFiles;
+
+/// How often the certificate files are checked for changes.
+pub const RELOAD_CHECK_EVERY: Duration = Duration::from_secs(5);
+
+/// Why certificate files could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read `{}`", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("`{}` holds no PEM certificate", path.display())]
+    NoCertificate { path: PathBuf },
+    #[error("`{}` holds no usable PEM private key (PKCS#8, PKCS#1 or SEC1)", path.display())]
+    NoKey { path: PathBuf },
+    #[error("the key in `{}` is of a type rustls cannot sign with", path.display())]
+    UnsupportedKey { path: PathBuf },
+    #[error("the TLS configuration was refused")]
+    Config(#[source] rustls::Error),
+}
+
+/// Hands the current certificate to each new handshake.
+struct Resolver {
+    current: RwLock<Arc<CertifiedKey>>,
+}
+
+impl fmt::Debug for Resolver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Resolver").finish_non_exhaustive()
+    }
+}
+
+impl ResolvesServerCert for Resolver {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(
+            self.current
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone(),
+        )
+    }
+}
+
+/// The public listener's TLS: an acceptor whose certificate can be swapped.
+#[derive(Clone)]
+pub struct Tls {
+    acceptor: TlsAcceptor,
+    resolver: Arc<Resolver>,
+    files: TlsFiles,
+}
+
+impl fmt::Debug for Tls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tls")
+            .field("files", &self.files)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Tls {
+    /// Loads the files now: a certificate that cannot be used stops start-up.
+    pub fn load(files: &TlsFiles) -> Result<Self, TlsError> {
+        crate::sts::client::install_crypto_provider();
+        let resolver = Arc::new(Resolver {
+            current: RwLock::new(Arc::new(certified_key(files)?)),
+        });
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+            .map_err(TlsError::Config)?
+            .with_no_client_auth()
+            .with_cert_resolver(resolver.clone());
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(Self {
+            acceptor: TlsAcceptor::from(Arc::new(config)),
+            resolver,
+            files: files.clone(),
+        })
+    }
+
+    pub fn acceptor(&self) -> &TlsAcceptor {
+        &self.acceptor
+    }
+
+    /// Re-reads the files and swaps the certificate if they parse; otherwise keeps the old one.
+    pub fn reload(&self) -> Result<(), TlsError> {
+        let fresh = certified_key(&self.files)?;
+        *self
+            .resolver
+            .current
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(fresh);
+        Ok(())
+    }
+
+    /// Watches the files (and SIGHUP) until `cancel` fires, reloading on change.
+    pub async fn watch(self, cancel: CancellationToken) {
+        let mut seen = stamps(&self.files);
+        let mut hangup = hangup_signal();
+        loop {
+            let asked = tokio::select! {
+                () = tokio::time::sleep(RELOAD_CHECK_EVERY) => false,
+                () = next_hangup(&mut hangup) => true,
+                () = cancel.cancelled() => return,
+            };
+            let now = stamps(&self.files);
+            if !asked && now == seen {
+                continue;
+            }
+            seen = now;
+            match self.reload() {
+                Ok(()) => {
+                    tracing::info!(cert = %self.files.cert.display(), sighup = asked, "reloaded the TLS certificate")
+                }
+                Err(error) => {
+                    tracing::error!(error = %describe(&error), "cannot reload the TLS certificate; keeping the previous one")
+                }
+            }
+        }
+    }
+}
+
+fn certified_key(files: &TlsFiles) -> Result<CertifiedKey, TlsError> {
+    let certs = read(&files.cert)?;
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&certs)
+        .filter_map(Result::ok)
+        .collect();
+    if chain.is_empty() {
+        return Err(TlsError::NoCertificate {
+            path: files.cert.clone(),
+        });
+    }
+    let key_pem = read(&files.key)?;
+    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|_| TlsError::NoKey {
+        path: files.key.clone(),
+    })?;
+    let signing_key = rustls::crypto::ring::sign::any_supported_type(&key).map_err(|_| {
+        TlsError::UnsupportedKey {
+            path: files.key.clone(),
+        }
+    })?;
+    Ok(CertifiedKey::new(chain, signing_key))
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|source| TlsError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// What identifies a version of the files: modification time and length of each.
+fn stamps(files: &TlsFiles) -> [Option<(SystemTime, u64)>; 2] {
+    let stamp = |path: &Path| {
+        std::fs::metadata(path)
+            .ok()
+            .and_then(|m| Some((m.modified().ok()?, m.len())))
+    };
+    [stamp(&files.cert), stamp(&files.key)]
+}
+
+#[cfg(unix)]
+type Hangup = Option<tokio::signal::unix::Signal>;
+#[cfg(not(unix))]
+type Hangup = ();
+
+#[cfg(unix)]
+fn hangup_signal() -> Hangup {
+    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok()
+}
+
+#[cfg(not(unix))]
+fn hangup_signal() -> Hangup {}
+
+#[cfg(unix)]
+async fn next_hangup(signal: &mut Hangup) {
+    match signal {
+        Some(signal) => {
+            signal.recv().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(not(unix))]
+async fn next_hangup(_signal: &mut Hangup) {
+    std::future::pending().await
+}
+
+/// An error with its causes, on one line.
+fn describe(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
