@@ -242,16 +242,17 @@ async fn run(mut config: Config, mode: Mode, env: &HashMap<String, String>) -> R
             "profile configured"
         );
     }
-    tracing::info!(%addr, sts = %config.sts_endpoint, credentials = credentials.source(), "listening");
+    let admin_addr = app.admin_addr().context("cannot read the admin address")?;
+    tracing::info!(%addr, %admin_addr, tls = config.tls.is_some(), sts = %config.sts_endpoint, credentials = credentials.source(), "listening");
     if emulator.is_some() {
-        print_dev_banner(addr, &config);
+        print_dev_banner(addr, admin_addr, &config);
     }
     app.run_until(shutdown::signal()).await?;
     drop(emulator);
     Ok(())
 }
 
-fn print_dev_banner(addr: SocketAddr, config: &Config) {
+fn print_dev_banner(addr: SocketAddr, admin_addr: SocketAddr, config: &Config) {
     let host = if addr.ip().is_unspecified() {
         SocketAddr::new([127, 0, 0, 1].into(), addr.port())
     } else {
@@ -278,6 +279,7 @@ fn print_dev_banner(addr: SocketAddr, config: &Config) {
         println!();
         println!("  listening on {addr}: reachable from other hosts (--allow-remote)");
     }
+    println!("  admin: http://{admin_addr}/metrics, /readyz, POST /admin/profiles/NAME/disable|enable");
     println!();
     println!("  try:  curl -s http://{host}/get_sts_token");
     println!();
