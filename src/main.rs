@@ -107,9 +107,9 @@ fn main() -> ExitCode {
     };
     if let Some(live) = check {
         // `check` talks to a person: plain lines on stdout, log lines only if RUST_LOG asks.
-        if env.contains_key("RUST_LOG") {
-            telemetry::init(&env);
-        }
+        let _log_guard = env
+            .contains_key("RUST_LOG")
+            .then(|| telemetry::init(&env, config.log_format));
         let outcome = runtime.block_on(stsvend::check::run(
             &config,
             &env,
@@ -118,7 +118,8 @@ fn main() -> ExitCode {
         ));
         return ExitCode::from(outcome.exit_code());
     }
-    telemetry::init(&env);
+    // Kept until main returns: dropping it flushes the buffered log lines.
+    let _log_guard = telemetry::init(&env, config.log_format);
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
@@ -195,6 +196,8 @@ fn load_config(
 
 async fn run(mut config: Config, mode: Mode, env: &HashMap<String, String>) -> Result<(), Failure> {
     let clock = Clock::System;
+    // Installed before anything records (the credential chain records its chosen source).
+    let metrics = stsvend::metrics::install();
     // One budget for every AssumeRole of the process: token profiles and base credentials.
     let budget = Arc::new(StsBudget::new(config.sts_budget_per_second));
     // Dropped at the end of this function, after the service has stopped.
@@ -225,7 +228,8 @@ async fn run(mut config: Config, mode: Mode, env: &HashMap<String, String>) -> R
             chain.provider
         }
     };
-    let app = App::build_with_budget(&config, credentials.clone(), clock, budget)
+    let render: stsvend::admin::RenderMetrics = Arc::new(move || metrics.render());
+    let app = App::build_with(&config, credentials.clone(), clock, budget, Some(render))
         .await
         .map_err(|error| match error {
             // A JWKS file or key setting that cannot be used is a configuration problem.
@@ -279,7 +283,9 @@ fn print_dev_banner(addr: SocketAddr, admin_addr: SocketAddr, config: &Config) {
         println!();
         println!("  listening on {addr}: reachable from other hosts (--allow-remote)");
     }
-    println!("  admin: http://{admin_addr}/metrics, /readyz, POST /admin/profiles/NAME/disable|enable");
+    println!(
+        "  admin: http://{admin_addr}/metrics, /readyz, POST /admin/profiles/NAME/disable|enable"
+    );
     println!();
     println!("  try:  curl -s http://{host}/get_sts_token");
     println!();

@@ -189,6 +189,7 @@ impl App {
                     config.min_remaining,
                 )
             });
+            crate::metrics::record_profile_enabled(&profile.name, true);
             profiles.push(ProfileState {
                 name: profile.name.clone(),
                 shared,

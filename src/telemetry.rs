@@ -10,6 +10,7 @@ use std::sync::OnceLock;
 
 use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::MakeWriter;
 
 use crate::config::LogFormat;
 
@@ -37,7 +38,31 @@ pub fn dropped_log_lines() -> Option<u64> {
 /// as the process (the non-blocking writer). `RUST_LOG` uses the usual directive syntax (`info`,
 /// `stsvend=debug,hyper=info`, …); an invalid value falls back to `info` with a warning. A
 /// second call installs nothing and returns an empty guard.
-pub fn init_with_format(env: &HashMap<String, String>, format: LogFormat) -> TelemetryGuard {
+pub fn init(env: &HashMap<String, String>, format: LogFormat) -> TelemetryGuard {
+    let (filter, bad) = filter(env);
+    // Lossy: when the buffer is full, a line is dropped rather than making the request that
+    // logs it wait for standard error. Losing a log line under extreme pressure is the lesser
+    // harm; the count is exported as `stsvend_log_lines_dropped_total` so it is not silent.
+    let (writer, guard) = NonBlockingBuilder::default()
+        .lossy(true)
+        .buffered_lines_limit(BUFFERED_LINES)
+        .thread_name("stsvend-log-writer")
+        .finish(std::io::stderr());
+    let dropped = writer.error_counter();
+    if !install(format, filter, writer) {
+        return TelemetryGuard { _writer: None };
+    }
+    let _ = DROPPED.set(dropped);
+    if bad {
+        tracing::warn!("RUST_LOG is not a valid filter; logging at info");
+    }
+    TelemetryGuard {
+        _writer: Some(guard),
+    }
+}
+
+/// `RUST_LOG` (default `info`) plus audit lines at `info`; and whether `RUST_LOG` was invalid.
+fn filter(env: &HashMap<String, String>) -> (EnvFilter, bool) {
     let directives = env.get("RUST_LOG").map_or("info", String::as_str);
     let (mut filter, bad) = match EnvFilter::try_new(directives) {
         Ok(filter) => (filter, false),
@@ -48,15 +73,14 @@ pub fn init_with_format(env: &HashMap<String, String>, format: LogFormat) -> Tel
     {
         filter = filter.add_directive(audit);
     }
-    // Lossy: when the buffer is full, a line is dropped rather than making the request that
-    // logs it wait for standard error. Losing a log line under extreme pressure is the lesser
-    // harm; the count is exported as `stsvend_log_lines_dropped_total` so it is not silent.
-    let (writer, guard) = NonBlockingBuilder::default()
-        .lossy(true)
-        .buffered_lines_limit(BUFFERED_LINES)
-        .thread_name("stsvend-log-writer")
-        .finish(std::io::stderr());
-    let dropped = writer.error_counter();
+    (filter, bad)
+}
+
+/// Installs the global subscriber; false if one is installed already.
+fn install<W>(format: LogFormat, filter: EnvFilter, writer: W) -> bool
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
     let installed = match format {
         LogFormat::Json => tracing_subscriber::fmt()
             .json()
@@ -77,20 +101,5 @@ pub fn init_with_format(env: &HashMap<String, String>, format: LogFormat) -> Tel
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .try_init(),
     };
-    if installed.is_err() {
-        return TelemetryGuard { _writer: None };
-    }
-    let _ = DROPPED.set(dropped);
-    if bad {
-        tracing::warn!("RUST_LOG is not a valid filter; logging at info");
-    }
-    TelemetryGuard {
-        _writer: Some(guard),
-    }
-}
-
-/// The old entry point, kept until `main` passes the format: pretty lines, and the writer kept
-/// running for the rest of the process. TEMPORARY: delete once `main` calls the two-argument form.
-pub fn init(env: &HashMap<String, String>) {
-    std::mem::forget(init_with_format(env, LogFormat::Pretty));
+    installed.is_ok()
 }

@@ -46,6 +46,7 @@ impl ProfileState {
         let was = self
             .enabled
             .swap(enabled, std::sync::atomic::Ordering::SeqCst);
+        crate::metrics::record_profile_enabled(&self.name, enabled);
         if was && !enabled {
             if let Some(callers) = &self.callers {
                 callers.clear().await;

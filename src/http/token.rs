@@ -59,7 +59,7 @@ pub async fn serve(
         return Err(deny(&caller, Rejection::RateLimitIp, rate_limited(wait)));
     }
 
-    let subject = match (profile.auth, &profile.verifier) {
+    let jwt_subject = match (profile.auth, &profile.verifier) {
         (AuthMode::None, _) | (_, None) => None,
         (mode, Some(verifier)) => {
             let verified = match bearer(&headers) {
@@ -103,7 +103,7 @@ pub async fn serve(
             }
         }
     };
-    caller.subject = subject.as_deref();
+    caller.subject = jwt_subject.as_deref();
     let session_name = caller.subject.map(subject::session_name);
     if let Some(name) = &session_name
         && let Err(wait) = profile.limits.check_subject(name)

@@ -11,6 +11,7 @@ mod emulator;
 mod example_config;
 mod failures;
 mod https;
+mod observability;
 mod production;
 mod protect_callers;
 mod protect_jwt;
