@@ -4,9 +4,11 @@
 #   2. checks it is statically linked;
 #   3. runs `stsvend dev` inside an empty root holding only /stsvend and the CA bundle
 #      (exactly the files of the scratch image), as the image's user 65532 when we are root;
-#   4. asserts /healthz answers 200 and /get_sts_token returns credentials JSON, and runs
-#      `stsvend healthcheck` inside the same root when the binary has that subcommand;
-#   5. asserts nothing was written into the root (read-only root filesystem friendly).
+#   4. asserts the admin listener's /healthz, /readyz and /metrics answer 200, /get_sts_token
+#      returns credentials JSON, `stsvend healthcheck` (the image's HEALTHCHECK) exits 0 against
+#      it and non-zero against a closed port, and logs are JSON (STSVEND_LOG_FORMAT=json);
+#   5. stops it with SIGTERM and asserts nothing was written into the root (read-only root
+#      filesystem friendly).
 # Needs: rustup (installs the musl target if missing), musl-tools, file, curl, util-linux
 # (chroot/unshare), python3. Installs the missing ones with apt-get when run as root.
 # Always cleans up (process and temporary root).
@@ -80,15 +82,21 @@ fi
 # ---------------------------------------------------------------- 3. empty root
 ROOT=$(mktemp -d "${TMPDIR:-/tmp}/stsvend-root.XXXXXX")
 LOG=$(mktemp "${TMPDIR:-/tmp}/stsvend-root-log.XXXXXX")
+TLS_DIR=$(mktemp -d "${TMPDIR:-/tmp}/stsvend-tls.XXXXXX")
 PID=""
+TLS_PID=""
+prefix=() # `sudo -n` when the root is entered through sudo
+# Signals stsvend, which runs as another user when entered through sudo.
+sig() { "${prefix[@]}" kill "$@" 2>/dev/null; }
 cleanup() {
-  if [ -n "$PID" ] && kill -0 "$PID" 2>/dev/null; then
-    kill -TERM "$PID" 2>/dev/null || true
-    for _ in $(seq 1 50); do kill -0 "$PID" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$PID" 2>/dev/null || true
-    wait "$PID" 2>/dev/null || true
+  if [ -n "$PID" ] && sig -0 "$PID"; then
+    sig -TERM "$PID" || true
+    for _ in $(seq 1 50); do sig -0 "$PID" || break; sleep 0.1; done
+    sig -KILL "$PID" || true
   fi
-  rm -rf "$ROOT" "$LOG"
+  [ -z "$PID" ] || wait "$PID" 2>/dev/null || true
+  if [ -n "$TLS_PID" ]; then kill "$TLS_PID" 2>/dev/null || true; wait "$TLS_PID" 2>/dev/null || true; fi
+  rm -rf "$ROOT" "$LOG" "$TLS_DIR"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -134,10 +142,11 @@ fi
 case "$method" in
   chroot) enter=(chroot --userspec="$IMAGE_UID:$IMAGE_UID" "$ROOT"); how="chroot as uid $IMAGE_UID" ;;
   unshare) enter=(unshare -r -m --root="$ROOT"); how="unshare -r -m --root (user namespace)" ;;
-  sudo) enter=(sudo -n chroot --userspec="$IMAGE_UID:$IMAGE_UID" "$ROOT"); how="sudo chroot as uid $IMAGE_UID" ;;
+  sudo) prefix=(sudo -n); enter=(chroot --userspec="$IMAGE_UID:$IMAGE_UID" "$ROOT"); how="sudo chroot as uid $IMAGE_UID" ;;
   *) fail "CONTAINER_CHECK_ENTER must be chroot, unshare or sudo, not $method" ;;
 esac
-in_root() { "${run_env[@]}" "${enter[@]}" "$@"; }
+# sudo goes first: it would drop the environment that env -i sets.
+in_root() { "${prefix[@]}" "${run_env[@]}" "${enter[@]}" "$@"; }
 
 say "== stsvend --help inside the empty root ($how)"
 help_out=$(in_root /stsvend --help) || fail "the binary does not start in the empty root"
@@ -147,37 +156,30 @@ if printf '%s\n' "$help_out" | grep -Eq '^[[:space:]]+healthcheck([[:space:]]|$)
 say "== stsvend dev inside the empty root (public 127.0.0.1:$PORT, admin 127.0.0.1:$ADMIN_PORT)"
 # A simple command, not the in_root function: env, chroot/unshare and stsvend exec one another,
 # so $! is stsvend itself and SIGTERM reaches it (sudo, if used, relays it).
-"${run_env[@]}" "${enter[@]}" /stsvend dev >"$LOG" 2>&1 &
+"${prefix[@]}" "${run_env[@]}" "${enter[@]}" /stsvend dev >"$LOG" 2>&1 &
 PID=$!
 
 status_of() { curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$1" 2>/dev/null || true; }
 
-# Wait (at most 20 s) for /healthz on the admin listener or, before that listener exists, on
-# the public one.
-health_url=""
+# Wait (at most 20 s) for the admin listener's /healthz (what the image's HEALTHCHECK and the
+# Kubernetes probes ask).
+health_url="http://127.0.0.1:$ADMIN_PORT/healthz"
+healthy=0
 deadline=$((SECONDS + 20))
 while [ "$SECONDS" -lt "$deadline" ]; do
-  kill -0 "$PID" 2>/dev/null || { cat "$LOG" >&2; fail "stsvend dev exited early"; }
-  if [ "$(status_of "http://127.0.0.1:$ADMIN_PORT/healthz")" = 200 ]; then
-    health_url="http://127.0.0.1:$ADMIN_PORT/healthz"; break
-  fi
-  if [ "$(status_of "http://127.0.0.1:$PORT/healthz")" = 200 ]; then
-    # The public port is up; give the admin listener a moment to show up too.
-    sleep 1
-    if [ "$(status_of "http://127.0.0.1:$ADMIN_PORT/healthz")" = 200 ]; then
-      health_url="http://127.0.0.1:$ADMIN_PORT/healthz"
-    else
-      health_url="http://127.0.0.1:$PORT/healthz"
-    fi
-    break
-  fi
+  sig -0 "$PID" || { cat "$LOG" >&2; fail "stsvend dev exited early"; }
+  if [ "$(status_of "$health_url")" = 200 ]; then healthy=1; break; fi
   sleep 0.2
 done
-[ -n "$health_url" ] || { cat "$LOG" >&2; fail "/healthz did not answer 200 within 20 s"; }
+[ "$healthy" = 1 ] || { cat "$LOG" >&2; fail "$health_url did not answer 200 within 20 s"; }
 say "ok: $health_url answered 200"
-if [ "$health_url" = "http://127.0.0.1:$PORT/healthz" ]; then
-  say "note: no admin listener answered on 127.0.0.1:$ADMIN_PORT; /healthz was checked on the public port"
-fi
+for path in /readyz /metrics; do
+  code=$(status_of "http://127.0.0.1:$ADMIN_PORT$path")
+  [ "$code" = 200 ] || { cat "$LOG" >&2; fail "admin $path answered $code"; }
+done
+metrics=$(curl -s --max-time 5 "http://127.0.0.1:$ADMIN_PORT/metrics")
+printf '%s\n' "$metrics" | grep -q '^stsvend_' || fail "admin /metrics has no stsvend_ series"
+say "ok: admin /readyz and /metrics answered 200 (with stsvend_ series)"
 
 token=$(curl -s --max-time 5 -w '\n%{http_code}' "http://127.0.0.1:$PORT/get_sts_token")
 code=${token##*$'\n'}
@@ -202,21 +204,118 @@ if [ "$has_healthcheck" = 1 ]; then
   fi
   say "ok: stsvend healthcheck against a closed port exited non-zero"
 else
-  say "note: this binary has no healthcheck subcommand; skipped"
+  fail "stsvend --help lists no healthcheck subcommand (the Dockerfile's HEALTHCHECK runs it)"
 fi
 
 # ---------------------------------------------------------------- 4. stop, read-only root
-kill -TERM "$PID"
+sig -TERM "$PID"
 stopped=0
-for _ in $(seq 1 100); do kill -0 "$PID" 2>/dev/null || { stopped=1; break; }; sleep 0.1; done
+for _ in $(seq 1 100); do sig -0 "$PID" || { stopped=1; break; }; sleep 0.1; done
 [ "$stopped" = 1 ] || fail "stsvend did not stop within 10 s of SIGTERM"
 rc=0; wait "$PID" || rc=$?
 PID=""
 [ "$rc" = 0 ] || { cat "$LOG" >&2; fail "stsvend dev exited $rc after SIGTERM"; }
 say "ok: stopped cleanly on SIGTERM"
 
+# STSVEND_LOG_FORMAT=json (the image's setting): log lines are JSON objects.
+python3 - "$LOG" <<'PY' || fail "no JSON log line with STSVEND_LOG_FORMAT=json"
+import json, sys
+n = 0
+for line in open(sys.argv[1], errors="replace"):
+    line = line.strip()
+    if line.startswith("{"):
+        doc = json.loads(line)
+        assert isinstance(doc, dict) and "level" in doc, line[:80]
+        n += 1
+assert n > 0
+print(f"ok: {n} JSON log lines")
+PY
+
 after=$(cd "$ROOT" && find . -printf '%p %s %m\n' | sort)
 [ "$before" = "$after" ] || fail "the root changed while stsvend ran: $(diff <(printf '%s\n' "$before") <(printf '%s\n' "$after") || true)"
 say "ok: nothing was written into the root"
+
+# ---------------------------------------------------------------- 5. TLS through the CA bundle
+# Every STS call is HTTPS, verified against the one CA bundle of the image. A local HTTPS
+# "STS" with a certificate from a throwaway CA: `stsvend check --live` inside the root must
+# succeed once that CA is in the root's bundle, and fail while it is not (so the bundle, not
+# some built-in list, is what the binary trusts).
+say "== TLS: stsvend check --live against a local HTTPS STS, trusted through the root's CA bundle"
+command -v openssl >/dev/null 2>&1 || fail "openssl is needed for the TLS check"
+(
+  cd "$TLS_DIR"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj "/CN=stsvend container check CA" \
+    -keyout ca.key -out ca.crt >/dev/null 2>&1
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" -keyout server.key -out server.csr >/dev/null 2>&1
+  printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' >ext.cnf
+  openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 1 \
+    -extfile ext.cnf -out server.crt >/dev/null 2>&1
+) || fail "could not make the test certificates"
+TLS_PORT=$(free_port)
+python3 - "$TLS_DIR" "$TLS_PORT" >"$TLS_DIR/server.log" 2>&1 <<'PY' &
+import datetime, http.server, json, os, ssl, sys
+tls_dir, port = sys.argv[1], int(sys.argv[2])
+class Sts(http.server.BaseHTTPRequestHandler):
+    def answer(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        if length:
+            self.rfile.read(length)
+        expires = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1)
+        body = json.dumps({
+            "RequestId": "CONTAINER-CHECK",
+            "AssumedRoleUser": {"Arn": "acs:ram::1234567890123456:role/tls-check/check",
+                                "AssumedRoleId": "300000000000000000:check"},
+            "Credentials": {"AccessKeyId": "STS.TLSCHECK", "AccessKeySecret": "not-a-secret",
+                            "SecurityToken": "not-a-token",
+                            "Expiration": expires.strftime("%Y-%m-%dT%H:%M:%SZ")},
+        }).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    do_GET = do_POST = answer
+    def log_message(self, *args):
+        pass
+server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Sts)
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+context.load_cert_chain(os.path.join(tls_dir, "server.crt"), os.path.join(tls_dir, "server.key"))
+server.socket = context.wrap_socket(server.socket, server_side=True)
+server.serve_forever()
+PY
+TLS_PID=$!
+for _ in $(seq 1 50); do
+  curl -s -o /dev/null --max-time 1 --cacert "$TLS_DIR/ca.crt" "https://127.0.0.1:$TLS_PORT/" && break
+  sleep 0.1
+done
+curl -s -o /dev/null --max-time 2 --cacert "$TLS_DIR/ca.crt" "https://127.0.0.1:$TLS_PORT/" \
+  || { cat "$TLS_DIR/server.log" >&2; fail "the local HTTPS STS did not start"; }
+
+check_live() {
+  "${prefix[@]}" "${run_env[@]}" \
+    STSVEND_STS_ENDPOINT="https://127.0.0.1:$TLS_PORT" \
+    STSVEND_ROLE_ARN=acs:ram::1234567890123456:role/tls-check \
+    STSVEND_LOGSTORE=container-check/tls \
+    ALIBABA_CLOUD_ACCESS_KEY_ID=LTAI5tContainerCheck \
+    ALIBABA_CLOUD_ACCESS_KEY_SECRET=not-a-real-secret \
+    ALIBABA_CLOUD_ECS_METADATA_DISABLED=true \
+    ALIBABA_CLOUD_CLI_PROFILE_DISABLED=true \
+    "${enter[@]}" /stsvend check --live 2>&1
+}
+bundle="$ROOT/etc/ssl/certs/ca-certificates.crt"
+rc=0; out=$(check_live) || rc=$?
+if [ "$rc" -eq 0 ]; then
+  printf '%s\n' "$out" | sed 's/^/  /' >&2
+  fail "stsvend trusted a certificate from a CA that is not in the root's bundle"
+fi
+say "ok: without the test CA in the bundle, check --live failed (exit $rc): $(printf '%s\n' "$out" | grep -m1 -E 'FAILED|failed' || true)"
+cat "$CA_BUNDLE" "$TLS_DIR/ca.crt" >"$bundle"
+rc=0; out=$(check_live) || rc=$?
+install -m 0644 "$CA_BUNDLE" "$bundle"
+if [ "$rc" -ne 0 ] || ! printf '%s\n' "$out" | grep -q 'issued STS.TLSC'; then
+  printf '%s\n' "$out" | sed 's/^/  /' >&2
+  fail "stsvend check --live over HTTPS failed with the test CA in the root's bundle (exit $rc)"
+fi
+say "ok: with the test CA in the bundle, check --live verified the certificate and got a token"
 
 say "== container check passed: static $TARGET binary, $size_bytes bytes, runs from an empty root"

@@ -11,6 +11,24 @@ use reqwest::Url;
 
 pub const DEFAULT_URL: &str = "http://127.0.0.1:9090/healthz";
 
+/// `/healthz` on the admin listener `admin_listen` (as `STSVEND_ADMIN_LISTEN` gives it), asked
+/// on loopback when it listens on every address; [`DEFAULT_URL`] without one.
+pub fn default_url(admin_listen: Option<&str>) -> String {
+    let Some(addr) = admin_listen.and_then(|a| a.trim().parse::<std::net::SocketAddr>().ok())
+    else {
+        return DEFAULT_URL.to_owned();
+    };
+    let ip = match addr.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+        ip => ip,
+    };
+    format!(
+        "http://{}/healthz",
+        std::net::SocketAddr::new(ip, addr.port())
+    )
+}
+
 /// `Ok` when `url` answers `200` within `timeout`; otherwise what went wrong.
 pub fn check(url: &str, timeout: Duration) -> Result<(), String> {
     let url = Url::parse(url).map_err(|e| format!("`{url}` is not a URL: {e}"))?;
@@ -54,5 +72,25 @@ pub fn check(url: &str, timeout: Duration) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!("{url} answered status {status:?}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_url_follows_the_admin_listener() {
+        assert_eq!(default_url(None), DEFAULT_URL);
+        assert_eq!(
+            default_url(Some("0.0.0.0:9191")),
+            "http://127.0.0.1:9191/healthz"
+        );
+        assert_eq!(default_url(Some("[::]:9191")), "http://[::1]:9191/healthz");
+        assert_eq!(
+            default_url(Some("10.0.0.5:9090")),
+            "http://10.0.0.5:9090/healthz"
+        );
+        assert_eq!(default_url(Some("nonsense")), DEFAULT_URL);
     }
 }

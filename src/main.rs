@@ -48,9 +48,10 @@ enum Command {
     },
     /// Exit 0 if a running stsvend answers /healthz (for container HEALTHCHECK; no shell needed).
     Healthcheck {
-        /// The health endpoint to ask.
-        #[arg(long, default_value = stsvend::healthcheck::DEFAULT_URL)]
-        url: String,
+        /// The health endpoint to ask (default: /healthz on STSVEND_ADMIN_LISTEN, else
+        /// http://127.0.0.1:9090/healthz).
+        #[arg(long)]
+        url: Option<String>,
     },
     /// Check the settings and the credential chain, and with --live one AssumeRole per profile.
     Check {
@@ -63,7 +64,12 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(Command::Healthcheck { url }) = &cli.command {
-        return match stsvend::healthcheck::check(url, std::time::Duration::from_secs(3)) {
+        #[allow(clippy::disallowed_methods)] // the healthcheck reads one variable and exits
+        let admin = std::env::var("STSVEND_ADMIN_LISTEN").ok();
+        let url = url
+            .clone()
+            .unwrap_or_else(|| stsvend::healthcheck::default_url(admin.as_deref()));
+        return match stsvend::healthcheck::check(&url, std::time::Duration::from_secs(3)) {
             Ok(()) => ExitCode::SUCCESS,
             Err(why) => {
                 eprintln!("stsvend: unhealthy: {why}");
