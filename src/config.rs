@@ -536,7 +536,12 @@ fn validate(raw: Raw, mode: Mode, problems: &mut Problems) -> Option<Config> {
     } else {
         DEFAULT_LISTEN
     };
-    let listen = parse_listen(raw.listen.as_ref(), listen_default, problems);
+    let listen = parse_listen(
+        raw.listen.as_ref(),
+        listen_default,
+        "`STSVEND_LISTEN`",
+        problems,
+    );
     if let (
         Mode::Dev {
             allow_remote: false,
@@ -585,7 +590,7 @@ fn validate(raw: Raw, mode: Mode, problems: &mut Problems) -> Option<Config> {
         None => Url::parse(&format!("http://{DEFAULT_ECS_METADATA_HOST}/")).ok(),
     };
 
-    let admin_listen = parse_listen_named(
+    let admin_listen = parse_listen(
         raw.admin_listen.as_ref(),
         DEFAULT_ADMIN_LISTEN,
         "`STSVEND_ADMIN_LISTEN`",
@@ -766,7 +771,8 @@ fn validate(raw: Raw, mode: Mode, problems: &mut Problems) -> Option<Config> {
     })
 }
 
-fn parse_listen_named(
+/// An `IP:PORT` setting; `name` is the variable to blame when the default is used.
+fn parse_listen(
     setting: Option<&Setting>,
     default: &str,
     name: &str,
@@ -778,27 +784,6 @@ fn parse_listen_named(
         Err(_) => {
             problems.add(
                 setting.map_or(name.to_owned(), |s| s.origin.clone()),
-                format!(
-                    "must be IP:PORT such as 127.0.0.1:9090, got {}",
-                    shown(text)
-                ),
-            );
-            None
-        }
-    }
-}
-
-fn parse_listen(
-    setting: Option<&Setting>,
-    default: &str,
-    problems: &mut Problems,
-) -> Option<SocketAddr> {
-    let text = setting.map_or(default, |s| s.value.as_str());
-    match text.trim().parse::<SocketAddr>() {
-        Ok(addr) => Some(addr),
-        Err(_) => {
-            problems.add(
-                setting.map_or("`STSVEND_LISTEN`".to_owned(), |s| s.origin.clone()),
                 format!(
                     "must be IP:PORT such as 0.0.0.0:8080 or [::]:8080, got {}",
                     shown(text)
