@@ -590,9 +590,15 @@ fn validate(raw: Raw, mode: Mode, problems: &mut Problems) -> Option<Config> {
         None => Url::parse(&format!("http://{DEFAULT_ECS_METADATA_HOST}/")).ok(),
     };
 
+    // `stsvend dev` takes any free port for admin, so the one-command start never fails on a
+    // busy 9090; the banner prints where it is.
     let admin_listen = parse_listen(
         raw.admin_listen.as_ref(),
-        DEFAULT_ADMIN_LISTEN,
+        if dev {
+            "127.0.0.1:0"
+        } else {
+            DEFAULT_ADMIN_LISTEN
+        },
         "`STSVEND_ADMIN_LISTEN`",
         problems,
     );
