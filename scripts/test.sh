@@ -29,4 +29,7 @@ echo "== end to end with @aliyun-sls/web-sts-plugin"
 cargo build --locked --bin stsvend
 tests/e2e/run.sh target/debug/stsvend
 
+echo "== JS client helper"
+node --test clients/js/
+
 echo "== all tests passed"
