@@ -208,6 +208,8 @@ async fn run(mut config: Config, mode: Mode, env: &HashMap<String, String>) -> R
     let budget = Arc::new(StsBudget::new(config.sts_budget_per_second));
     // Dropped at the end of this function, after the service has stopped.
     let mut emulator = None;
+    let mut dev_routes = None;
+    let mut dev_log_file = None;
     let credentials = match mode {
         Mode::Dev { .. } => {
             let started = Emulator::start(clock.clone())
@@ -215,6 +217,14 @@ async fn run(mut config: Config, mode: Mode, env: &HashMap<String, String>) -> R
                 .context("cannot start the STS emulator")?;
             config.sts_endpoint = started.endpoint();
             let credentials = CredentialsProvider::Static(started.credentials());
+            let file = std::env::temp_dir().join("stsvend-dev-logs.jsonl");
+            let mut routes = stsvend::emulator::sls::router(started.sls_sink(Some(file.clone())));
+            if let Some(dir) = example_dir() {
+                routes =
+                    routes.nest_service("/dev/example", tower_http::services::ServeDir::new(dir));
+            }
+            dev_routes = Some(routes);
+            dev_log_file = Some(file);
             emulator = Some(started);
             credentials
         }
@@ -235,13 +245,20 @@ async fn run(mut config: Config, mode: Mode, env: &HashMap<String, String>) -> R
         }
     };
     let render: stsvend::admin::RenderMetrics = Arc::new(move || metrics.render());
-    let app = App::build_with(&config, credentials.clone(), clock, budget, Some(render))
-        .await
-        .map_err(|error| match error {
-            // A JWKS file or key setting that cannot be used is a configuration problem.
-            StartupError::Jwt { .. } => Failure::Setup(error),
-            other => Failure::Runtime(other.into()),
-        })?;
+    let app = App::build_with(
+        &config,
+        credentials.clone(),
+        clock,
+        budget,
+        Some(render),
+        dev_routes,
+    )
+    .await
+    .map_err(|error| match error {
+        // A JWKS file or key setting that cannot be used is a configuration problem.
+        StartupError::Jwt { .. } => Failure::Setup(error),
+        other => Failure::Runtime(other.into()),
+    })?;
     let addr = app.local_addr().context("cannot read the bound address")?;
     for profile in &config.profiles {
         tracing::info!(
@@ -255,14 +272,30 @@ async fn run(mut config: Config, mode: Mode, env: &HashMap<String, String>) -> R
     let admin_addr = app.admin_addr().context("cannot read the admin address")?;
     tracing::info!(%addr, %admin_addr, tls = config.tls.is_some(), sts = %config.sts_endpoint, credentials = credentials.source(), "listening");
     if emulator.is_some() {
-        print_dev_banner(addr, admin_addr, &config);
+        print_dev_banner(addr, admin_addr, &config, dev_log_file.as_deref());
     }
     app.run_until(shutdown::signal()).await?;
     drop(emulator);
     Ok(())
 }
 
-fn print_dev_banner(addr: SocketAddr, admin_addr: SocketAddr, config: &Config) {
+/// `examples/browser`, found from the working directory or next to the repository the binary
+/// was built in, for `stsvend dev`'s `/dev/example/`.
+fn example_dir() -> Option<PathBuf> {
+    let from_cwd = PathBuf::from("examples/browser");
+    if from_cwd.is_dir() {
+        return Some(from_cwd);
+    }
+    let built_in = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/browser");
+    built_in.is_dir().then_some(built_in)
+}
+
+fn print_dev_banner(
+    addr: SocketAddr,
+    admin_addr: SocketAddr,
+    config: &Config,
+    log_file: Option<&std::path::Path>,
+) {
     let host = if addr.ip().is_unspecified() {
         SocketAddr::new([127, 0, 0, 1].into(), addr.port())
     } else {
@@ -292,6 +325,15 @@ fn print_dev_banner(addr: SocketAddr, admin_addr: SocketAddr, config: &Config) {
     println!(
         "  admin: http://{admin_addr}/metrics, /readyz, POST /admin/profiles/NAME/disable|enable"
     );
+    println!(
+        "  local SLS sink: tracker host http://{host}/sls/<project>; logs at http://{host}/dev/logs"
+    );
+    if let Some(file) = log_file {
+        println!("                  (also appended to {})", file.display());
+    }
+    if example_dir().is_some() {
+        println!("  example page: http://{host}/dev/example/");
+    }
     println!();
     println!("  try:  curl -s http://{host}/get_sts_token");
     println!();

@@ -117,16 +117,19 @@ impl App {
         clock: Clock,
         budget: Arc<StsBudget>,
     ) -> Result<Self, StartupError> {
-        Self::build_with(config, credentials, clock, budget, None).await
+        Self::build_with(config, credentials, clock, budget, None, None).await
     }
 
-    /// The general form: a shared budget and, for the admin listener, a metrics renderer.
+    /// The general form: a shared budget, for the admin listener a metrics renderer, and extra
+    /// public routes (`stsvend dev`'s SLS sink and example page) that bypass the token endpoint's
+    /// method filter.
     pub async fn build_with(
         config: &Config,
         credentials: CredentialsProvider,
         clock: Clock,
         budget: Arc<StsBudget>,
         metrics: Option<admin::RenderMetrics>,
+        extra_routes: Option<Router>,
     ) -> Result<Self, StartupError> {
         let tls = config
             .tls
@@ -206,7 +209,10 @@ impl App {
         }
         let state = AppState::new(profiles, config.trusted_proxies.clone(), clock);
         tokio::spawn(forget_idle_rate_limits(state.clone(), cancel.child_token()));
-        let public = http::public_router(state.clone());
+        let mut public = http::public_router(state.clone());
+        if let Some(extra) = extra_routes {
+            public = extra.merge(public);
+        }
         let (router, admin) = match admin_listener {
             Some(admin_listener) => (
                 public,

@@ -5,6 +5,7 @@
 //! What it checks, and the error codes it answers with, are in [`sts`]. The credentials it mints
 //! are well-formed but worthless: nothing outside this process accepts them.
 
+pub mod sls;
 pub mod sts;
 
 use std::net::SocketAddr;
@@ -63,6 +64,12 @@ impl Emulator {
     /// Credentials minted.
     pub fn issued(&self) -> u64 {
         self.state.issued_count()
+    }
+
+    /// A local SLS sink that accepts logs signed with the credentials this emulator minted,
+    /// appending them to `file` when given.
+    pub fn sls_sink(&self, file: Option<std::path::PathBuf>) -> Arc<sls::SlsSink> {
+        Arc::new(sls::SlsSink::new(self.state.clone(), file))
     }
 
     /// Refuses the next `n` well-formed requests with `Throttling.User`, as STS does when the

@@ -38,10 +38,13 @@ const MAX_SESSION_DURATION: u32 = 43200;
 const MAX_REMEMBERED: usize = 100_000;
 
 /// A credential set this emulator minted.
-struct Minted {
-    secret: SecretString,
-    token: SecretString,
-    expiration: DateTime<Utc>,
+#[derive(Clone)]
+pub(crate) struct Minted {
+    pub(crate) secret: SecretString,
+    pub(crate) token: SecretString,
+    pub(crate) expiration: DateTime<Utc>,
+    /// The session policy sent with `AssumeRole`; the dev SLS sink enforces it.
+    pub(crate) policy: Option<String>,
 }
 
 /// Shared state of the emulator.
@@ -89,6 +92,19 @@ impl EmulatorState {
 
     pub(crate) fn issued_count(&self) -> u64 {
         self.issued.load(Ordering::Relaxed)
+    }
+
+    /// Credentials this emulator minted, by key id.
+    pub(crate) fn minted(&self, access_key_id: &str) -> Option<Minted> {
+        self.minted
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(access_key_id)
+            .cloned()
+    }
+
+    pub(crate) fn clock(&self) -> &Clock {
+        &self.clock
     }
 
     pub(crate) fn throttle_next(&self, n: u64) {
@@ -316,6 +332,7 @@ fn assume_role(
             secret: SecretString::from(secret.clone()),
             token: SecretString::from(token.clone()),
             expiration,
+            policy: get("Policy").map(str::to_owned),
         },
         now,
     );
