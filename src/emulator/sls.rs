@@ -71,8 +71,19 @@ impl SlsSink {
 
 /// The sink's routes and the log viewer.
 pub fn router(sink: Arc<SlsSink>) -> Router {
+    // Like SLS's web-tracking endpoints, the sink accepts cross-origin posts from any page (the
+    // signature, not the origin, is what authorises a write).
+    let cors = tower_http::cors::CorsLayer::new()
+        .allow_origin(tower_http::cors::Any)
+        .allow_methods([axum::http::Method::POST])
+        // `*` would not cover `Authorization` (Fetch standard), so echo what the preflight asks.
+        .allow_headers(tower_http::cors::AllowHeaders::mirror_request())
+        .max_age(std::time::Duration::from_secs(600));
     Router::new()
-        .route("/sls/{project}/logstores/{logstore}", post(put_logs))
+        .route(
+            "/sls/{project}/logstores/{logstore}",
+            post(put_logs).layer(cors),
+        )
         .route("/dev/logs.json", get(logs_json))
         .route("/dev/logs", get(logs_page))
         .with_state(sink)
