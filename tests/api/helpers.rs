@@ -271,6 +271,12 @@ pub fn base_env(endpoint: &str) -> HashMap<String, String> {
 /// Starts the service with `base_env(endpoint)` plus `extra` (an empty value removes a variable)
 /// and an optional TOML file.
 pub async fn spawn_app(endpoint: &str, extra: &[(&str, &str)], file: Option<&str>) -> TestApp {
+    spawn_app_with_clock(endpoint, extra, file, Clock::System).await
+}
+
+/// `base_env(endpoint)` plus `extra` (an empty value removes a variable) and an optional TOML
+/// file, loaded and validated.
+fn test_config(endpoint: &str, extra: &[(&str, &str)], file: Option<&str>) -> config::Config {
     let mut env = base_env(endpoint);
     for (k, v) in extra {
         if v.is_empty() {
@@ -283,9 +289,7 @@ pub async fn spawn_app(endpoint: &str, extra: &[(&str, &str)], file: Option<&str
         path: "test.toml".into(),
         text: text.into(),
     });
-    let config = config::load(file.as_ref(), &env, Mode::Serve).expect("test config is valid");
-    let credentials = CredentialsProvider::Static(config.credentials.clone().expect("credentials"));
-    start(&config, credentials).await
+    config::load(file.as_ref(), &env, Mode::Serve).expect("test config is valid")
 }
 
 /// Starts the service against a fresh emulator, with the emulator's AccessKey.
@@ -301,7 +305,15 @@ pub async fn spawn_with_emulator(extra: &[(&str, &str)]) -> (TestApp, Emulator) 
 }
 
 async fn start(config: &config::Config, credentials: CredentialsProvider) -> TestApp {
-    let app = App::build(config, credentials, Clock::System)
+    start_with_clock(config, credentials, Clock::System).await
+}
+
+async fn start_with_clock(
+    config: &config::Config,
+    credentials: CredentialsProvider,
+    clock: Clock,
+) -> TestApp {
+    let app = App::build(config, credentials, clock)
         .await
         .expect("service builds");
     let addr = app.local_addr().unwrap();
@@ -1388,41 +1400,9 @@ pub async fn spawn_app_with_clock(
     file: Option<&str>,
     clock: Clock,
 ) -> TestApp {
-    let mut env = base_env(endpoint);
-    for (k, v) in extra {
-        if v.is_empty() {
-            env.remove(*k);
-        } else {
-            env.insert((*k).to_owned(), (*v).to_owned());
-        }
-    }
-    let file = file.map(|text| ConfigFile {
-        path: "test.toml".into(),
-        text: text.into(),
-    });
-    let config = config::load(file.as_ref(), &env, Mode::Serve).expect("test config is valid");
+    let config = test_config(endpoint, extra, file);
     let credentials = CredentialsProvider::Static(config.credentials.clone().expect("credentials"));
-    let app = App::build(&config, credentials, clock)
-        .await
-        .expect("service builds");
-    let addr = app.local_addr().unwrap();
-    let admin_addr = app.admin_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(app.run_until(async move {
-        let _ = stopped.await;
-    }));
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(20))
-        .pool_max_idle_per_host(0)
-        .build()
-        .unwrap();
-    TestApp {
-        addr,
-        admin_addr,
-        client,
-        stop: Some(stop),
-        task: Some(task),
-    }
+    start_with_clock(&config, credentials, clock).await
 }
 
 /// Moves tokio time (and so a [`Clock::following_tokio`] clock) forward by `by`, at once.
