@@ -38,7 +38,7 @@ const BASE_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
 /// A token ready to hand out: the response body is serialised once, here, not per request.
-#[derive(Debug)]
+/// `Debug` leaves the body out: it holds the secret and the security token.
 pub struct Token {
     /// The exact `/get_sts_token` response body. Holds secrets; never log it.
     pub body: Bytes,
@@ -52,6 +52,19 @@ pub struct Token {
     pub sts_request_id: Option<String>,
     /// Set by the first request that receives the token (see [`Token::take_fresh`]).
     served: AtomicBool,
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Token")
+            .field("body", &"** redacted **")
+            .field("key_id_prefix", &self.key_id_prefix)
+            .field("expiration", &self.expiration)
+            .field("serve_until", &self.serve_until)
+            .field("role_session_name", &self.role_session_name)
+            .field("sts_request_id", &self.sts_request_id)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Token {
@@ -441,6 +454,28 @@ mod tests {
 
     fn secs(n: u64) -> Duration {
         Duration::from_secs(n)
+    }
+
+    #[test]
+    fn a_token_debug_never_shows_the_body() {
+        let issued = IssuedCredentials::new(
+            "STS.debugcheck",
+            SecretString::from("body-secret-value"),
+            SecretString::from("body-token-value"),
+            t(3600),
+            None,
+        );
+        let token = Token::new(&issued, "stsvend".into(), Instant::now());
+        let shown = format!("{token:?}");
+        assert!(
+            std::str::from_utf8(&token.body)
+                .unwrap()
+                .contains("body-secret-value")
+        );
+        assert!(
+            !shown.contains("body-secret-value") && !shown.contains("body-token-value"),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -10,10 +10,18 @@ use super::{Credentials, SourceError, local_http_client, var};
 
 pub(super) const SOURCE: &str = "credentials_uri";
 
-#[derive(Debug)]
 pub struct Uri {
     http: reqwest::Client,
     url: Url,
+}
+
+impl std::fmt::Debug for Uri {
+    // The URI may carry a secret in its query.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Uri")
+            .field("url", &self.describe())
+            .finish_non_exhaustive()
+    }
 }
 
 pub(super) fn detect(env: &HashMap<String, String>) -> Result<Option<Uri>, SourceError> {
