@@ -26,8 +26,7 @@ pub const ORDER: [&str; 6] = [
     uri::SOURCE,
 ];
 
-/// What the chain needs.
-#[derive(Debug)]
+/// What the chain needs. `Debug` names the environment's variables, never their values.
 pub struct ChainInputs<'a> {
     pub env: &'a HashMap<String, String>,
     /// The environment source, already parsed and checked with the other settings.
@@ -37,6 +36,19 @@ pub struct ChainInputs<'a> {
     pub clock: Clock,
     /// The process-wide AssumeRole budget, which a `RamRoleArn` profile's calls spend too.
     pub budget: Option<std::sync::Arc<crate::sts::budget::StsBudget>>,
+}
+
+impl fmt::Debug for ChainInputs<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut names: Vec<&String> = self.env.keys().collect();
+        names.sort();
+        f.debug_struct("ChainInputs")
+            .field("env", &names)
+            .field("configured", &self.configured)
+            .field("sts_endpoint", &self.sts_endpoint)
+            .field("metadata_endpoint", &self.metadata_endpoint)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What one source said.
