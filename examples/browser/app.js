@@ -6,17 +6,22 @@
 // window.SLS_Tracker (web-track-browser) and window.stsPlugin (web-sts-plugin's createStsPlugin).
 // The refresher is this repo's clients/js/sts-refresher.mjs, copied into vendor/ by vendor.sh.
 //
-// Query parameters (all optional): ?project=…&logstore=…&token_url=… — e.g. `?logstore=other`
-// shows how the sink rejects a logstore outside the token's session policy.
+// Query parameters (all optional): ?project=…&logstore=…&token_url=…&sts=… — e.g. `?logstore=other`
+// shows how the sink rejects a logstore outside the token's session policy. `?sts=<stsvend base
+// URL>` (e.g. `?sts=http://127.0.0.1:8080`) points both the token fetch and the sink at a stsvend on
+// another origin (needs that stsvend's STSVEND_CORS_ORIGINS to list this page's origin); the
+// default is this page's own origin.
 
 import { createStsRefresher } from './vendor/sts-refresher.mjs';
 
 const params = new URLSearchParams(location.search);
 const PROJECT = params.get('project') || 'dev-project';
 const LOGSTORE = params.get('logstore') || 'dev-logstore';
-const TOKEN_URL = params.get('token_url') || new URL('/get_sts_token', location.origin).href;
+// stsvend's origin: this page's own unless ?sts=<base URL> names another one.
+const STS_BASE = params.get('sts') ? new URL(params.get('sts'), location.href).origin : location.origin;
+const TOKEN_URL = params.get('token_url') || new URL('/get_sts_token', STS_BASE).href;
 // A host starting with http(s):// makes the tracker post to `<host>/logstores/<logstore>`.
-const HOST = `${location.origin}/sls/${encodeURIComponent(PROJECT)}`;
+const HOST = `${STS_BASE}/sls/${encodeURIComponent(PROJECT)}`;
 // Identifies this page load in every event, so you (and tests/browser) can find them at /dev/logs.
 const RUN_ID = `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
 

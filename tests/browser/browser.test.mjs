@@ -3,11 +3,21 @@
 // checks that each event reaches the local SLS sink (/dev/logs.json) with its fields intact.
 // Also: the page with ?logstore=not-in-policy gets SLS's error body (errorCode/errorMessage).
 // Saves screenshots to target/browser-artifacts/ (dev-logs.png = the /dev/logs page).
+// Cross-origin (when STSVEND_CORS_URL and STATIC_PORT are set): examples/browser/ served by a plain
+// static server on another port, the page opened with ?sts=<stsvend base URL>:
+//   CORS on  (STSVEND_CORS_URL, STSVEND_CORS_ORIGINS lists the static origin): a click's event
+//            reaches that stsvend's /dev/logs.json;
+//   CORS off (STSVEND_URL, no STSVEND_CORS_ORIGINS): the browser blocks the token fetch, the page
+//            shows a token error, and no event of that run reaches /dev/logs.json (3 s wait).
 //
 // Run through tests/browser/run.sh (builds and starts stsvend). By hand:
 //   STSVEND_URL=http://127.0.0.1:8080 node tests/browser/browser.test.mjs
 // Env:
-//   STSVEND_URL        base URL of a running `stsvend dev` (required, loopback)
+//   STSVEND_URL        base URL of a running `stsvend dev` (required, loopback; must NOT have
+//                      STSVEND_CORS_ORIGINS set — it is the CORS-off case of the cross-origin check)
+//   STSVEND_CORS_URL   base URL of a second `stsvend dev` with
+//                      STSVEND_CORS_ORIGINS=http://127.0.0.1:$STATIC_PORT (cross-origin check)
+//   STATIC_PORT        loopback port for the test's static server of examples/browser/
 //   CHROMIUM_PATH      default /usr/bin/chromium
 //   ARTIFACT_DIR       default <repo>/target/browser-artifacts
 //   EXAMPLE_PROXY=1    development aid: serve examples/browser/ at /dev/example/ from a local
@@ -29,6 +39,9 @@ const LOGSTORE = 'dev-logstore';
 const BUTTONS = ['send-ascii', 'send-cjk', 'send-emoji', 'send-nested', 'send-time'];
 const OVERALL_TIMEOUT_MS = 90_000;
 const LOGS_POLL_MS = 20_000;
+const STSVEND_CORS_URL = (process.env.STSVEND_CORS_URL || '').replace(/\/+$/, '');
+const STATIC_PORT = process.env.STATIC_PORT ? Number(process.env.STATIC_PORT) : null;
+const NO_EVENT_WAIT_MS = 3_000;
 
 function fail(msg) {
   throw new Error(msg);
@@ -38,6 +51,10 @@ if (!STSVEND_URL) fail('STSVEND_URL is not set (use tests/browser/run.sh)');
 {
   const host = new URL(STSVEND_URL).hostname;
   if (!['127.0.0.1', 'localhost', '[::1]', '::1'].includes(host)) fail(`STSVEND_URL must be loopback, got ${host}`);
+}
+if (STSVEND_CORS_URL) {
+  if (new URL(STSVEND_CORS_URL).hostname !== '127.0.0.1') fail('STSVEND_CORS_URL must be http://127.0.0.1:<port>');
+  if (!STATIC_PORT) fail('STSVEND_CORS_URL needs STATIC_PORT');
 }
 
 // Hard stop, whatever hangs.
@@ -79,6 +96,88 @@ async function startExampleProxy(upstream) {
   });
   await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
   return { server, url: `http://127.0.0.1:${server.address().port}` };
+}
+
+// A plain static file server for examples/browser/ (the cross-origin page), loopback only.
+async function startStaticServer(port) {
+  const root = path.join(REPO_ROOT, 'examples', 'browser');
+  const server = createServer(async (req, res) => {
+    const u = new URL(req.url, 'http://x');
+    let rel = decodeURIComponent(u.pathname.replace(/^\/+/, '')) || 'index.html';
+    const file = path.resolve(root, rel);
+    if (!file.startsWith(root + path.sep)) return res.writeHead(403).end();
+    try {
+      const body = await readFile(file);
+      res.writeHead(200, { 'content-type': MIME[path.extname(file)] || 'application/octet-stream', 'cache-control': 'no-store' }).end(body);
+    } catch {
+      res.writeHead(404).end('not found');
+    }
+  });
+  await new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, '127.0.0.1', resolve);
+  });
+  return { server, url: `http://127.0.0.1:${server.address().port}` };
+}
+
+// Opens `${pageUrl}` (served by the static server) and waits until the page is ready or failed.
+async function openExample(context, pageUrl, consoleLines, tag) {
+  const p = await context.newPage();
+  p.setDefaultTimeout(15_000);
+  p.on('console', (m) => consoleLines.push(`[${tag} ${m.type()}] ${m.text()}`));
+  p.on('pageerror', (e) => consoleLines.push(`[${tag} pageerror] ${e.message}`));
+  const resp = await p.goto(pageUrl, { waitUntil: 'load' });
+  if (!resp || resp.status() !== 200) fail(`${tag}: GET ${pageUrl} answered ${resp ? resp.status() : 'nothing'}`);
+  // The refresher retries a failed token fetch 3 times (0.5 + 1 + 2 s backoff) before giving up.
+  await p.waitForFunction(() => window.__example && (window.__example.ready || window.__example.error), null, { timeout: 20_000 });
+  return p;
+}
+
+async function crossOrigin(context, staticUrl, consoleLines) {
+  // (a) CORS on: the page on the static origin, stsvend on another origin that allows it.
+  const on = await openExample(context, `${staticUrl}/?sts=${encodeURIComponent(STSVEND_CORS_URL)}`, consoleLines, 'cors-on');
+  const onBoot = await on.evaluate(() => ({ ready: window.__example.ready, error: window.__example.error, runId: window.__example.runId }));
+  if (!onBoot.ready) fail(`cross-origin, CORS on: page did not get a token: ${onBoot.error}`);
+  const tokenText = await on.textContent('#token-status');
+  if (!/^ok/.test(tokenText)) fail(`cross-origin, CORS on: token status ${JSON.stringify(tokenText)}`);
+  await on.click('#send-ascii');
+  await on.waitForFunction(() => window.__example.responses.length >= 1, null, { timeout: 10_000 });
+  const r = await on.evaluate(() => window.__example.responses[0]);
+  if (r.status !== 200) fail(`cross-origin, CORS on: sink answered HTTP ${r.status} ${r.body}`);
+  if (!r.url.startsWith(`${STSVEND_CORS_URL}/sls/`)) fail(`cross-origin, CORS on: sent to ${r.url}, not to ${STSVEND_CORS_URL}`);
+  const deadline = Date.now() + LOGS_POLL_MS;
+  let mine = [];
+  for (;;) {
+    mine = (await getLogs(STSVEND_CORS_URL)).filter((l) => l && l.fields && l.fields.run === onBoot.runId);
+    if (mine.length >= 1) break;
+    if (Date.now() > deadline) fail(`cross-origin, CORS on: event of run ${onBoot.runId} not at ${STSVEND_CORS_URL}/dev/logs.json after ${LOGS_POLL_MS} ms`);
+    await new Promise((res) => setTimeout(res, 250));
+  }
+  if (mine.length !== 1 || mine[0].fields.kind !== 'ascii') fail(`cross-origin, CORS on: unexpected logs ${JSON.stringify(mine)}`);
+  console.log(`browser test: cross-origin ${staticUrl} -> ${STSVEND_CORS_URL} with CORS on: token ok, event at /dev/logs.json`);
+  await on.screenshot({ path: path.join(ARTIFACT_DIR, 'example-cors-on.png'), fullPage: true });
+  await on.close();
+
+  // (b) CORS off: the same page against the stsvend without STSVEND_CORS_ORIGINS.
+  const off = await openExample(context, `${staticUrl}/?sts=${encodeURIComponent(STSVEND_URL)}`, consoleLines, 'cors-off');
+  const offBoot = await off.evaluate(() => ({ ready: window.__example.ready, error: window.__example.error, runId: window.__example.runId }));
+  if (offBoot.ready || !offBoot.error) fail(`cross-origin, CORS off: page got a token (ready=${offBoot.ready}); the browser should have blocked it`);
+  const offText = await off.textContent('#token-status');
+  const offState = await off.getAttribute('#token-status', 'data-state');
+  if (!/^error/.test(offText) || offState !== 'error') fail(`cross-origin, CORS off: token status ${JSON.stringify(offText)} (${offState})`);
+  if (!(await off.isDisabled('#send-ascii'))) fail('cross-origin, CORS off: send buttons enabled without a token');
+  // The reason is the browser's CORS check, not a dead server: Chromium says so on the console.
+  if (!consoleLines.some((l) => l.startsWith('[cors-off') && /CORS policy/.test(l) && l.includes('/get_sts_token'))) {
+    fail('cross-origin, CORS off: no "blocked by CORS policy" console message for /get_sts_token');
+  }
+  // Even a forced click (buttons are disabled without a token) must not get an event through.
+  await off.click('#send-ascii', { force: true, timeout: 2_000 }).catch(() => {});
+  await off.waitForTimeout(NO_EVENT_WAIT_MS);
+  const leaked = (await getLogs(STSVEND_URL)).filter((l) => l && l.fields && l.fields.run === offBoot.runId);
+  if (leaked.length) fail(`cross-origin, CORS off: ${leaked.length} event(s) of run ${offBoot.runId} reached /dev/logs.json`);
+  console.log(`browser test: cross-origin ${staticUrl} -> ${STSVEND_URL} with CORS off: token fetch blocked (${offText.slice(0, 80)}), no event in ${NO_EVENT_WAIT_MS} ms`);
+  await off.screenshot({ path: path.join(ARTIFACT_DIR, 'example-cors-off.png'), fullPage: true });
+  await off.close();
 }
 
 // --- expectations ----------------------------------------------------------------------------------
@@ -124,8 +223,23 @@ async function main() {
     base = proxy.url;
     console.log(`browser test: EXAMPLE_PROXY=1 — serving examples/browser via ${base}/dev/example/`);
   }
+  let staticSrv = null;
+  if (STSVEND_CORS_URL) {
+    staticSrv = await startStaticServer(STATIC_PORT);
+    console.log(`browser test: static server for examples/browser/ at ${staticSrv.url}`);
+  } else {
+    console.log('browser test: STSVEND_CORS_URL not set — skipping the cross-origin checks');
+  }
 
+  // Loopback only, for every context: all traffic except to 127.0.0.1 goes to a dead proxy
+  // (127.0.0.1:9), so nothing leaves the machine. The cross-origin context relies on this alone, because a context.route()
+  // makes Playwright answer every CORS preflight itself (allow-all), which would hide the real
+  // preflight answers of stsvend's sink.
+  const allowedOrigins = new Set([new URL(base).origin, new URL(STSVEND_URL).origin]);
+  if (STSVEND_CORS_URL) allowedOrigins.add(new URL(STSVEND_CORS_URL).origin);
+  if (staticSrv) allowedOrigins.add(staticSrv.url);
   const browser = await chromium.launch({
+    proxy: { server: 'http://127.0.0.1:9', bypass: '127.0.0.1' },
     executablePath: CHROMIUM_PATH,
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
     timeout: 30_000,
@@ -134,10 +248,9 @@ async function main() {
   let page;
   try {
     const context = await browser.newContext({ viewport: { width: 1100, height: 900 } });
-    // Loopback only: abort anything that is not our server.
-    const allowed = new URL(base).origin;
+    // Loopback only: abort anything that is not one of our servers (on top of the proxy above).
     await context.route('**/*', (route) =>
-      new URL(route.request().url()).origin === allowed ? route.continue() : route.abort('blockedbyclient'),
+      allowedOrigins.has(new URL(route.request().url()).origin) ? route.continue() : route.abort('blockedbyclient'),
     );
     page = await context.newPage();
     page.setDefaultTimeout(15_000);
@@ -236,6 +349,13 @@ async function main() {
     const html = await logsPage.content();
     if (!html.includes(runId)) console.log('browser test: note — /dev/logs does not show this run id (page layout?)');
     console.log(`browser test: screenshot ${path.relative(REPO_ROOT, shot)}`);
+
+    if (staticSrv) {
+      // A fresh context without route(): real CORS preflights reach stsvend (see the proxy above).
+      const xcontext = await browser.newContext({ viewport: { width: 1100, height: 900 } });
+      await crossOrigin(xcontext, staticSrv.url, consoleLines);
+      await xcontext.close();
+    }
   } catch (err) {
     if (page) await page.screenshot({ path: path.join(ARTIFACT_DIR, 'failure.png'), fullPage: true }).catch(() => {});
     if (consoleLines.length) console.error(`browser console:\n  ${consoleLines.join('\n  ')}`);
@@ -243,6 +363,7 @@ async function main() {
   } finally {
     await browser.close().catch(() => {});
     if (proxy) proxy.server.close();
+    if (staticSrv) staticSrv.server.close();
   }
 }
 
