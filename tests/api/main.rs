@@ -19,4 +19,5 @@ mod protect_limits;
 mod secrets;
 mod shutdown;
 mod signature_vectors;
+mod sls_sink;
 mod token;
