@@ -12,7 +12,9 @@
 // another origin (needs that stsvend's STSVEND_CORS_ORIGINS to list this page's origin); the
 // default is this page's own origin.
 
-import { createStsRefresher } from './vendor/sts-refresher.mjs';
+// Imported dynamically so that, before vendor.sh has run, the page can say so instead of failing
+// silently on a missing module.
+const { createStsRefresher } = await import('./vendor/sts-refresher.mjs').catch(() => ({}));
 
 const params = new URLSearchParams(location.search);
 const PROJECT = params.get('project') || 'dev-project';
@@ -91,9 +93,13 @@ function onSinkResponse(xhr) {
 
 // --- Tracker + STS plugin -----------------------------------------------------------------------
 function start() {
-  if (typeof window.SLS_Tracker !== 'function' || typeof window.stsPlugin !== 'function') {
+  if (
+    typeof window.SLS_Tracker !== 'function' ||
+    typeof window.stsPlugin !== 'function' ||
+    typeof createStsRefresher !== 'function'
+  ) {
     throw new Error(
-      'vendor/web-track-browser.global.js or vendor/web-sts-plugin.global.js did not load. ' +
+      'The files in vendor/ (the SLS packages and the refresher) did not load. ' +
         'Run examples/browser/vendor.sh once (see examples/browser/README.md).',
     );
   }
