@@ -355,15 +355,11 @@ async fn a_client_whose_clock_is_twenty_minutes_behind_is_refused() {
     let emulator = start().await;
     let behind = Clock::following_tokio(Clock::System.now() - chrono::Duration::minutes(20));
     let client = StsClient::new(emulator.endpoint(), behind).unwrap();
-    match client.assume_role(&emulator.credentials(), &call()).await {
-        Err(StsError::Api { status, body }) => {
-            assert_eq!(
-                (status, body.code.as_str()),
-                (400, "InvalidTimeStamp.Expired")
-            );
-        }
-        other => panic!("expected InvalidTimeStamp.Expired, got {other:?}"),
-    }
+    assert_refused(
+        client.assume_role(&emulator.credentials(), &call()).await,
+        400,
+        "InvalidTimeStamp.Expired",
+    )
 }
 
 #[tokio::test]
@@ -806,15 +802,11 @@ async fn minted_credentials_stop_working_when_they_expire() {
         .await
         .expect("still valid 800 s into a 900 s life");
     jump(110).await;
-    match client.assume_role(&chained, &short).await {
-        Err(StsError::Api { status, body }) => {
-            assert_eq!(
-                (status, body.code.as_str()),
-                (400, "InvalidSecurityToken.Expired")
-            );
-        }
-        other => panic!("expected InvalidSecurityToken.Expired, got {other:?}"),
-    }
+    assert_refused(
+        client.assume_role(&chained, &short).await,
+        400,
+        "InvalidSecurityToken.Expired",
+    )
 }
 
 #[tokio::test]
@@ -858,4 +850,15 @@ async fn concurrent_calls_each_get_their_own_credentials() {
     ids.dedup();
     assert_eq!(ids.len(), 20);
     assert_eq!(emulator.issued(), 20);
+}
+
+/// The call was refused by the emulator with exactly this HTTP status and STS error code.
+#[track_caller]
+fn assert_refused<T: std::fmt::Debug>(result: Result<T, StsError>, status: u16, code: &str) {
+    match result {
+        Err(StsError::Api { status: got, body }) => {
+            assert_eq!((got, body.code.as_str()), (status, code))
+        }
+        other => panic!("expected {status} {code}, got {other:?}"),
+    }
 }

@@ -85,14 +85,10 @@ impl MockSts {
             script: Mutex::new(script.into()),
             ..MockState::default()
         });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
         let router = axum::Router::new()
             .route("/", axum::routing::post(handle))
             .with_state(state.clone());
-        let task = tokio::spawn(async move {
-            axum::serve(listener, router).await.unwrap();
-        });
+        let (addr, task) = serve_loopback(router).await;
         Self { addr, state, task }
     }
 

@@ -106,12 +106,14 @@ where
     text.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
-#[tokio::test]
-async fn https_serves_the_certificate_files_and_picks_up_replacements_without_a_restart() {
-    let ca = TestCa::new();
-    let (cert_a, key_a, der_a) = ca.leaf("first");
-    let cert = TempFile::new("cert.pem", &cert_a);
-    let key = TempFile::new("key.pem", &key_a);
+/// The service with native HTTPS from these PEMs; the files and the mock live as long as the
+/// returned values.
+async fn https_app(
+    cert_pem: &str,
+    key_pem: &str,
+) -> (crate::helpers::TestApp, TempFile, TempFile, MockSts) {
+    let cert = TempFile::new("cert.pem", cert_pem);
+    let key = TempFile::new("key.pem", key_pem);
     let mock = MockSts::start(vec![]).await;
     let app = spawn_app(
         &mock.endpoint(),
@@ -122,6 +124,14 @@ async fn https_serves_the_certificate_files_and_picks_up_replacements_without_a_
         None,
     )
     .await;
+    (app, cert, key, mock)
+}
+
+#[tokio::test]
+async fn https_serves_the_certificate_files_and_picks_up_replacements_without_a_restart() {
+    let ca = TestCa::new();
+    let (cert_a, key_a, der_a) = ca.leaf("first");
+    let (app, cert, key, _mock) = https_app(&cert_a, &key_a).await;
     let connector = ca.connector();
 
     let mut old = tls_connect(&connector, app.addr).await;
@@ -153,18 +163,7 @@ async fn https_serves_the_certificate_files_and_picks_up_replacements_without_a_
 async fn https_negotiates_http2_for_clients_that_offer_it() {
     let ca = TestCa::new();
     let (cert_pem, key_pem, _) = ca.leaf("h2");
-    let cert = TempFile::new("cert.pem", &cert_pem);
-    let key = TempFile::new("key.pem", &key_pem);
-    let mock = MockSts::start(vec![]).await;
-    let app = spawn_app(
-        &mock.endpoint(),
-        &[
-            ("STSVEND_TLS_CERT", cert.path.to_str().unwrap()),
-            ("STSVEND_TLS_KEY", key.path.to_str().unwrap()),
-        ],
-        None,
-    )
-    .await;
+    let (app, _cert, _key, _mock) = https_app(&cert_pem, &key_pem).await;
     stsvend::sts::client::install_crypto_provider();
     let mut roots = tokio_rustls::rustls::RootCertStore::empty();
     roots.add(ca.issuer.der().clone()).unwrap();
