@@ -19,7 +19,6 @@ use std::net::IpAddr;
 use sha1::{Digest, Sha1};
 
 use crate::refresh::Token;
-use crate::sts::response::EXPIRATION_FORMAT;
 
 /// The `tracing` target of every audit line.
 pub const TARGET: &str = "stsvend::audit";
@@ -51,7 +50,7 @@ pub fn issued(caller: &Caller<'_>, token: &Token) {
         subject = caller.subject.map(|s| tracing::field::display(Subject(s))),
         role_session_name = token.role_session_name.as_str(),
         access_key_id_prefix = token.key_id_prefix.as_str(),
-        expiration = %token.expiration.format(EXPIRATION_FORMAT),
+        expiration = token.expiration_text.as_str(),
         source = if fresh { "fresh" } else { "cache" },
         sts_request_id = if fresh { token.sts_request_id.as_deref() } else { None },
         "token issued"

@@ -7,8 +7,8 @@
 //!
 //! | series | labels | recorded in |
 //! | --- | --- | --- |
-//! | `stsvend_http_requests_total` | `route`, `profile`, `status` | [`track_requests`] (public router) |
-//! | `stsvend_http_request_duration_seconds` | `route` | [`track_requests`] |
+//! | `stsvend_http_requests_total` | `route`, `profile`, `status` | [`record_request`] (public router) |
+//! | `stsvend_http_request_duration_seconds` | `route` | [`record_request`] |
 //! | `stsvend_sts_calls_total` | `action`, `outcome`, `code` | `sts::client` (every call, and every call the budget refused) |
 //! | `stsvend_sts_call_duration_seconds` | `action` | `sts::client` |
 //! | `stsvend_token_cache_total` | `profile`, `result` | `http::token` (shared token: `hit`), `callers` (`hit`/`miss`) |
@@ -24,15 +24,14 @@
 //! patterns (never the raw path), STS error codes are checked against a charset and capped in
 //! number. No user id, subject or address is ever a label.
 
-use std::collections::HashSet;
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
-use axum::extract::{MatchedPath, Request};
-use axum::middleware::Next;
-use axum::response::Response;
 use metrics::{
-    Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
+    Counter, Histogram, Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge,
+    histogram,
 };
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
@@ -74,13 +73,19 @@ impl Metrics {
     }
 }
 
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Whether [`install`] has run.
+fn installed() -> bool {
+    HANDLE.get().is_some()
+}
+
 /// Installs the global Prometheus recorder once and returns a handle to it. Idempotent: every
 /// call returns a handle to the same recorder (tests in one process share it).
 ///
 /// Call it before anything that records, in practice first thing in `main`: values recorded
 /// before it are lost.
 pub fn install() -> Metrics {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     let handle = HANDLE.get_or_init(|| {
         let builder = PrometheusBuilder::new()
             .set_buckets_for_metric(
@@ -171,33 +176,59 @@ fn describe() {
     );
 }
 
-/// Middleware for the public router: counts and times every request by its route pattern.
-/// Added with `Router::layer`, so the router has matched the path before it runs; requests no
-/// route matches are `route="unmatched"`.
-pub async fn track_requests(request: Request, next: Next) -> Response {
-    let started = tokio::time::Instant::now();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|path| path.as_str().to_owned());
-    let response = next.run(request).await;
-    let elapsed = started.elapsed().as_secs_f64();
-    let (route, profile) = match route {
-        Some(route) => {
-            let profile = profile_of_route(&route).to_owned();
-            (route, profile)
-        }
-        None => ("unmatched".to_owned(), String::new()),
+/// Counts and times one request of the public router by its route pattern (`None`: no route
+/// matched, `route="unmatched"`); called by [`crate::http::edge`].
+///
+/// Handles are looked up once per thread, route and status, then reused: building the labelled
+/// key and finding it in the registry on every request cost more than the rest of this function.
+pub fn record_request(route: Option<&str>, status: u16, elapsed: Duration) {
+    type Handles = (u16, Histogram, Counter);
+    thread_local! {
+        static HANDLES: RefCell<HashMap<Box<str>, Vec<Handles>>> = RefCell::new(HashMap::new());
+    }
+    let route = route.unwrap_or("unmatched");
+    let record = |(_, histogram, counter): &Handles| {
+        histogram.record(elapsed.as_secs_f64());
+        counter.increment(1);
     };
-    histogram!("stsvend_http_request_duration_seconds", "route" => route.clone()).record(elapsed);
-    counter!(
-        "stsvend_http_requests_total",
-        "route" => route,
-        "profile" => profile,
-        "status" => status_label(response.status().as_u16()),
-    )
-    .increment(1);
-    response
+    let make = || {
+        let profile = if route == "unmatched" {
+            ""
+        } else {
+            profile_of_route(route)
+        };
+        (
+            status,
+            histogram!("stsvend_http_request_duration_seconds", "route" => route.to_owned()),
+            counter!(
+                "stsvend_http_requests_total",
+                "route" => route.to_owned(),
+                "profile" => profile.to_owned(),
+                "status" => status_label(status),
+            ),
+        )
+    };
+    // Handles made before the recorder exists would count nowhere forever: only cache real ones.
+    if !installed() {
+        record(&make());
+        return;
+    }
+    HANDLES.with_borrow_mut(|cache| {
+        if let Some(handles) = cache
+            .get(route)
+            .and_then(|by_status| by_status.iter().find(|h| h.0 == status))
+        {
+            record(handles);
+            return;
+        }
+        // Route patterns and statuses are small fixed sets; the bound is only a safety net.
+        if cache.len() > 256 {
+            cache.clear();
+        }
+        let handles = make();
+        record(&handles);
+        cache.entry(route.into()).or_default().push(handles);
+    });
 }
 
 /// The profile a route pattern serves: `default` for `/get_sts_token`, the name for a
@@ -298,12 +329,35 @@ pub enum CacheResult {
 }
 
 pub fn record_token_cache(profile: &str, result: CacheResult) {
-    let result = match result {
-        CacheResult::Hit => "hit",
-        CacheResult::Miss => "miss",
+    thread_local! {
+        static HANDLES: RefCell<HashMap<Box<str>, [Option<Counter>; 2]>> =
+            RefCell::new(HashMap::new());
+    }
+    let (index, label) = match result {
+        CacheResult::Hit => (0, "hit"),
+        CacheResult::Miss => (1, "miss"),
     };
-    counter!("stsvend_token_cache_total", "profile" => profile.to_owned(), "result" => result)
-        .increment(1);
+    let make = || counter!("stsvend_token_cache_total", "profile" => profile.to_owned(), "result" => label);
+    // As in `record_request`: one lookup per thread, profile and result.
+    if !installed() {
+        make().increment(1);
+        return;
+    }
+    HANDLES.with_borrow_mut(|cache| {
+        if let Some(counter) = cache
+            .get(profile)
+            .and_then(|by_result| by_result[index].as_ref())
+        {
+            counter.increment(1);
+            return;
+        }
+        if cache.len() > 256 {
+            cache.clear();
+        }
+        let counter = make();
+        counter.increment(1);
+        cache.entry(profile.into()).or_default()[index] = Some(counter);
+    });
 }
 
 /// Sets `stsvend_token_expiry_seconds` for `profile`; negative values are recorded as 0.

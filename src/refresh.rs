@@ -44,6 +44,8 @@ pub struct Token {
     pub body: Bytes,
     pub key_id_prefix: String,
     pub expiration: DateTime<Utc>,
+    /// `expiration` as the response and the audit log write it, formatted once per token.
+    pub expiration_text: String,
     /// After this moment the token has less than `min_remaining` left and is not served.
     pub serve_until: Instant,
     /// The `RoleSessionName` it was issued for, for the audit log.
@@ -77,6 +79,10 @@ impl Token {
             body: issued.response_body(),
             key_id_prefix: issued.key_id_prefix().to_owned(),
             expiration: issued.expiration,
+            expiration_text: issued
+                .expiration
+                .format(crate::sts::response::EXPIRATION_FORMAT)
+                .to_string(),
             serve_until,
             role_session_name,
             sts_request_id: issued.request_id.clone(),

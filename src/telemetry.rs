@@ -47,7 +47,13 @@ pub fn init(env: &HashMap<String, String>, format: LogFormat) -> TelemetryGuard 
         .lossy(true)
         .buffered_lines_limit(BUFFERED_LINES)
         .thread_name("stsvend-log-writer")
-        .finish(std::io::stderr());
+        // Buffered: the writer thread drains every waiting line into the buffer and flushes
+        // when the queue is empty, so a burst costs a few large writes instead of a system call
+        // per line, and a quiet moment still flushes at once.
+        .finish(std::io::BufWriter::with_capacity(
+            64 * 1024,
+            std::io::stderr(),
+        ));
     let dropped = writer.error_counter();
     if !install(format, filter, writer) {
         return TelemetryGuard { _writer: None };

@@ -198,16 +198,26 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Outermost middleware: gives each request a fresh id (client-supplied ids are not trusted or
-/// echoed), returns it in `x-request-id`, and renders error bodies.
-pub async fn request_id(mut request: Request, next: Next) -> Response {
-    let id = uuid::Uuid::new_v4().simple().to_string();
-    let value = HeaderValue::from_str(&id).unwrap_or(HeaderValue::from_static("invalid"));
-    request.extensions_mut().insert(RequestId(value.clone()));
-    let mut response = next.run(request).await;
+/// A fresh request id: 128 random bits as 32 hex digits. Client-supplied ids are neither
+/// trusted nor echoed. Drawn from the thread's generator, not the OS, so an id costs no syscall.
+pub fn new_request_id() -> RequestId {
+    let mut buf = uuid::Uuid::encode_buffer();
+    let id = uuid::Uuid::from_u128(rand::random::<u128>())
+        .simple()
+        .encode_lower(&mut buf);
+    RequestId(HeaderValue::from_str(id).unwrap_or(HeaderValue::from_static("invalid")))
+}
+
+/// Puts the request id on a finished response, and renders the standard error body when the
+/// response came from an [`ApiError`] (its [`ErrorInfo`] extension).
+pub fn finish(mut response: Response, id: &RequestId) -> Response {
     if let Some(info) = response.extensions_mut().remove::<ErrorInfo>() {
         let body = serde_json::json!({
-            "error": { "code": info.code, "message": info.message, "request_id": id }
+            "error": {
+                "code": info.code,
+                "message": info.message,
+                "request_id": id.0.to_str().unwrap_or(""),
+            }
         });
         let headers = response.headers_mut();
         headers.insert(
@@ -218,8 +228,19 @@ pub async fn request_id(mut request: Request, next: Next) -> Response {
         headers.remove(header::CONTENT_LENGTH);
         *response.body_mut() = Body::from(body.to_string());
     }
-    response.headers_mut().insert(REQUEST_ID_HEADER, value);
     response
+        .headers_mut()
+        .insert(REQUEST_ID_HEADER, id.0.clone());
+    response
+}
+
+/// Outermost middleware of the admin listener: a fresh id per request, returned in
+/// `x-request-id`, and the standard error bodies. (The public listener does this in
+/// [`super::edge`].)
+pub async fn request_id(mut request: Request, next: Next) -> Response {
+    let id = new_request_id();
+    request.extensions_mut().insert(id.clone());
+    finish(next.run(request).await, &id)
 }
 
 /// Fallback for a known path asked with a method it does not serve.

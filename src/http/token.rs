@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use axum::extract::ConnectInfo;
+use axum::extract::{ConnectInfo, Request};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 
@@ -31,17 +31,24 @@ use crate::sts::FailureClass;
 /// in well under a second; a longer wait would only pile up connections during an outage.
 const MAX_WAIT_FOR_FETCH: Duration = Duration::from_secs(5);
 
+/// Takes the whole request rather than extractors, so nothing in it (the header map above all)
+/// is copied per request.
 pub async fn serve(
     state: AppState,
     profile: Arc<ProfileState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    request_id: Option<RequestId>,
+    request: Request,
 ) -> Result<Response, ApiError> {
-    let ip = client_ip(peer.ip(), &headers, &state.trusted_proxies);
+    let headers = request.headers();
+    // Missing only when a test drives the router without `ConnectInfo`; treat it as a bug.
+    let Some(ConnectInfo(peer)) = request.extensions().get::<ConnectInfo<SocketAddr>>() else {
+        tracing::error!("request without ConnectInfo; serve the router with connect info");
+        return Err(ApiError::Internal);
+    };
+    let ip = client_ip(peer.ip(), headers, &state.trusted_proxies);
     let mut caller = audit::Caller {
-        request_id: request_id
-            .as_ref()
+        request_id: request
+            .extensions()
+            .get::<RequestId>()
             .and_then(|id| id.0.to_str().ok())
             .unwrap_or(""),
         profile: &profile.name,
@@ -62,7 +69,7 @@ pub async fn serve(
     let jwt_subject = match (profile.auth, &profile.verifier) {
         (AuthMode::None, _) | (_, None) => None,
         (mode, Some(verifier)) => {
-            let verified = match bearer(&headers) {
+            let verified = match bearer(headers) {
                 Ok(token) => verifier.verify(token, state.clock.now()).await,
                 Err(refusal) => Err(refusal),
             };

@@ -1,0 +1,124 @@
+"""Formats bench/run.sh's measurements as one Markdown report: the table, the ratios against the
+targets of issue 7, the scenarios, and the machine. Standard library only."""
+
+import datetime
+import json
+import statistics
+import sys
+
+(rows_file, scenarios_file, cores, cpu, mem_gib, rustc, duration, gunicorn_workers,
+ server_cpus, load_cpus, rounds) = sys.argv[1:12]
+
+
+def load(path):
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+rows = load(rows_file)
+scenarios = {s["scenario"]: s for s in load(scenarios_file)}
+
+
+def rate(w):
+    return w["requests"] / (w["duration_us"] / 1e6) if w["duration_us"] else 0.0
+
+
+def errors(w):
+    return w["socket_errors"] + w["non_2xx"]
+
+
+def ms(us):
+    return f"{us / 1000:.2f}"
+
+
+def verdict(ok):
+    return "met" if ok else "**NOT MET**"
+
+
+out = []
+print_ = out.append
+print_(f"Machine: {cores} cores ({cpu}), {mem_gib} GiB; {rustc}. Servers pinned to CPU {server_cpus}, "
+       f"wrk and the mock STS to CPU {load_cpus}.")
+print_(f"Date: {datetime.date.today().isoformat()}. Each load run: {duration} s after a warm-up; ceiling and "
+       f"stsvend rows are medians of {rounds} alternating rounds; mock STS latency "
+       f"{scenarios.get('startup', {}).get('sts_latency_ms', '?')} ms.")
+print_("")
+print_("| server | connections | req/s | p50 ms | p99 ms | errors | STS calls per 1000 req | peak RSS MiB |")
+print_("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+
+# Medians over the rounds of each (server, connections); errors and STS calls summed.
+groups = {}
+for r in rows:
+    groups.setdefault((r["server"], r["connections"]), []).append(r)
+by = {}
+for key, rs in groups.items():
+    requests = sum(r["wrk"]["requests"] for r in rs)
+    by[key] = {
+        "rate": statistics.median(rate(r["wrk"]) for r in rs),
+        "p50": statistics.median(r["wrk"]["p50_us"] for r in rs),
+        "p99": statistics.median(r["wrk"]["p99_us"] for r in rs),
+        "errors": sum(errors(r["wrk"]) for r in rs),
+        "per_1000": 1000 * sum(r["sts"]["calls"] for r in rs) / requests if requests else 0,
+        "rss": max(r["peak_rss_kib"] for r in rs) / 1024,
+    }
+order = ["ceiling", "stsvend", "stsvend-no-audit", "sample-flask", "sample-gunicorn"]
+for (server, conns), m in sorted(by.items(), key=lambda kv: (kv[0][1], order.index(kv[0][0]))):
+    print_(f"| {server} | {conns} | {m['rate']:,.0f} | {ms(m['p50'])} | {ms(m['p99'])} | {m['errors']} "
+           f"| {m['per_1000']:.2f} | {m['rss']:.1f} |")
+print_("")
+print_(f"stsvend-no-audit is stsvend with its audit lines off (`RUST_LOG=stsvend::audit=off,info`). "
+       f"sample-flask is Alibaba's sample under Flask's development server, as the guide runs it; "
+       f"sample-gunicorn the same app under gunicorn (gthread, {gunicorn_workers} workers x 8 threads).")
+print_("")
+print_("| connections | stsvend / ceiling req/s (target >= 0.95) | stsvend / ceiling p99 (target <= 1.5) "
+       "| stsvend / sample-flask req/s (target >= 200) | stsvend / sample-gunicorn req/s | stsvend peak RSS (target <= 20 MiB) |")
+print_("| ---: | ---: | ---: | ---: | ---: | ---: |")
+for conns in sorted({c for (_, c) in by}):
+    s, c = by.get(("stsvend", conns)), by.get(("ceiling", conns))
+    f, g = by.get(("sample-flask", conns)), by.get(("sample-gunicorn", conns))
+    if not (s and c and f and g):
+        continue
+    thr = s["rate"] / c["rate"] if c["rate"] else 0
+    p99 = s["p99"] / c["p99"] if c["p99"] else 0
+    vs_f = s["rate"] / f["rate"] if f["rate"] else float("inf")
+    vs_g = s["rate"] / g["rate"] if g["rate"] else float("inf")
+    print_(f"| {conns} | {thr:.3f} ({verdict(thr >= 0.95)}) | {p99:.2f} ({verdict(p99 <= 1.5)}) "
+           f"| {vs_f:,.0f} ({verdict(vs_f >= 200)}) | {vs_g:,.0f} | {s['rss']:.1f} ({verdict(s['rss'] <= 20)}) |")
+print_("")
+
+o = scenarios.get("outage")
+if o:
+    w = o["wrk"]
+    steady = by.get(("stsvend", 50))
+    share = f"{rate(w) / steady['rate']:.2f} x steady state at 50 connections" if steady else ""
+    print_(f"- **STS outage** (every AssumeRole answered 503 while the token in hand is due for renewal): "
+           f"{rate(w):,.0f} req/s ({share}), {errors(w)} errors, p99 {ms(w['p99_us'])} ms; "
+           f"the refresher tried STS {o['sts']['calls']} times in {duration} s (backoff, no retry storm).")
+h = scenarios.get("herd")
+if h:
+    d = h["drive"]
+    print_(f"- **Herd** ({h['clients']} concurrent first requests at a cold start, STS latency "
+           f"{h['sts_latency_ms']} ms): {h['sts']['calls']} STS call(s) (target 1), {d['ok']} answered 200, "
+           f"{d['errors']} errors, p50 {d['p50_ms']:.0f} ms, p99 {d['p99_ms']:.0f} ms.")
+p = scenarios.get("per-user")
+if p:
+    d, w = p["drive"], p["cached_wrk"]
+    print_(f"- **Per-user** (`jwt` mode, {p['subjects']} distinct subjects, 64 at a time, budget "
+           f"{p['budget']}/s): {p['sts']['calls']} STS calls for {p['subjects']} subjects, at most "
+           f"{p['sts']['max_calls_in_one_second']} in any one second "
+           f"({verdict(p['sts']['max_calls_in_one_second'] <= p['budget'])}); {d['ok']} tokens in {d['seconds']:.1f} s, "
+           f"{d['errors']} errors, {d['retries']} retries after 429/503. Afterwards, the cached path: "
+           f"{rate(w):,.0f} req/s at 50 connections, p99 {ms(w['p99_us'])} ms, {errors(w)} errors, "
+           f"{p['cached_sts']['calls']} STS calls.")
+s = scenarios.get("startup")
+if s:
+    d = s["drive"]
+    first = d["first_200_ms"]
+    if first is None:
+        print_("- **Start-up**: no 200 within 10 s.")
+    else:
+        print_(f"- **Start-up**: first 200 after {first:.0f} ms from process start "
+               f"({first - s['sts_latency_ms']:.0f} ms without the STS round trip); idle RSS "
+               f"{d['idle_rss_kib'] / 1024:.1f} MiB.")
+
+print("\n".join(out))
