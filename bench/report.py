@@ -57,7 +57,7 @@ for key, rs in groups.items():
         "rate": statistics.median(rate(r["wrk"]) for r in rs),
         "p50": statistics.median(r["wrk"]["p50_us"] for r in rs),
         "p99": statistics.median(r["wrk"]["p99_us"] for r in rs),
-        "errors": sum(errors(r["wrk"]) for r in rs),
+        "errors": "wrk hung" if any(r["wrk"].get("hung") for r in rs) else sum(errors(r["wrk"]) for r in rs),
         "per_1000": 1000 * sum(r["sts"]["calls"] for r in rs) / requests if requests else 0,
         "rss": max(r["peak_rss_kib"] for r in rs) / 1024,
     }

@@ -47,11 +47,15 @@ fi
 ON_SERVER=(taskset -c "$SERVER_CPUS")
 ON_LOAD=(taskset -c "$LOAD_CPUS")
 
-# --- Tools: wrk from Debian, the sample's Python packages in a venv, release builds.
-if ! command -v wrk >/dev/null; then
-  log "installing wrk (Debian package)"
-  if [[ $(id -u) -eq 0 ]]; then apt-get install -y -qq wrk >/dev/null; else sudo apt-get install -y -qq wrk >/dev/null; fi
-fi
+# --- Tools: wrk (and the usual process tools) from Debian, the sample's Python packages in a
+# venv, release builds.
+apt_install() {
+  log "installing $* (Debian packages)"
+  if [[ $(id -u) -eq 0 ]]; then apt-get install -y -qq "$@" >/dev/null; else sudo apt-get install -y -qq "$@" >/dev/null; fi
+}
+command -v wrk >/dev/null || apt_install wrk
+command -v pgrep >/dev/null || apt_install procps
+command -v taskset >/dev/null || apt_install util-linux
 VENV=$BENCH_DIR/.venv
 if ! "$VENV/bin/python" -c 'import flask, gunicorn, alibabacloud_sts20150401, alibabacloud_credentials' 2>/dev/null; then
   log "installing the sample's Python packages into bench/.venv"
@@ -135,9 +139,16 @@ start_stsvend() {
 
 ROWS=$WORK/rows.jsonl
 load() { # CONNECTIONS SECONDS URL [wrk options]: prints wrk's report line
-  local conns=$1 seconds=$2 url=$3
+  local conns=$1 seconds=$2 url=$3 line
   shift 3
-  "${ON_LOAD[@]}" wrk -t"$WRK_THREADS" -c"$conns" -d"${seconds}s" --timeout 5s -s "$BENCH_DIR/report.lua" "$@" "$url" | tail -n 1
+  # Bounded: wrk can hang on a server that stops accepting; then the run counts as failed.
+  line=$(timeout $((seconds + 20)) "${ON_LOAD[@]}" wrk -t"$WRK_THREADS" -c"$conns" -d"${seconds}s" --timeout 5s \
+    -s "$BENCH_DIR/report.lua" "$@" "$url" | tail -n 1 || true)
+  if [[ $line != '{'* ]]; then
+    log "wrk did not finish against $url"
+    line='{"requests":0,"duration_us":0,"socket_errors":0,"non_2xx":0,"p50_us":0,"p99_us":0,"hung":true}'
+  fi
+  echo "$line"
 }
 
 # measure NAME PID URL CONNECTIONS ROUND: a warm-up, then one measured wrk run.
@@ -175,6 +186,24 @@ CEILING_PID=$!
 CEILING_URL=http://127.0.0.1:$PORT/get_sts_token
 wait_for "$CEILING_URL"
 
+for conns in $CONNECTIONS; do
+  for round in $(seq "$ROUNDS"); do
+    measure ceiling "$CEILING_PID" "$CEILING_URL" "$conns" "$round"
+    measure stsvend "$STSVEND_PID" "$STSVEND_URL" "$conns" "$round"
+    measure stsvend-no-audit "$QUIET_PID" "$QUIET_URL" "$conns" "$round"
+  done
+done
+kill "$CEILING_PID" "$QUIET_PID" 2>/dev/null || true
+
+# The samples last, one at a time, each killed (SIGKILL, children too) right after its runs: a
+# sample left running keeps working through its queued requests, taking the server CPU and
+# calling STS long after its load has stopped.
+stop() {
+  pkill -KILL -P "$1" 2>/dev/null || true
+  kill -KILL "$1" 2>/dev/null || true
+  wait "$1" 2>/dev/null || true
+  sleep 1
+}
 SAMPLE_ENV=(PATH="$PATH" HOME="$WORK" "${CLOUD_ENV[@]}" ALIBABA_CLOUD_ROLE_ARN="$ROLE"
   BENCH_STS_ENDPOINT="${MOCK#http://}")
 PORT=$(free_port)
@@ -183,6 +212,8 @@ PIDS+=($!)
 FLASK_PID=$!
 FLASK_URL=http://127.0.0.1:$PORT/get_sts_token
 wait_for "$FLASK_URL"
+for conns in $CONNECTIONS; do measure sample-flask "$FLASK_PID" "$FLASK_URL" "$conns" 1; done
+stop "$FLASK_PID"
 
 GUNICORN_WORKERS=5 # gunicorn's advice, 2 x cores + 1, for the two cores it would have alone
 PORT=$(free_port)
@@ -192,21 +223,9 @@ PIDS+=($!)
 GUNICORN_PID=$!
 GUNICORN_URL=http://127.0.0.1:$PORT/get_sts_token
 wait_for "$GUNICORN_URL"
+for conns in $CONNECTIONS; do measure sample-gunicorn "$GUNICORN_PID" "$GUNICORN_URL" "$conns" 1; done
+stop "$GUNICORN_PID"
 
-for conns in $CONNECTIONS; do
-  for round in $(seq "$ROUNDS"); do
-    measure ceiling "$CEILING_PID" "$CEILING_URL" "$conns" "$round"
-    measure stsvend "$STSVEND_PID" "$STSVEND_URL" "$conns" "$round"
-    measure stsvend-no-audit "$QUIET_PID" "$QUIET_URL" "$conns" "$round"
-  done
-  measure sample-flask "$FLASK_PID" "$FLASK_URL" "$conns" 1
-  measure sample-gunicorn "$GUNICORN_PID" "$GUNICORN_URL" "$conns" 1
-done
-# SIGKILL: the samples would otherwise finish their queued requests, calling STS into the
-# outage below.
-pkill -KILL -P "$GUNICORN_PID" 2>/dev/null || true
-kill -KILL "$CEILING_PID" "$QUIET_PID" "$FLASK_PID" "$GUNICORN_PID" 2>/dev/null || true
-sleep 1
 
 SCENARIOS=$WORK/scenarios.jsonl
 scenario() { printf '{"scenario":"%s",%s}\n' "$1" "$2" >>"$SCENARIOS"; }
@@ -253,7 +272,7 @@ result=$("${ON_LOAD[@]}" "$DRIVE" subjects "http://127.0.0.1:$PORT/get_sts_token
 first=$(mock_stats)
 mock reset
 log "per-user: the same subjects again (cached), 50 connections, ${DURATION}s"
-replay=$(BENCH_TOKENS=$WORK/tokens.txt "${ON_LOAD[@]}" wrk -t"$WRK_THREADS" -c50 -d"${DURATION}s" --timeout 5s \
+replay=$(BENCH_TOKENS=$WORK/tokens.txt timeout $((DURATION + 20)) "${ON_LOAD[@]}" wrk -t"$WRK_THREADS" -c50 -d"${DURATION}s" --timeout 5s \
   -s "$BENCH_DIR/replay.lua" "http://127.0.0.1:$PORT/get_sts_token" | tail -n 1)
 scenario per-user "\"subjects\":$SUBJECTS,\"budget\":$BUDGET,\"drive\":$result,\"sts\":$first,\"cached_wrk\":$replay,\"cached_sts\":$(mock_stats)"
 kill "$LAST_PID"
