@@ -43,6 +43,11 @@ pub enum StsError {
     Timeout,
     #[error("could not reach STS ({0})")]
     Unreachable(String),
+    /// The answer started but its body did not arrive whole (reset, or closed before its
+    /// `Content-Length`). Kept apart from [`Self::Unreachable`] because its hint (DNS, egress
+    /// firewall) would send the operator the wrong way: STS was reached.
+    #[error("the connection to STS broke while its answer was being read ({0})")]
+    Interrupted(String),
     /// stsvend's own AssumeRole budget is spent for now; STS was not called.
     #[error("the AssumeRole budget (STSVEND_STS_BUDGET_PER_SECOND) is spent; next slot in {}s", retry_after.as_secs().max(1))]
     BudgetExhausted { retry_after: Duration },
@@ -56,6 +61,7 @@ impl StsError {
             | Self::TooLarge { .. }
             | Self::Timeout
             | Self::Unreachable(_)
+            | Self::Interrupted(_)
             | Self::BudgetExhausted { .. } => FailureClass::Unavailable,
         }
     }
@@ -74,6 +80,9 @@ impl StsError {
             return match self {
                 Self::Unreachable(_) | Self::Timeout => Some(
                     "check that this host can reach the STS endpoint (STSVEND_REGION / STSVEND_STS_ENDPOINT), DNS and any egress firewall",
+                ),
+                Self::Interrupted(_) => Some(
+                    "STS, or a proxy on the way to it, cut its answer short; it is retried with backoff, and if it keeps happening check any proxy or middlebox between this host and STS",
                 ),
                 Self::BudgetExhausted { .. } => Some(
                     "more distinct callers than the budget allows need new tokens at once; raise STSVEND_STS_BUDGET_PER_SECOND if the account's quota allows",
@@ -226,7 +235,10 @@ impl StsClient {
             Err(StsError::Malformed { .. }) => StsOutcome::Other("malformed"),
             Err(StsError::TooLarge { .. }) => StsOutcome::Other("too_large"),
             Err(StsError::Timeout) => StsOutcome::Other("timeout"),
-            Err(StsError::Unreachable(_)) => StsOutcome::Other("unreachable"),
+            // Counted with `unreachable`: the label set is part of the metric's documented help.
+            Err(StsError::Unreachable(_) | StsError::Interrupted(_)) => {
+                StsOutcome::Other("unreachable")
+            }
             Err(StsError::BudgetExhausted { .. }) => StsOutcome::Other("budget"),
         };
         metrics::record_sts_call(action, outcome, Some(started.elapsed()));
@@ -259,7 +271,8 @@ impl StsClient {
             .await
             .map_err(|e| match e {
                 BodyError::TooLarge => StsError::TooLarge { status },
-                BodyError::Transport(e) => transport_error(e),
+                BodyError::Transport(e) if e.is_timeout() => StsError::Timeout,
+                BodyError::Transport(e) => StsError::Interrupted(error_text(e)),
             })?;
         match response::parse(status, &body) {
             Ok(Parsed::Success(issued)) => Ok(issued),
@@ -323,6 +336,10 @@ mod tests {
             ),
             (
                 StsError::TooLarge { status: 200 },
+                FailureClass::Unavailable,
+            ),
+            (
+                StsError::Interrupted("reset".into()),
                 FailureClass::Unavailable,
             ),
         ];

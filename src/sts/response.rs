@@ -8,7 +8,8 @@ use std::fmt;
 use bytes::Bytes;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+use serde_json::Value;
 
 /// The `Expiration` format STS uses and the SLS clients expect: `2026-11-26T12:00:00Z`.
 pub const EXPIRATION_FORMAT: &str = "%Y-%m-%dT%H:%M:%SZ";
@@ -126,34 +127,18 @@ pub enum MalformedResponse {
     ErrorWithoutCode,
 }
 
-#[derive(Deserialize)]
-struct SuccessWire {
-    #[serde(rename = "RequestId")]
-    request_id: Option<String>,
-    #[serde(rename = "Credentials")]
-    credentials: Option<CredentialsWire>,
-}
+// Bodies are read as loose JSON and picked apart field by field, not deserialised into typed
+// structs: with typed structs one mistyped field (`"AccessKeyId": 123`, a numeric `RequestId`)
+// failed the whole body as "not JSON", which sent the operator looking for an HTML proxy page.
+// Now only bytes that are not JSON are `NotJson`; a field of the wrong type counts as missing.
 
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct CredentialsWire {
-    access_key_id: Option<String>,
-    access_key_secret: Option<String>,
-    security_token: Option<String>,
-    expiration: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct ErrorWire {
-    #[serde(alias = "code")]
-    #[serde(rename = "Code")]
-    code: Option<String>,
-    #[serde(alias = "message")]
-    #[serde(rename = "Message")]
-    message: Option<String>,
-    #[serde(alias = "requestId")]
-    #[serde(rename = "RequestId")]
-    request_id: Option<String>,
+/// The string at `key` (or its `alias`) of a JSON object; `None` if absent or not a string.
+fn text_field(object: &Value, key: &str, alias: Option<&str>) -> Option<String> {
+    object
+        .get(key)
+        .or_else(|| alias.and_then(|a| object.get(a)))
+        .and_then(Value::as_str)
+        .map(str::to_owned)
 }
 
 /// Longest STS error message we keep; the rest is noise in a log line.
@@ -161,35 +146,46 @@ const MAX_MESSAGE_CHARS: usize = 300;
 
 /// Interprets an STS response given its HTTP status and body.
 pub fn parse(status: u16, body: &[u8]) -> Result<Parsed, MalformedResponse> {
+    let wire: Value = serde_json::from_slice(body).map_err(|_| MalformedResponse::NotJson)?;
     if (200..300).contains(&status) {
-        let wire: SuccessWire =
-            serde_json::from_slice(body).map_err(|_| MalformedResponse::NotJson)?;
         let creds = wire
-            .credentials
+            .get("Credentials")
+            .filter(|c| c.is_object())
             .ok_or(MalformedResponse::MissingCredentials)?;
-        let (Some(id), Some(secret), Some(token), Some(expiration)) = (
-            non_empty(creds.access_key_id),
-            non_empty(creds.access_key_secret),
-            non_empty(creds.security_token),
-            creds.expiration,
+        let (Some(id), Some(secret), Some(token)) = (
+            non_empty(text_field(creds, "AccessKeyId", None)),
+            non_empty(text_field(creds, "AccessKeySecret", None)),
+            non_empty(text_field(creds, "SecurityToken", None)),
         ) else {
             return Err(MalformedResponse::MissingCredentials);
         };
-        let expiration = parse_expiration(&expiration).ok_or(MalformedResponse::BadExpiration)?;
+        // Present but not a string (a number of seconds, say) is a bad `Expiration`, not a
+        // missing one.
+        let expiration = match creds.get("Expiration") {
+            None | Some(Value::Null) => return Err(MalformedResponse::MissingCredentials),
+            Some(value) => value
+                .as_str()
+                .and_then(parse_expiration)
+                .ok_or(MalformedResponse::BadExpiration)?,
+        };
         return Ok(Parsed::Success(IssuedCredentials::new(
             id,
             SecretString::from(secret),
             SecretString::from(token),
             expiration,
-            wire.request_id,
+            text_field(&wire, "RequestId", None),
         )));
     }
-    let wire: ErrorWire = serde_json::from_slice(body).map_err(|_| MalformedResponse::NotJson)?;
-    let code = non_empty(wire.code).ok_or(MalformedResponse::ErrorWithoutCode)?;
+    let code = non_empty(text_field(&wire, "Code", Some("code")))
+        .ok_or(MalformedResponse::ErrorWithoutCode)?;
     Ok(Parsed::Error(ApiErrorBody {
         code: truncate(&code, 80),
-        message: sanitize_message(wire.message.as_deref().unwrap_or_default()),
-        request_id: wire.request_id.map(|id| truncate(&id, 80)),
+        message: sanitize_message(
+            text_field(&wire, "Message", Some("message"))
+                .as_deref()
+                .unwrap_or_default(),
+        ),
+        request_id: text_field(&wire, "RequestId", Some("requestId")).map(|id| truncate(&id, 80)),
     }))
 }
 
@@ -322,6 +318,42 @@ mod tests {
                 "{status} {body}"
             );
         }
+    }
+
+    #[test]
+    fn mistyped_fields_are_named_for_what_they_are_not_called_non_json() {
+        let cases: [(u16, &str, MalformedResponse); 5] = [
+            (
+                200,
+                r#"{"Credentials":{"AccessKeyId":123,"AccessKeySecret":"s","SecurityToken":"t","Expiration":"2026-01-01T00:00:00Z"}}"#,
+                MalformedResponse::MissingCredentials,
+            ),
+            (
+                200,
+                r#"{"Credentials":"STS.a"}"#,
+                MalformedResponse::MissingCredentials,
+            ),
+            (
+                200,
+                r#"{"Credentials":{"AccessKeyId":"STS.a","AccessKeySecret":"s","SecurityToken":"t","Expiration":1790000000}}"#,
+                MalformedResponse::BadExpiration,
+            ),
+            (200, "[]", MalformedResponse::MissingCredentials),
+            (400, r#"{"Code":5}"#, MalformedResponse::ErrorWithoutCode),
+        ];
+        for (status, body, expected) in cases {
+            assert_eq!(
+                parse(status, body.as_bytes()).unwrap_err(),
+                expected,
+                "{status} {body}"
+            );
+        }
+        // A field we only log, of an unexpected type, does not cost a good token.
+        let body = r#"{"RequestId":42,"Credentials":{"AccessKeyId":"STS.a","AccessKeySecret":"s","SecurityToken":"t","Expiration":"2026-01-01T00:00:00Z"}}"#;
+        let Ok(Parsed::Success(issued)) = parse(200, body.as_bytes()) else {
+            panic!("expected success");
+        };
+        assert_eq!(issued.request_id, None);
     }
 
     #[test]
