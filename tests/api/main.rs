@@ -10,6 +10,7 @@ mod config_errors;
 mod emulator;
 mod example_config;
 mod failures;
+mod faults;
 mod https;
 mod observability;
 mod production;
