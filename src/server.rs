@@ -9,6 +9,8 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -27,6 +29,12 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Requests to stsvend are small; a JWT is the largest header we expect (8 KiB at most).
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// After a shutdown signal, how long open HTTP/1.1 connections keep being served, each answer
+/// saying `Connection: close`, before idle ones are closed. Closing an idle keep-alive
+/// connection at once races with a client that is sending its next request on it: that request
+/// fails with "connection closed before message completed". Told to close instead, the client
+/// opens a new connection, is refused (the listener is closed), and goes to another replica.
+pub const DRAIN: Duration = Duration::from_secs(2);
 
 /// Serves `router` on `listener` until `shutdown` resolves, then stops accepting and lets open
 /// connections finish their requests for at most `grace`.
@@ -48,6 +56,7 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(MAX_HEADER_BYTES).unwrap_or(u32::MAX));
     let graceful = GracefulShutdown::new();
+    let draining = Arc::new(AtomicBool::new(false));
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -67,15 +76,20 @@ pub async fn serve(
         let builder = builder.clone();
         let watcher = graceful.watcher();
         let tls = tls.clone();
+        let draining = draining.clone();
         tokio::spawn(async move {
             match tls {
-                None => connection(TokioIo::new(stream), peer, router, &builder, watcher).await,
+                None => {
+                    let io = TokioIo::new(stream);
+                    connection(io, peer, router, &builder, watcher, draining).await;
+                }
                 Some(tls) => {
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.acceptor().accept(stream))
                         .await
                     {
                         Ok(Ok(stream)) => {
-                            connection(TokioIo::new(stream), peer, router, &builder, watcher).await;
+                            let io = TokioIo::new(stream);
+                            connection(io, peer, router, &builder, watcher, draining).await;
                         }
                         Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
@@ -85,6 +99,15 @@ pub async fn serve(
         });
     }
     drop(listener);
+    // Drain: every answer from now on says `Connection: close`; connections still open after
+    // that (idle keep-alives) are then shut down gracefully.
+    draining.store(true, Ordering::Relaxed);
+    let started = tokio::time::Instant::now();
+    let drain = DRAIN.min(grace / 2);
+    while graceful.count() > 0 && started.elapsed() < drain {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let grace = grace.saturating_sub(started.elapsed());
     tokio::select! {
         () = graceful.shutdown() => {}
         () = tokio::time::sleep(grace) => {
@@ -99,13 +122,26 @@ async fn connection<I>(
     router: Router,
     builder: &auto::Builder<TokioExecutor>,
     watcher: hyper_util::server::graceful::Watcher,
+    draining: Arc<AtomicBool>,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
         request.extensions_mut().insert(ConnectInfo(peer));
         let router = router.clone();
-        async move { Ok::<_, Infallible>(router.oneshot(request).await.unwrap_or_else(|e| match e {})) }
+        let draining = draining.clone();
+        async move {
+            let http1 = request.version() < hyper::Version::HTTP_2;
+            let mut response = router.oneshot(request).await.unwrap_or_else(|e| match e {});
+            // HTTP/1.1 only: HTTP/2 has GOAWAY for this, and forbids the header.
+            if http1 && draining.load(Ordering::Relaxed) {
+                response.headers_mut().insert(
+                    hyper::header::CONNECTION,
+                    hyper::header::HeaderValue::from_static("close"),
+                );
+            }
+            Ok::<_, Infallible>(response)
+        }
     });
     let connection = builder.serve_connection_with_upgrades(io, service);
     if let Err(error) = watcher.watch(connection.into_owned()).await {
