@@ -45,6 +45,11 @@ enum Command {
         /// Allow listening on a non-loopback address.
         #[arg(long)]
         allow_remote: bool,
+        /// The emulator's tokens expire SECONDS after issue, whatever was asked, to watch
+        /// refreshes happen quickly (below STS's 900 s minimum: dev only). stsvend keeps
+        /// STSVEND_MIN_REMAINING_SECONDS of each token back, so set that well below SECONDS.
+        #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u32).range(60..=43200))]
+        token_lifetime: Option<u32>,
     },
     /// Exit 0 if a running stsvend answers /healthz (for container HEALTHCHECK; no shell needed).
     Healthcheck {
@@ -87,8 +92,15 @@ fn main() -> ExitCode {
             )
         })
         .collect();
+    let mut token_lifetime = None;
     let (mode, check) = match cli.command {
-        Some(Command::Dev { allow_remote }) => (Mode::Dev { allow_remote }, None),
+        Some(Command::Dev {
+            allow_remote,
+            token_lifetime: lifetime,
+        }) => {
+            token_lifetime = lifetime;
+            (Mode::Dev { allow_remote }, None)
+        }
         Some(Command::Check { live }) => (Mode::Serve, Some(live)),
         Some(Command::Serve | Command::Healthcheck { .. }) | None => (Mode::Serve, None),
     };
@@ -101,6 +113,18 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    // A token is served only while more than the minimum remaining validity is left; leave at
+    // least a minute of serving per token, or every token would be refused on arrival.
+    if let Some(lifetime) = token_lifetime
+        && config.min_remaining.as_secs() + 60 > u64::from(lifetime)
+    {
+        eprintln!(
+            "stsvend: --token-lifetime {lifetime} leaves under 60 s to serve each token, since {} s of it are kept back (STSVEND_MIN_REMAINING_SECONDS); set STSVEND_MIN_REMAINING_SECONDS to at most {}",
+            config.min_remaining.as_secs(),
+            lifetime.saturating_sub(60)
+        );
+        return ExitCode::from(EXIT_CONFIG);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -129,7 +153,7 @@ fn main() -> ExitCode {
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
-    match runtime.block_on(run(config, mode, &env)) {
+    match runtime.block_on(run(config, mode, token_lifetime, &env)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Credentials(error)) => {
             for decision in error.decisions() {
@@ -200,7 +224,12 @@ fn load_config(
     })
 }
 
-async fn run(mut config: Config, mode: Mode, env: &HashMap<String, String>) -> Result<(), Failure> {
+async fn run(
+    mut config: Config,
+    mode: Mode,
+    token_lifetime: Option<u32>,
+    env: &HashMap<String, String>,
+) -> Result<(), Failure> {
     let clock = Clock::System;
     // Installed before anything records (the credential chain records its chosen source).
     let metrics = stsvend::metrics::install();
@@ -216,6 +245,9 @@ async fn run(mut config: Config, mode: Mode, env: &HashMap<String, String>) -> R
                 .await
                 .context("cannot start the STS emulator")?;
             config.sts_endpoint = started.endpoint();
+            if let Some(seconds) = token_lifetime {
+                started.set_token_lifetime(seconds);
+            }
             let credentials = CredentialsProvider::Static(started.credentials());
             let file = std::env::temp_dir().join("stsvend-dev-logs.jsonl");
             let mut routes = stsvend::emulator::sls::router(started.sls_sink(Some(file.clone())));

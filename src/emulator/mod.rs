@@ -72,6 +72,12 @@ impl Emulator {
         Arc::new(sls::SlsSink::new(self.state.clone(), file))
     }
 
+    /// Makes every credential minted from now on expire `seconds` after issue, whatever
+    /// `DurationSeconds` asked (dev only: real STS never issues under 900 s).
+    pub fn set_token_lifetime(&self, seconds: u32) {
+        self.state.set_token_lifetime(seconds);
+    }
+
     /// Refuses the next `n` well-formed requests with `Throttling.User`, as STS does when the
     /// account's AssumeRole quota is exhausted; for tests.
     pub fn throttle_next(&self, n: u64) {

@@ -57,6 +57,8 @@ pub struct EmulatorState {
     calls: AtomicU64,
     issued: AtomicU64,
     throttle: AtomicU64,
+    /// Seconds every minted credential lasts whatever was asked; 0: as asked.
+    token_lifetime: AtomicU64,
 }
 
 impl std::fmt::Debug for EmulatorState {
@@ -79,6 +81,7 @@ impl EmulatorState {
             calls: AtomicU64::new(0),
             issued: AtomicU64::new(0),
             throttle: AtomicU64::new(0),
+            token_lifetime: AtomicU64::new(0),
         }
     }
 
@@ -109,6 +112,11 @@ impl EmulatorState {
 
     pub(crate) fn throttle_next(&self, n: u64) {
         self.throttle.store(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn set_token_lifetime(&self, seconds: u32) {
+        self.token_lifetime
+            .store(u64::from(seconds), Ordering::Relaxed);
     }
 }
 
@@ -321,7 +329,11 @@ fn assume_role(
         }
     }
 
-    let expiration = now + chrono::Duration::seconds(i64::from(duration));
+    let lifetime = match state.token_lifetime.load(Ordering::Relaxed) {
+        0 => i64::from(duration),
+        forced => i64::try_from(forced).unwrap_or(i64::from(duration)),
+    };
+    let expiration = now + chrono::Duration::seconds(lifetime);
     let key_id = format!("STS.NT{}", random_chars(26));
     let secret = random_chars(44);
     let token = format!("CAIS{}", random_token(900));

@@ -485,6 +485,18 @@ fn dev_refuses_a_non_loopback_listen_address_without_allow_remote() {
 }
 
 #[test]
+fn dev_refuses_a_token_lifetime_that_leaves_no_time_to_serve() {
+    // 600 s are kept back by default: a 300 s token could never be served.
+    let run = fails(&["dev", "--token-lifetime", "300"], &[]);
+    assert_eq!(run.lines().len(), 1, "{}", run.stderr);
+    let line = run.line_naming("STSVEND_MIN_REMAINING_SECONDS");
+    assert!(
+        line.contains("--token-lifetime 300") && line.contains("at most 240"),
+        "{line}"
+    );
+}
+
+#[test]
 fn an_unknown_command_line_flag_exits_2_without_a_panic() {
     // clap's usage errors also exit with 2; they are not one-line problems, so only the exit
     // code, the empty stdout and the absence of a panic are checked here.

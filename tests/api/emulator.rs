@@ -272,6 +272,19 @@ async fn assume_role_mints_sts_credentials_that_expire_after_the_requested_durat
     }
 }
 
+/// `stsvend dev --token-lifetime`: short tokens whatever was asked, so a soak run sees refreshes.
+#[tokio::test]
+async fn a_forced_token_lifetime_overrides_the_requested_duration() {
+    let emulator = start().await;
+    emulator.set_token_lifetime(120);
+    let issued = client(&emulator)
+        .assume_role(&emulator.credentials(), &call())
+        .await
+        .expect("a well-formed call succeeds");
+    let lifetime = (issued.expiration - Clock::System.now()).num_seconds();
+    assert!((115..=120).contains(&lifetime), "lifetime {lifetime}s");
+}
+
 #[tokio::test]
 async fn every_minted_credential_set_is_different() {
     let emulator = start().await;
