@@ -333,7 +333,7 @@ fn read_file(file: &ConfigFile, raw: &mut Raw, problems: &mut Problems) {
             return;
         }
     };
-    let origin = |key: &str| format!("`{key}` in `{}`", file.path);
+    let origin = |key: &str| format!("`{}` in `{}`", name_shown(key), file.path);
     for (key, value) in &table {
         let slot = match key.as_str() {
             "listen" => &mut raw.listen,
@@ -385,16 +385,23 @@ fn read_file_profiles(
         return;
     };
     for (name, body) in profiles {
-        let origin = |key: &str| format!("`profiles.{name}.{key}` in `{}`", file.path);
+        let shown_name = name_shown(name);
+        let origin = |key: &str| {
+            format!(
+                "`profiles.{shown_name}.{}` in `{}`",
+                name_shown(key),
+                file.path
+            )
+        };
         if !valid_profile_name(name) {
             problems.add(
-                format!("`profiles.{name}` in `{}`", file.path),
+                format!("`profiles.{shown_name}` in `{}`", file.path),
                 "profile names are 1-64 of a-z, 0-9, - and _, starting with a letter or digit",
             );
         }
         let Some(body) = body.as_table() else {
             problems.add(
-                format!("`profiles.{name}` in `{}`", file.path),
+                format!("`profiles.{shown_name}` in `{}`", file.path),
                 "must be a table of settings",
             );
             continue;
@@ -519,7 +526,7 @@ fn read_env(env: &HashMap<String, String>, raw: &mut Raw, problems: &mut Problem
             .map(|(_, known)| format!("; did you mean `{known}`?"))
             .unwrap_or_default();
         problems.add(
-            format!("`{name}`"),
+            format!("`{}`", name_shown(name)),
             format!(
                 "is not a setting this version knows{suggestion} (see the README's settings table)"
             ),
@@ -750,6 +757,11 @@ fn validate(raw: Raw, mode: Mode, problems: &mut Problems) -> Option<Config> {
     }
     let mut profiles = Vec::new();
     for (name, raw_profile) in raw_profiles {
+        // A name the file got wrong is already reported; its settings' problems would only
+        // repeat a name that may not even fit on a line (found by `tests/fuzz`).
+        if !valid_profile_name(&name) {
+            continue;
+        }
         if let Some(profile) = parse_profile(&name, &raw_profile, min_remaining, problems) {
             if profile.scope == Scope::Unrestricted {
                 warnings.push(format!(
@@ -1069,6 +1081,21 @@ fn shown(value: &str) -> String {
         format!("{cut:?}…")
     } else {
         format!("{cut:?}")
+    }
+}
+
+/// A file key or variable name as the operator must type it: bare when it can be, quoted and
+/// escaped otherwise. Printed raw, a key such as `""` named nothing (`` `` in `stsvend.toml` ``,
+/// found by `tests/fuzz`) and one holding a newline broke the one-line-per-problem output.
+fn name_shown(key: &str) -> std::borrow::Cow<'_, str> {
+    let bare = !key.is_empty()
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if bare {
+        std::borrow::Cow::Borrowed(key)
+    } else {
+        std::borrow::Cow::Owned(format!("{key:?}"))
     }
 }
 
