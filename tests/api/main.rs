@@ -17,6 +17,7 @@ mod production;
 mod protect_callers;
 mod protect_jwt;
 mod protect_limits;
+mod resources;
 mod secrets;
 mod shutdown;
 mod signature_vectors;
