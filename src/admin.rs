@@ -5,13 +5,14 @@
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
 
-use crate::http::{ApiError, AppState, error, health};
+use crate::http::{ApiError, AppState, error, health, openapi};
 
 /// Renders the metrics exposition text.
 pub type RenderMetrics = Arc<dyn Fn() -> String + Send + Sync>;
@@ -27,6 +28,7 @@ pub fn admin_router(app: AppState, metrics: Option<RenderMetrics>) -> Router {
     let health_routes = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/openapi.json", get(openapi::admin))
         .with_state(app.clone());
     admin_routes(app, metrics)
         .merge(health_routes)
@@ -55,11 +57,17 @@ async fn render_metrics(State(state): State<AdminState>) -> Response {
     }
 }
 
-async fn disable(state: State<AdminState>, name: Path<String>) -> Result<Response, ApiError> {
+async fn disable(
+    state: State<AdminState>,
+    name: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
     switch(state, name, false).await
 }
 
-async fn enable(state: State<AdminState>, name: Path<String>) -> Result<Response, ApiError> {
+async fn enable(
+    state: State<AdminState>,
+    name: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
     switch(state, name, true).await
 }
 
@@ -67,9 +75,14 @@ async fn enable(state: State<AdminState>, name: Path<String>) -> Result<Response
 /// tokens; tokens already handed out live until they expire (see the README's runbook).
 async fn switch(
     State(state): State<AdminState>,
-    Path(name): Path<String>,
+    name: Result<Path<String>, PathRejection>,
     enabled: bool,
 ) -> Result<Response, ApiError> {
+    // A name that does not percent-decode to UTF-8 (`%FF`) names no profile either: the standard
+    // 404 rather than axum's plain-text 400.
+    let Ok(Path(name)) = name else {
+        return Err(ApiError::UnknownProfile);
+    };
     let profile = state.app.profile(&name).ok_or(ApiError::UnknownProfile)?;
     profile.set_enabled(enabled).await;
     Ok((

@@ -240,7 +240,19 @@ pub fn finish(mut response: Response, id: &RequestId) -> Response {
 pub async fn request_id(mut request: Request, next: Next) -> Response {
     let id = new_request_id();
     request.extensions_mut().insert(id.clone());
-    finish(next.run(request).await, &id)
+    let mut response = next.run(request).await;
+    // The router's own 405 (a POST route asked with GET, say) has the right `Allow` but an empty
+    // body; give it the standard one, so every admin error has the same shape (found by
+    // scripts/schemathesis.sh). Not `ApiError::MethodNotAllowed`: its `Allow` is `GET, HEAD`.
+    if response.status() == StatusCode::METHOD_NOT_ALLOWED
+        && response.extensions().get::<ErrorInfo>().is_none()
+    {
+        response.extensions_mut().insert(ErrorInfo {
+            code: "method_not_allowed",
+            message: "this endpoint does not answer this method; see the Allow header",
+        });
+    }
+    finish(response, &id)
 }
 
 /// Fallback for a known path asked with a method it does not serve.

@@ -5,6 +5,7 @@ pub mod edge;
 pub mod error;
 pub mod health;
 pub mod limits;
+pub mod openapi;
 pub mod state;
 pub mod token;
 
@@ -47,13 +48,19 @@ pub fn public_router(state: AppState) -> Router {
     if state.profile(DEFAULT_PROFILE).is_none() {
         router = router.route(
             "/get_sts_token",
-            get(unknown_profile).fallback(error::method_not_allowed),
+            get(unknown_profile)
+                .options(unknown_profile)
+                .fallback(error::method_not_allowed),
         );
     }
     let router = router
+        // A CORS preflight for a profile that does not exist is told so (404), like a GET:
+        // 405 would claim the resource exists and refuses OPTIONS (schemathesis, ST202).
         .route(
             "/get_sts_token/{profile}",
-            get(unknown_profile).fallback(error::method_not_allowed),
+            get(unknown_profile)
+                .options(unknown_profile)
+                .fallback(error::method_not_allowed),
         )
         .route(
             "/healthz",
@@ -62,6 +69,10 @@ pub fn public_router(state: AppState) -> Router {
         .route(
             "/readyz",
             get(health::readyz).fallback(error::method_not_allowed),
+        )
+        .route(
+            "/openapi.json",
+            get(openapi::public).fallback(error::method_not_allowed),
         )
         .fallback(|| async { ApiError::NotFound })
         .with_state(state);
