@@ -13,6 +13,7 @@ mod failures;
 mod faults;
 mod https;
 mod observability;
+mod openapi;
 mod production;
 mod protect_callers;
 mod protect_jwt;
