@@ -96,8 +96,30 @@ impl CallerTokens {
         clock: Clock,
         min_remaining: Duration,
     ) -> Arc<Self> {
+        Self::with_max_bytes(
+            profile,
+            template,
+            client,
+            credentials,
+            clock,
+            min_remaining,
+            MAX_CACHE_BYTES,
+        )
+    }
+
+    /// As [`CallerTokens::new`], with the cache bounded at `max_bytes` (tests use a small bound
+    /// to watch eviction happen).
+    pub fn with_max_bytes(
+        profile: String,
+        template: AssumeRole,
+        client: StsClient,
+        credentials: CredentialsProvider,
+        clock: Clock,
+        min_remaining: Duration,
+        max_bytes: u64,
+    ) -> Arc<Self> {
         let cache = Cache::builder()
-            .max_capacity(MAX_CACHE_BYTES)
+            .max_capacity(max_bytes)
             .weigher(|key: &CallerKey, value: &Arc<Cached>| {
                 let bytes =
                     value.token.body.len() + key.session_name.as_ref().map_or(0, String::len) + 128;
@@ -162,6 +184,12 @@ impl CallerTokens {
     /// Callers with a cached token (for tests and metrics).
     pub fn entries(&self) -> u64 {
         self.cache.entry_count()
+    }
+
+    /// The cache's size by its weigher (bytes, roughly), once pending evictions have run.
+    pub async fn cached_bytes(&self) -> u64 {
+        self.cache.run_pending_tasks().await;
+        self.cache.weighted_size()
     }
 
     /// How much longer a permanent refusal from STS is remembered, if one is.

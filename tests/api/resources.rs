@@ -154,3 +154,74 @@ async fn a_flood_of_distinct_client_addresses_keeps_memory_bounded_and_limits_wo
     assert_eq!(statuses, [200, 200, 429, 429]);
     eprintln!("{ADDRESSES} distinct addresses: resident memory grew by {grown} KiB");
 }
+
+/// Per-caller tokens are cached by weight: a flood of distinct JWT subjects evicts the oldest
+/// instead of growing memory, and newcomers are still served. Driven on the cache itself with a
+/// 256 KiB bound (the service's is 64 MiB, about 40 000 callers, which would take STS's budget
+/// minutes to fill).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_distinct_subjects_stays_within_the_per_caller_cache_bound() {
+    use stsvend::callers::{CallerKey, CallerTokens};
+    use stsvend::clock::Clock;
+    use stsvend::credentials::CredentialsProvider;
+    use stsvend::emulator::Emulator;
+    use stsvend::sts::{AssumeRole, StsClient};
+
+    const BOUND: u64 = 256 * 1024;
+    const SUBJECTS: usize = 600;
+    let emulator = Emulator::start(Clock::System).await.unwrap();
+    let callers = CallerTokens::with_max_bytes(
+        "flood".to_owned(),
+        AssumeRole {
+            role_arn: ROLE_ARN.to_owned(),
+            role_session_name: "stsvend".to_owned(),
+            duration_seconds: 900,
+            policy: None,
+        },
+        StsClient::new(emulator.endpoint(), Clock::System).unwrap(),
+        CredentialsProvider::Static(emulator.credentials()),
+        Clock::System,
+        Duration::from_secs(600),
+        BOUND,
+    );
+    let key = |i: usize| CallerKey {
+        session_name: Some(format!("flood-user-{i}")),
+        ip: None,
+    };
+    let workers: Vec<_> = (0..16)
+        .map(|worker| {
+            let callers = callers.clone();
+            tokio::spawn(async move {
+                let mut ok = 0;
+                for i in (worker..SUBJECTS).step_by(16) {
+                    ok += usize::from(callers.get(key(i)).await.is_ok());
+                }
+                ok
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    for worker in workers {
+        ok += worker.await.unwrap();
+    }
+    assert_eq!(ok, SUBJECTS, "every subject got a token");
+    assert_eq!(
+        emulator.issued(),
+        SUBJECTS as u64,
+        "one STS call per subject"
+    );
+    let bytes = callers.cached_bytes().await;
+    let entries = callers.entries();
+    assert!(bytes <= BOUND, "cache holds {bytes} bytes, bound {BOUND}");
+    assert!(
+        entries > 0 && entries < SUBJECTS as u64,
+        "{entries} of {SUBJECTS} kept"
+    );
+    assert!(
+        callers.get(key(SUBJECTS + 1)).await.is_ok(),
+        "a newcomer is served"
+    );
+    eprintln!(
+        "{SUBJECTS} subjects: {entries} tokens kept in {bytes} bytes (bound {BOUND}); the rest evicted"
+    );
+}
