@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 SECONDS_TOTAL=${SOAK_SECONDS:-600}
 LIFETIME=120
 MIN_REMAINING=30
-WARMUP=20
+WARMUP=60
 
 command -v wrk >/dev/null || { echo "wrk is needed (apt-get install wrk)" >&2; exit 1; }
 cargo build --release --locked --quiet --bin stsvend
@@ -35,12 +35,17 @@ sts_calls() {
 }
 echo "soak: ${SECONDS_TOTAL}s at 50 connections; tokens last ${LIFETIME}s, ${MIN_REMAINING}s kept back" >&2
 calls_before=$(sts_calls)
-( sleep $WARMUP; rss >"$PWD/target/soak-rss-start" ) &
+# RSS every 30 s, to tell a leak (steady climb) from allocator warm-up (a plateau).
+( while kill -0 $PID 2>/dev/null; do rss; sleep 30; done >"$PWD/target/soak-rss-series" ) &
 result=$(BENCH_MIN_REMAINING=$MIN_REMAINING wrk -t2 -c50 -d"${SECONDS_TOTAL}s" --timeout 5s -s bench/soak.lua \
   "http://127.0.0.1:$PORT/get_sts_token" | tail -n 1)
 rss_end=$(rss)
-rss_start=$(cat target/soak-rss-start)
+# The first sample after the warm-up: memory climbs for the first half minute of load (buffers,
+# allocator arenas) and then holds.
+rss_start=$(sed -n "$((WARMUP / 30 + 1))p" target/soak-rss-series)
+rss_start=${rss_start:-$rss_end}
 calls=$(($(sts_calls) - calls_before))
+echo "RSS every 30 s (KiB): $(tr '\n' ' ' <target/soak-rss-series)"
 python3 - "$result" "$rss_start" "$rss_end" "$calls" "$SECONDS_TOTAL" "$MIN_REMAINING" <<'PY'
 import json, sys
 w = json.loads(sys.argv[1]); start, end, calls = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
