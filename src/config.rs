@@ -202,6 +202,26 @@ fn known_env(name: &str) -> bool {
     KNOWN_ENV.contains(&name) || PROFILE_SETTINGS.iter().any(|(_, env, _)| *env == name)
 }
 
+/// Every `STSVEND_` variable this version reads, global and per-profile (for tests that
+/// generate settings; the lists above are the one source).
+pub fn env_names() -> impl Iterator<Item = &'static str> {
+    KNOWN_ENV
+        .iter()
+        .copied()
+        .chain(PROFILE_SETTINGS.iter().map(|(_, env, _)| *env))
+}
+
+/// Every key of the file's top level (besides `profiles`), and of a `[profiles.NAME]` table.
+pub fn file_keys() -> (Vec<&'static str>, Vec<&'static str>) {
+    let global = GLOBAL_KEYS
+        .iter()
+        .copied()
+        .filter(|k| *k != "profiles")
+        .collect();
+    let profile = PROFILE_SETTINGS.iter().map(|(key, _, _)| *key).collect();
+    (global, profile)
+}
+
 const GLOBAL_KEYS: &[&str] = &[
     "listen",
     "region",

@@ -10,74 +10,11 @@ use crate::check;
 
 const SECRET_MARK: &str = "SECRETmark";
 
-const ENV_NAMES: &[&str] = &[
+/// The official SDK's variables, besides stsvend's own (`config::env_names`).
+const SDK_ENV: &[&str] = &[
     "ALIBABA_CLOUD_ACCESS_KEY_ID",
     "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
     "ALIBABA_CLOUD_SECURITY_TOKEN",
-    "STSVEND_ROLE_ARN",
-    "STSVEND_ROLE_SESSION_NAME",
-    "STSVEND_DURATION_SECONDS",
-    "STSVEND_LOGSTORE",
-    "STSVEND_POLICY",
-    "STSVEND_AUTH",
-    "STSVEND_JWT_HS256_SECRET",
-    "STSVEND_JWT_JWKS_URL",
-    "STSVEND_JWT_JWKS_FILE",
-    "STSVEND_JWT_ISSUER",
-    "STSVEND_JWT_AUDIENCE",
-    "STSVEND_JWT_ALGORITHMS",
-    "STSVEND_RATE_LIMIT_PER_MINUTE",
-    "STSVEND_RATE_LIMIT_BURST",
-    "STSVEND_CORS_ORIGINS",
-    "STSVEND_BIND_SOURCE_IP",
-    "STSVEND_TRUSTED_PROXIES",
-    "STSVEND_STS_BUDGET_PER_SECOND",
-    "STSVEND_MIN_REMAINING_SECONDS",
-    "STSVEND_REGION",
-    "STSVEND_STS_ENDPOINT",
-    "STSVEND_ECS_METADATA_ENDPOINT",
-    "STSVEND_LISTEN",
-    "STSVEND_ADMIN_LISTEN",
-    "STSVEND_TLS_CERT",
-    "STSVEND_TLS_KEY",
-    "STSVEND_LOG_FORMAT",
-    "STSVEND_CONFIG",
-];
-
-const FILE_KEYS: &[&str] = &[
-    "listen",
-    "region",
-    "sts_endpoint",
-    "ecs_metadata_endpoint",
-    "trusted_proxies",
-    "sts_budget_per_second",
-    "admin_listen",
-    "tls_cert",
-    "tls_key",
-    "log_format",
-    "min_remaining_seconds",
-    "access_key_id",
-    "access_key_secret",
-    "security_token",
-];
-
-const PROFILE_KEYS: &[&str] = &[
-    "role_arn",
-    "role_session_name",
-    "duration_seconds",
-    "logstore",
-    "policy",
-    "auth",
-    "jwt_hs256_secret",
-    "jwt_jwks_url",
-    "jwt_jwks_file",
-    "jwt_issuer",
-    "jwt_audience",
-    "jwt_algorithms",
-    "rate_limit_per_minute",
-    "rate_limit_burst",
-    "cors_origins",
-    "bind_source_ip",
 ];
 
 /// Values near what each setting wants, and anything at all.
@@ -100,7 +37,10 @@ fn setting_value() -> impl Strategy<Value = String> {
 
 fn env_map() -> impl Strategy<Value = HashMap<String, String>> {
     let name = prop_oneof![
-        6 => prop::sample::select(ENV_NAMES.to_vec()).prop_map(str::to_owned),
+        6 => prop::sample::select(
+            SDK_ENV.iter().copied().chain(stsvend::config::env_names()).collect::<Vec<_>>()
+        )
+        .prop_map(str::to_owned),
         1 => "STSVEND_[A-Z_]{0,16}",
         1 => "STSVEND_.{0,10}",
         1 => "[A-Z_]{1,12}",
@@ -129,14 +69,14 @@ fn toml_value() -> impl Strategy<Value = toml::Value> {
 fn toml_table() -> impl Strategy<Value = toml::Table> {
     let global = (
         prop_oneof![
-            5 => prop::sample::select(FILE_KEYS.to_vec()).prop_map(str::to_owned),
+            5 => prop::sample::select(stsvend::config::file_keys().0).prop_map(str::to_owned),
             1 => ".{0,10}",
         ],
         toml_value(),
     );
     let profile = prop::collection::btree_map(
         prop_oneof![
-            5 => prop::sample::select(PROFILE_KEYS.to_vec()).prop_map(str::to_owned),
+            5 => prop::sample::select(stsvend::config::file_keys().1).prop_map(str::to_owned),
             1 => ".{0,10}",
         ],
         toml_value(),
