@@ -36,6 +36,11 @@ const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
 /// A fifth of the account's AssumeRole quota (about 100 per second, shared by everything in the
 /// account), so stsvend can never exhaust it.
 const DEFAULT_STS_BUDGET_PER_SECOND: u32 = 20;
+/// Open connections on the public listener. An idle connection holds about 10 KiB (a TLS one
+/// more), so the default bounds a crowd of them near 100 MiB, well above what a load balancer
+/// or a launch spike opens.
+const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+const MAX_CONNECTIONS_RANGE: std::ops::RangeInclusive<usize> = 1..=1_000_000;
 /// The admin listener stays on loopback unless the operator opens it (a container sets
 /// 0.0.0.0:9090 so probes reach it).
 const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
@@ -74,6 +79,9 @@ pub struct Config {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Process-wide cap on `AssumeRole` calls per second.
     pub sts_budget_per_second: std::num::NonZeroU32,
+    /// Connections the public listener holds open at once; further ones wait in the kernel's
+    /// listen backlog until one closes.
+    pub max_connections: usize,
     /// Sorted by name; `default` serves `/get_sts_token`.
     pub profiles: Vec<Profile>,
     /// The service's own AccessKey, when configured by environment or file.
@@ -192,6 +200,7 @@ const KNOWN_ENV: &[&str] = &[
     "STSVEND_LISTEN",
     "STSVEND_TRUSTED_PROXIES",
     "STSVEND_STS_BUDGET_PER_SECOND",
+    "STSVEND_MAX_CONNECTIONS",
     "STSVEND_ADMIN_LISTEN",
     "STSVEND_TLS_CERT",
     "STSVEND_TLS_KEY",
@@ -229,6 +238,7 @@ const GLOBAL_KEYS: &[&str] = &[
     "ecs_metadata_endpoint",
     "trusted_proxies",
     "sts_budget_per_second",
+    "max_connections",
     "admin_listen",
     "tls_cert",
     "tls_key",
@@ -290,6 +300,7 @@ struct Raw {
     ecs_metadata_endpoint: Option<Setting>,
     trusted_proxies: Option<Setting>,
     sts_budget_per_second: Option<Setting>,
+    max_connections: Option<Setting>,
     admin_listen: Option<Setting>,
     tls_cert: Option<Setting>,
     tls_key: Option<Setting>,
@@ -362,6 +373,7 @@ fn read_file(file: &ConfigFile, raw: &mut Raw, problems: &mut Problems) {
             "ecs_metadata_endpoint" => &mut raw.ecs_metadata_endpoint,
             "trusted_proxies" => &mut raw.trusted_proxies,
             "sts_budget_per_second" => &mut raw.sts_budget_per_second,
+            "max_connections" => &mut raw.max_connections,
             "admin_listen" => &mut raw.admin_listen,
             "tls_cert" => &mut raw.tls_cert,
             "tls_key" => &mut raw.tls_key,
@@ -513,6 +525,7 @@ fn read_env(env: &HashMap<String, String>, raw: &mut Raw, problems: &mut Problem
         &mut raw.sts_budget_per_second,
         "STSVEND_STS_BUDGET_PER_SECOND",
     );
+    set(&mut raw.max_connections, "STSVEND_MAX_CONNECTIONS");
     set(&mut raw.access_key_id, "ALIBABA_CLOUD_ACCESS_KEY_ID");
     set(
         &mut raw.access_key_secret,
@@ -696,27 +709,21 @@ fn validate(raw: Raw, mode: Mode, problems: &mut Problems) -> Option<Config> {
             }
         }
     }
-    let sts_budget_per_second = match &raw.sts_budget_per_second {
-        None => std::num::NonZeroU32::new(DEFAULT_STS_BUDGET_PER_SECOND),
-        Some(setting) => {
-            let parsed = setting
-                .value
-                .trim()
-                .parse::<u32>()
-                .ok()
-                .filter(|n| (1..=100).contains(n));
-            if parsed.is_none() {
-                problems.add(
-                    &setting.origin,
-                    format!(
-                        "must be a whole number from 1 to 100 (STS allows about 100 AssumeRole calls per second for the whole account), got {}",
-                        shown(&setting.value)
-                    ),
-                );
-            }
-            parsed.and_then(std::num::NonZeroU32::new)
-        }
-    };
+    let sts_budget_per_second = whole_number(
+        raw.sts_budget_per_second.as_ref(),
+        DEFAULT_STS_BUDGET_PER_SECOND,
+        1..=100,
+        "from 1 to 100 (STS allows about 100 AssumeRole calls per second for the whole account)",
+        problems,
+    )
+    .and_then(std::num::NonZeroU32::new);
+    let max_connections = whole_number(
+        raw.max_connections.as_ref(),
+        DEFAULT_MAX_CONNECTIONS,
+        MAX_CONNECTIONS_RANGE,
+        "of connections from 1 to 1000000",
+        problems,
+    );
 
     let min_remaining = match &raw.min_remaining_seconds {
         Some(setting) => match setting.value.trim().parse::<u64>() {
@@ -802,6 +809,7 @@ fn validate(raw: Raw, mode: Mode, problems: &mut Problems) -> Option<Config> {
         log_format,
         trusted_proxies,
         sts_budget_per_second: sts_budget_per_second?,
+        max_connections: max_connections?,
         min_remaining: Duration::from_secs(min_remaining?),
         profiles,
         credentials,
@@ -1091,6 +1099,39 @@ fn valid_region(region: &str) -> bool {
         && region
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+/// A whole-number setting within `range` (`default` when unset), or a problem saying it must
+/// be a whole number `what` (the range in words).
+fn whole_number<T>(
+    setting: Option<&Setting>,
+    default: T,
+    range: std::ops::RangeInclusive<T>,
+    what: &str,
+    problems: &mut Problems,
+) -> Option<T>
+where
+    T: std::str::FromStr + PartialOrd,
+{
+    let Some(setting) = setting else {
+        return Some(default);
+    };
+    let parsed = setting
+        .value
+        .trim()
+        .parse::<T>()
+        .ok()
+        .filter(|n| range.contains(n));
+    if parsed.is_none() {
+        problems.add(
+            &setting.origin,
+            format!(
+                "must be a whole number {what}, got {}",
+                shown(&setting.value)
+            ),
+        );
+    }
+    parsed
 }
 
 /// A value quoted for an error line: escaped, and cut short so a pasted document does not flood

@@ -30,8 +30,8 @@ use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use metrics::{
-    Counter, Histogram, Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge,
-    histogram,
+    Counter, Gauge, Histogram, Unit, counter, describe_counter, describe_gauge, describe_histogram,
+    gauge, histogram,
 };
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
@@ -169,6 +169,14 @@ fn describe() {
     describe_gauge!(
         "stsvend_profile_enabled",
         "1 while a profile vends tokens, 0 while the kill switch has it disabled"
+    );
+    describe_gauge!(
+        "stsvend_connections_open",
+        "Connections open on each listener (public, admin)"
+    );
+    describe_counter!(
+        "stsvend_connection_limit_reached_total",
+        "Times a listener reached its connection cap (STSVEND_MAX_CONNECTIONS for public) and stopped accepting until a connection closed"
     );
     describe_counter!(
         "stsvend_log_lines_dropped_total",
@@ -407,6 +415,17 @@ pub fn record_profile_enabled(profile: &str, enabled: bool) {
     } else {
         0.0
     });
+}
+
+/// The count of open connections on `listener`; the server increments it per connection
+/// accepted and decrements it when the connection ends.
+pub fn open_connections(listener: &'static str) -> Gauge {
+    gauge!("stsvend_connections_open", "listener" => listener)
+}
+
+/// `listener` has reached its connection cap and waits for a connection to close.
+pub fn record_connection_cap_reached(listener: &'static str) {
+    counter!("stsvend_connection_limit_reached_total", "listener" => listener).increment(1);
 }
 
 #[cfg(test)]

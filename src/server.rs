@@ -4,7 +4,10 @@
 //! Connection limits are set here because they act before a request exists: a client that never
 //! finishes its headers is cut off after [`HEADER_READ_TIMEOUT`] (no slowloris), headers larger
 //! than [`MAX_HEADER_BYTES`] get `431`, and a TLS handshake must finish within
-//! [`HANDSHAKE_TIMEOUT`].
+//! [`HANDSHAKE_TIMEOUT`]. At most [`Listener::max_connections`] connections are open at once:
+//! at the cap the loop stops accepting, and newcomers wait in the kernel's listen backlog until
+//! a connection closes, so a crowd of idle sockets costs bounded memory and a client beyond it
+//! is served late rather than refused.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -12,6 +15,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use axum::Router;
 use axum::extract::ConnectInfo;
@@ -36,12 +41,24 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// opens a new connection, is refused (the listener is closed), and goes to another replica.
 pub const DRAIN: Duration = Duration::from_secs(2);
 
+/// How often, at most, reaching the connection cap is logged.
+const CAP_WARNING_EVERY: Duration = Duration::from_secs(60);
+
+/// Which listener this is (`public` or `admin`, the metrics' `listener` label) and how many
+/// connections it holds open at once.
+#[derive(Debug, Clone, Copy)]
+pub struct Listener {
+    pub name: &'static str,
+    pub max_connections: usize,
+}
+
 /// Serves `router` on `listener` until `shutdown` resolves, then stops accepting and lets open
 /// connections finish their requests for at most `grace`.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     tls: Option<Tls>,
+    limits: Listener,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
 ) {
@@ -57,8 +74,32 @@ pub async fn serve(
         .max_header_list_size(u32::try_from(MAX_HEADER_BYTES).unwrap_or(u32::MAX));
     let graceful = GracefulShutdown::new();
     let draining = Arc::new(AtomicBool::new(false));
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let open_gauge = crate::metrics::open_connections(limits.name);
+    let mut last_cap_warning: Option<tokio::time::Instant> = None;
     tokio::pin!(shutdown);
     loop {
+        let slot = match slots.clone().try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => {
+                crate::metrics::record_connection_cap_reached(limits.name);
+                if last_cap_warning.is_none_or(|at| at.elapsed() >= CAP_WARNING_EVERY) {
+                    last_cap_warning = Some(tokio::time::Instant::now());
+                    tracing::warn!(
+                        listener = limits.name,
+                        max_connections = limits.max_connections,
+                        "connection limit reached: new connections wait until one closes (raise STSVEND_MAX_CONNECTIONS if this is real traffic)"
+                    );
+                }
+                tokio::select! {
+                    slot = slots.clone().acquire_owned() => match slot {
+                        Ok(slot) => slot,
+                        Err(_) => break,
+                    },
+                    () = &mut shutdown => break,
+                }
+            }
+        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -77,7 +118,9 @@ pub async fn serve(
         let watcher = graceful.watcher();
         let tls = tls.clone();
         let draining = draining.clone();
+        let open = OpenConnection::new(slot, open_gauge.clone());
         tokio::spawn(async move {
+            let _open = open;
             match tls {
                 None => {
                     let io = TokioIo::new(stream);
@@ -113,6 +156,26 @@ pub async fn serve(
         () = tokio::time::sleep(grace) => {
             tracing::warn!(grace_s = grace.as_secs(), "requests still in flight after the grace period; closing them");
         }
+    }
+}
+
+/// A connection's slot under the cap, and its count in `stsvend_connections_open`, both given
+/// back when the connection's task ends however it ends.
+struct OpenConnection {
+    _slot: OwnedSemaphorePermit,
+    gauge: ::metrics::Gauge,
+}
+
+impl OpenConnection {
+    fn new(slot: OwnedSemaphorePermit, gauge: ::metrics::Gauge) -> Self {
+        gauge.increment(1.0);
+        Self { _slot: slot, gauge }
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.gauge.decrement(1.0);
     }
 }
 

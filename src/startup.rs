@@ -31,6 +31,8 @@ use crate::{admin, server};
 /// Once asked to stop, how long in-flight requests get before the process exits anyway. Below
 /// the 10 s that orchestrators commonly allow between SIGTERM and SIGKILL.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(9);
+/// Connections the admin listener holds open at once: scrapers and probes need a handful.
+pub const ADMIN_MAX_CONNECTIONS: usize = 128;
 
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +70,29 @@ async fn forget_idle_rate_limits(state: AppState, cancel: CancellationToken) {
     }
 }
 
+/// Files the process needs besides its connections: listeners, log output, STS connections.
+const FILES_BESIDES_CONNECTIONS: u64 = 64;
+
+/// Raises the process's soft open-files limit (`ulimit -n`, often 1024) as far as the hard
+/// limit allows towards what the connection caps need, and warns when that is not enough:
+/// connections past the limit would fail to be accepted instead of waiting under the cap.
+fn raise_open_files_limit(max_connections: usize) {
+    let besides = ADMIN_MAX_CONNECTIONS as u64 + FILES_BESIDES_CONNECTIONS;
+    let needed = max_connections as u64 + besides;
+    match rlimit::increase_nofile_limit(needed) {
+        Ok(limit) if limit >= needed => {}
+        Ok(limit) => tracing::warn!(
+            open_files_limit = limit,
+            max_connections,
+            "the open-files limit (ulimit -n) is below STSVEND_MAX_CONNECTIONS plus {besides}; raise its hard limit to {needed} or lower STSVEND_MAX_CONNECTIONS to {}",
+            limit.saturating_sub(besides).max(1)
+        ),
+        Err(error) => {
+            tracing::debug!(%error, "cannot read or raise the open-files limit");
+        }
+    }
+}
+
 fn jwt_config(settings: &JwtSettings) -> JwtConfig {
     JwtConfig {
         hs256_secret: settings.hs256_secret.clone(),
@@ -95,6 +120,7 @@ pub struct App {
     /// The admin listener, unless the admin routes share the public one.
     admin: Option<(TcpListener, Router)>,
     tls: Option<Tls>,
+    max_connections: usize,
     cancel: CancellationToken,
 }
 
@@ -143,6 +169,7 @@ impl App {
                 .map_err(|source| StartupError::Bind { addr, source })
         };
         let listener = bind(config.listen).await?;
+        raise_open_files_limit(config.max_connections);
         // Port 0 means "any free port" twice, not the same address.
         let shared_port = config.admin_listen == config.listen && config.listen.port() != 0;
         let admin_listener = if shared_port {
@@ -225,6 +252,7 @@ impl App {
             router,
             admin,
             tls,
+            max_connections: config.max_connections,
             cancel,
         })
     }
@@ -265,6 +293,10 @@ impl App {
                     listener,
                     router,
                     None,
+                    server::Listener {
+                        name: "admin",
+                        max_connections: ADMIN_MAX_CONNECTIONS,
+                    },
                     stop.cancelled_owned(),
                     SHUTDOWN_GRACE,
                 )
@@ -275,6 +307,10 @@ impl App {
             self.listener,
             self.router,
             self.tls,
+            server::Listener {
+                name: "public",
+                max_connections: self.max_connections,
+            },
             stop.clone().cancelled_owned(),
             SHUTDOWN_GRACE,
         )

@@ -538,6 +538,25 @@ fn access_defaults_are_open_and_generous() {
     assert!(!access.bind_source_ip);
     assert!(config.trusted_proxies.is_empty());
     assert_eq!(config.sts_budget_per_second.get(), 20);
+    assert_eq!(config.max_connections, 10_000);
+}
+
+#[test]
+fn max_connections_comes_from_the_environment_or_the_file() {
+    let config = load(
+        None,
+        &env(&[("STSVEND_MAX_CONNECTIONS", " 250 ")]),
+        Mode::Serve,
+    )
+    .unwrap();
+    assert_eq!(config.max_connections, 250);
+    let config = load(
+        Some(&file("max_connections = 1000000\n")),
+        &env(&[]),
+        Mode::Serve,
+    )
+    .unwrap();
+    assert_eq!(config.max_connections, 1_000_000);
 }
 
 #[test]
@@ -672,6 +691,16 @@ fn bad_access_settings_are_reported() {
             "budget too high",
             vec![("STSVEND_STS_BUDGET_PER_SECOND", "500")],
             "from 1 to 100",
+        ),
+        (
+            "no connections",
+            vec![("STSVEND_MAX_CONNECTIONS", "0")],
+            "`STSVEND_MAX_CONNECTIONS`: must be a whole number of connections from 1 to 1000000, got \"0\"",
+        ),
+        (
+            "connections not a number",
+            vec![("STSVEND_MAX_CONNECTIONS", "10k")],
+            "`STSVEND_MAX_CONNECTIONS`: must be a whole number of connections",
         ),
     ];
     for (what, pairs, expected) in cases {

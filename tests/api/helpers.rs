@@ -446,8 +446,36 @@ impl ServiceProcess {
     /// Spawns without waiting for anything.
     pub fn spawn(args: &[&str], env: &[(&str, &str)], addr: SocketAddr) -> Self {
         let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_stsvend"));
+        command.args(args);
+        Self::spawn_command(command, env, addr)
+    }
+
+    /// As [`ServiceProcess::spawn`], under an open-files limit (`ulimit -n`) of `soft` and
+    /// `hard`, set by a shell that then becomes stsvend.
+    pub fn spawn_with_open_files(
+        args: &[&str],
+        env: &[(&str, &str)],
+        addr: SocketAddr,
+        soft: u64,
+        hard: u64,
+    ) -> Self {
+        let mut command = tokio::process::Command::new("sh");
         command
-            .args(args)
+            .arg("-c")
+            .arg(format!(
+                "ulimit -S -n {soft} && ulimit -H -n {hard} && exec \"$0\" \"$@\""
+            ))
+            .arg(env!("CARGO_BIN_EXE_stsvend"))
+            .args(args);
+        Self::spawn_command(command, env, addr)
+    }
+
+    fn spawn_command(
+        mut command: tokio::process::Command,
+        env: &[(&str, &str)],
+        addr: SocketAddr,
+    ) -> Self {
+        command
             .env_clear()
             .envs(env.iter().copied())
             .env("STSVEND_LISTEN", addr.to_string())

@@ -6,20 +6,27 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 
 use crate::helpers::{
-    MockSts, ROLE_ARN, Reply, ServiceProcess, TEST_KEY_ID, TEST_KEY_SECRET, http_client,
+    MockSts, ROLE_ARN, Reply, ServiceProcess, TEST_KEY_ID, TEST_KEY_SECRET, free_port, http_client,
+    sample, scrape, spawn_app,
 };
 
-async fn start_service(mock: &MockSts, extra: &[(&str, &str)]) -> ServiceProcess {
-    let endpoint = mock.endpoint();
+/// The binary's environment against `endpoint`, plus `extra`.
+fn service_env<'a>(endpoint: &'a str, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
     let mut env = vec![
         ("ALIBABA_CLOUD_ACCESS_KEY_ID", TEST_KEY_ID),
         ("ALIBABA_CLOUD_ACCESS_KEY_SECRET", TEST_KEY_SECRET),
         ("STSVEND_ROLE_ARN", ROLE_ARN),
         ("STSVEND_LOGSTORE", "limits-project/web-logs"),
-        ("STSVEND_STS_ENDPOINT", &endpoint),
+        ("STSVEND_STS_ENDPOINT", endpoint),
         ("RUST_LOG", "warn"),
     ];
     env.extend_from_slice(extra);
+    env
+}
+
+async fn start_service(mock: &MockSts, extra: &[(&str, &str)]) -> ServiceProcess {
+    let endpoint = mock.endpoint();
+    let env = service_env(&endpoint, extra);
     let mut service = ServiceProcess::start(&["serve"], &env).await;
     assert!(service.wait_healthy(Duration::from_secs(20)).await);
     service
@@ -223,5 +230,102 @@ async fn a_flood_of_distinct_subjects_stays_within_the_per_caller_cache_bound() 
     );
     eprintln!(
         "{SUBJECTS} subjects: {entries} tokens kept in {bytes} bytes (bound {BOUND}); the rest evicted"
+    );
+}
+
+/// The public listeners' value of a connection series in this process's metrics (the
+/// recorder is shared by every in-process test).
+fn public_connections(name: &str) -> f64 {
+    sample(&scrape(), name, &[("listener", "public")]).unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_cap_wait_until_one_closes_and_are_then_served() {
+    let mock = MockSts::start(vec![Reply::Success { lifetime: 3600 }]).await;
+    // The recorder must be in place before the listener takes its gauge handle.
+    let reached_before = public_connections("stsvend_connection_limit_reached_total");
+    let app = spawn_app(&mock.endpoint(), &[("STSVEND_MAX_CONNECTIONS", "20")], None).await;
+    let url = app.url("/get_sts_token");
+    assert!(answers(&url, Duration::from_secs(5)).await);
+
+    // Twenty connections that never send a byte take every slot.
+    let mut idle = Vec::new();
+    for _ in 0..20 {
+        idle.push(tokio::net::TcpStream::connect(app.addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The metrics recorder is shared by every test in this process: at least these 20.
+    assert!(public_connections("stsvend_connections_open") >= 20.0);
+
+    // The 21st waits in the listen backlog: connected, but not answered.
+    let waiting = {
+        let url = url.clone();
+        tokio::spawn(async move {
+            let started = tokio::time::Instant::now();
+            let status = http_client(Duration::from_secs(10))
+                .get(&url)
+                .send()
+                .await
+                .map(|response| response.status().as_u16());
+            (status, started.elapsed())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(
+        !waiting.is_finished(),
+        "a connection past the cap was served"
+    );
+    assert!(public_connections("stsvend_connection_limit_reached_total") > reached_before);
+
+    // One idle connection closes: the waiting client gets its token.
+    drop(idle.pop());
+    let (status, took) = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("served once a slot was free")
+        .unwrap();
+    assert_eq!(status.ok(), Some(200));
+    assert!(took >= Duration::from_millis(700), "it waited: {took:?}");
+    drop(idle);
+    app.stop().await;
+}
+
+/// The soft "Max open files" of a running process.
+fn soft_open_files(pid: u32) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/limits"))
+        .ok()?
+        .lines()
+        .find_map(|line| line.strip_prefix("Max open files"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_open_files_limit_is_raised_for_the_cap_or_the_shortfall_named() {
+    let mock = MockSts::start(vec![Reply::Success { lifetime: 3600 }]).await;
+    let endpoint = mock.endpoint();
+    let env = service_env(&endpoint, &[("STSVEND_MAX_CONNECTIONS", "1000")]);
+    let start = |soft, hard| {
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+        ServiceProcess::spawn_with_open_files(&["serve"], &env, addr, soft, hard)
+    };
+
+    // A soft limit of 256 under a hard one of 4096: raised to 1000 + 128 admin + 64 others.
+    let mut roomy = start(256, 4096);
+    assert!(roomy.wait_healthy(Duration::from_secs(20)).await);
+    assert_eq!(soft_open_files(roomy.pid()), Some(1192));
+    roomy.kill().await;
+    let (_, stderr) = roomy.output().await;
+    assert!(!stderr.contains("open-files limit"), "{stderr}");
+
+    // A hard limit of 300: the service still starts, and says what to change.
+    let mut cramped = start(300, 300);
+    assert!(cramped.wait_healthy(Duration::from_secs(20)).await);
+    cramped.kill().await;
+    let (_, stderr) = cramped.output().await;
+    assert!(
+        stderr.contains("lower STSVEND_MAX_CONNECTIONS to 108"),
+        "{stderr}"
     );
 }
