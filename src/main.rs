@@ -82,6 +82,22 @@ fn main() -> ExitCode {
             }
         };
     }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("stsvend: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // First thing with a runtime, before any file is read or socket bound: from here on a
+    // SIGHUP cannot end the process, whether it arrives during start-up or later.
+    let hangup = {
+        let _entered = runtime.enter();
+        shutdown::survive_hangup()
+    };
     // The one read of the process environment; everything else gets this map.
     #[allow(clippy::disallowed_methods)]
     let env: HashMap<String, String> = std::env::vars_os()
@@ -125,16 +141,6 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(EXIT_CONFIG);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("stsvend: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
     if let Some(live) = check {
         // `check` talks to a person: plain lines on stdout, log lines only if RUST_LOG asks.
         let _log_guard = env
@@ -150,6 +156,9 @@ fn main() -> ExitCode {
     }
     // Kept until main returns: dropping it flushes the buffered log lines.
     let _log_guard = telemetry::init(&env, config.log_format);
+    if let Err(error) = hangup {
+        tracing::warn!(%error, "cannot listen for SIGHUP; a SIGHUP would stop the process");
+    }
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
