@@ -296,8 +296,9 @@ async fn run(
     )
     .await
     .map_err(|error| match error {
-        // A JWKS file or key setting that cannot be used is a configuration problem.
-        StartupError::Jwt { .. } => Failure::Setup(error),
+        // A JWKS file, a key setting or TLS files that cannot be used (a certificate and a
+        // key that do not match) are configuration problems.
+        StartupError::Jwt { .. } | StartupError::Tls(_) => Failure::Setup(error),
         other => Failure::Runtime(other.into()),
     })?;
     let addr = app.local_addr().context("cannot read the bound address")?;

@@ -51,7 +51,7 @@ pub async fn log_hangups(stop: tokio_util::sync::CancellationToken) {
     {
         use tokio::signal::unix::{SignalKind, signal};
         let Ok(mut hangups) = signal(SignalKind::hangup()) else {
-            // `survive_hangup` has logged why; nothing more to do here.
+            // main has warned that `survive_hangup` failed; nothing more to do here.
             return;
         };
         loop {

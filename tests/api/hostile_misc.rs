@@ -3,10 +3,17 @@
 //! refused at start-up; `stsvend dev` writes its logs to a private per-run file; SIGHUP never
 //! stops the process.
 
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
 use crate::helpers::{
-    MockSts, ROLE_ARN, ServiceProcess, TEST_KEY_ID, TEST_KEY_SECRET, TempDir, http_client,
+    MockSts, ROLE_ARN, ServiceProcess, TEST_KEY_ID, TEST_KEY_SECRET, TempDir, eventually,
+    free_port, http_client, sample,
 };
 
 /// How long a process gets to exit after SIGTERM.
@@ -103,7 +110,7 @@ async fn sighup_during_start_up_does_not_stop_the_process() {
     let metadata = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let metadata_url = format!("http://{}/", metadata.local_addr().unwrap());
     let home = TempDir::new();
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], crate::helpers::free_port()));
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
     let mut service = ServiceProcess::spawn(
         &["serve"],
         &[
@@ -135,5 +142,270 @@ async fn sighup_during_start_up_does_not_stop_the_process() {
         status.code(),
         Some(2),
         "start-up went on to its own end (no credentials), not ended by SIGHUP ({status}):\n{stderr}"
+    );
+}
+
+// Point 5: a certificate and a key that do not match.
+
+/// A test CA that issues `localhost` certificates, and a client that trusts it.
+struct TestCa {
+    issuer: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+}
+
+impl TestCa {
+    fn new() -> Self {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let key = rcgen::KeyPair::generate().unwrap();
+        Self {
+            issuer: rcgen::CertifiedIssuer::self_signed(params, key).unwrap(),
+        }
+    }
+
+    /// (certificate PEM, key PEM, certificate DER) for `localhost`.
+    fn leaf(&self) -> (String, String, Vec<u8>) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+            .unwrap()
+            .signed_by(&key, &self.issuer)
+            .unwrap();
+        (cert.pem(), key.serialize_pem(), cert.der().to_vec())
+    }
+
+    /// Connects over TLS and returns the stream and the certificate the server presented.
+    async fn connect(
+        &self,
+        addr: SocketAddr,
+    ) -> std::io::Result<(tokio_rustls::client::TlsStream<TcpStream>, Vec<u8>)> {
+        use tokio_rustls::rustls;
+        stsvend::sts::client::install_crypto_provider();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(self.issuer.der().clone()).unwrap();
+        let mut config = rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        let tcp = TcpStream::connect(addr).await?;
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let stream = connector.connect(name, tcp).await?;
+        let served = stream.get_ref().1.peer_certificates().unwrap()[0].to_vec();
+        Ok((stream, served))
+    }
+}
+
+/// The status of one `GET path` (HTTP/1.1, `Connection: close`) on `stream`.
+async fn get_status<S>(mut stream: S, path: &str) -> u16
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
+        .await
+        .expect("an answer within 10 s")
+        .ok();
+    let text = String::from_utf8_lossy(&answer);
+    text.split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP answer: {text:?}"))
+}
+
+/// `stsvend serve` with native HTTPS from `dir`'s `cert.pem` and `key.pem`, and the admin
+/// listener (plain HTTP: health, metrics) on a port this test knows. (`ServiceProcess` always
+/// gives the admin listener port 0, which a test cannot find.)
+struct HttpsService {
+    child: tokio::process::Child,
+    stderr: Option<tokio::task::JoinHandle<Vec<u8>>>,
+    addr: SocketAddr,
+    admin: SocketAddr,
+}
+
+impl HttpsService {
+    fn spawn(mock: &MockSts, dir: &TempDir) -> Self {
+        let endpoint = mock.endpoint();
+        let cert = dir.path.join("cert.pem");
+        let key = dir.path.join("key.pem");
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let (addr_text, admin_text) = (addr.to_string(), admin.to_string());
+        let env = serve_env(
+            &endpoint,
+            &[
+                ("STSVEND_TLS_CERT", cert.to_str().unwrap()),
+                ("STSVEND_TLS_KEY", key.to_str().unwrap()),
+                ("STSVEND_LISTEN", &addr_text),
+                ("STSVEND_ADMIN_LISTEN", &admin_text),
+            ],
+        );
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_stsvend"))
+            .arg("serve")
+            .env_clear()
+            .envs(env)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("can start the stsvend binary");
+        let stderr = child.stderr.take().map(|mut pipe| {
+            tokio::spawn(async move {
+                let mut out = Vec::new();
+                let _ = pipe.read_to_end(&mut out).await;
+                out
+            })
+        });
+        Self {
+            child,
+            stderr,
+            addr,
+            admin,
+        }
+    }
+
+    /// Polls the admin `/healthz` until it answers 200 (bounded; false if the process exits).
+    async fn wait_healthy(&mut self) -> bool {
+        let client = http_client(Duration::from_secs(2));
+        for _ in 0..200 {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return false;
+            }
+            let url = format!("http://{}/healthz", self.admin);
+            if let Ok(response) = client.get(url).send().await
+                && response.status() == 200
+            {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
+    }
+
+    fn signal(&self, name: &str) {
+        let pid = self.child.id().expect("the process is running");
+        let status = std::process::Command::new("kill")
+            .args([format!("-{name}"), pid.to_string()])
+            .status()
+            .expect("can run kill");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// `stsvend_tls_reloads_total{outcome}` from the admin listener's `/metrics`.
+    async fn reloads(&self, outcome: &str) -> f64 {
+        let page = http_client(Duration::from_secs(5))
+            .get(format!("http://{}/metrics", self.admin))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        sample(&page, "stsvend_tls_reloads_total", &[("outcome", outcome)]).unwrap_or(0.0)
+    }
+
+    /// Stops with SIGTERM; the exit code and the log.
+    async fn stop(mut self) -> (Option<i32>, String) {
+        self.signal("TERM");
+        let status = tokio::time::timeout(EXIT_LIMIT, self.child.wait()).await;
+        if status.is_err() {
+            let _ = self.child.kill().await;
+        }
+        let stderr = match self.stderr.take() {
+            Some(task) => tokio::time::timeout(Duration::from_secs(5), task)
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or_default(),
+            None => Vec::new(),
+        };
+        let code = status.ok().and_then(Result::ok).and_then(|s| s.code());
+        (code, String::from_utf8_lossy(&stderr).into_owned())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_and_key_that_do_not_match_stop_start_up_naming_both_files() {
+    let ca = TestCa::new();
+    let (cert_a, _, _) = ca.leaf();
+    let (_, key_b, _) = ca.leaf();
+    let dir = TempDir::new();
+    let cert = dir.write("cert.pem", &cert_a);
+    let key = dir.write("key.pem", &key_b);
+    let mock = MockSts::start(vec![]).await;
+    let endpoint = mock.endpoint();
+    let env = serve_env(
+        &endpoint,
+        &[("STSVEND_TLS_CERT", &cert), ("STSVEND_TLS_KEY", &key)],
+    );
+    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let mut service = ServiceProcess::spawn(&["serve"], &env, addr);
+    let status = service.wait_exit(EXIT_LIMIT).await;
+    if status.is_none() {
+        service.kill().await;
+    }
+    let (stdout, stderr) = service.output().await;
+    let status = status.unwrap_or_else(|| panic!("still running: the pair was accepted\n{stderr}"));
+    assert_eq!(status.code(), Some(2), "exit code; stderr:\n{stderr}");
+    assert_eq!(stdout, "");
+    let line = stderr
+        .lines()
+        .find(|line| line.starts_with("stsvend: "))
+        .unwrap_or_else(|| panic!("no `stsvend: ` line:\n{stderr}"));
+    assert!(
+        line.contains(&cert) && line.contains(&key) && line.contains("does not belong"),
+        "one line names both files and the problem: {line}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_with_a_mismatched_pair_keeps_serving_the_previous_certificate() {
+    let ca = TestCa::new();
+    let (cert_a, key_a, der_a) = ca.leaf();
+    let (cert_b, key_b, der_b) = ca.leaf();
+    let dir = TempDir::new();
+    dir.write("cert.pem", &cert_a);
+    dir.write("key.pem", &key_a);
+    let mock = MockSts::start(vec![]).await;
+    let mut service = HttpsService::spawn(&mock, &dir);
+    assert!(service.wait_healthy().await, "the HTTPS service starts");
+    let (_, served) = ca.connect(service.addr).await.unwrap();
+    assert_eq!(served, der_a);
+
+    // A renewal has written the new certificate but not yet its key; SIGHUP asks for a reload
+    // at once (the 5 s file check would find it too).
+    dir.write("cert.pem", &cert_b);
+    service.signal("HUP");
+    let refused = eventually(Duration::from_secs(10), || async {
+        service.reloads("refused").await >= 1.0
+    })
+    .await;
+    assert!(refused, "the mismatched pair is counted as refused");
+    let (stream, served) = ca.connect(service.addr).await.unwrap();
+    assert_eq!(served, der_a, "new handshakes still get the previous pair");
+    assert_eq!(get_status(stream, "/get_sts_token").await, 200);
+    assert_eq!(service.reloads("ok").await, 0.0);
+
+    // The key arrives: the next reload takes the new pair.
+    dir.write("key.pem", &key_b);
+    service.signal("HUP");
+    let reloaded = eventually(Duration::from_secs(10), || async {
+        matches!(ca.connect(service.addr).await, Ok((_, served)) if served == der_b)
+    })
+    .await;
+    assert!(reloaded, "the matching pair is taken");
+    assert!(service.reloads("ok").await >= 1.0);
+
+    let (code, stderr) = service.stop().await;
+    assert_eq!(code, Some(0), "{stderr}");
+    let refusal = stderr
+        .lines()
+        .find(|line| line.contains("cannot reload the TLS certificate; keeping the previous one"))
+        .unwrap_or_else(|| panic!("no error line for the refused reload:\n{stderr}"));
+    assert!(refusal.contains("ERROR"), "{refusal}");
+    assert!(
+        refusal.contains("does not belong to the certificate"),
+        "{refusal}"
     );
 }
