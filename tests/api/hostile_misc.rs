@@ -409,3 +409,38 @@ async fn a_reload_with_a_mismatched_pair_keeps_serving_the_previous_certificate(
         "{refusal}"
     );
 }
+
+// Point 6: a policy that fits alone but not once bound to the caller's address.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_too_long_once_bound_to_a_source_ip_stops_start_up() {
+    let head = r#"{"Version":"1","Statement":[{"Effect":"Allow","Action":"log:PostLogStoreLogs","Resource":"acs:log:*:*:project/p/logstore/"#;
+    let tail = r#""}]}"#;
+    let policy = format!("{head}{}{tail}", "a".repeat(2000 - head.len() - tail.len()));
+    assert_eq!(policy.len(), 2000);
+    let mock = MockSts::start(vec![]).await;
+    let endpoint = mock.endpoint();
+    let mut env = serve_env(&endpoint, &[("STSVEND_BIND_SOURCE_IP", "true")]);
+    env.retain(|(name, _)| *name != "STSVEND_LOGSTORE");
+    env.push(("STSVEND_POLICY", &policy));
+    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let mut service = ServiceProcess::spawn(&["serve"], &env, addr);
+    let status = service.wait_exit(EXIT_LIMIT).await;
+    if status.is_none() {
+        service.kill().await;
+    }
+    let (stdout, stderr) = service.output().await;
+    let status = status.unwrap_or_else(|| panic!("still running: the policy was accepted"));
+    assert_eq!(status.code(), Some(2), "exit code; stderr:\n{stderr}");
+    assert_eq!(stdout, "");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one line:\n{stderr}");
+    assert!(
+        lines[0].starts_with("stsvend: invalid setting `STSVEND_POLICY`")
+            && lines[0].contains("STSVEND_BIND_SOURCE_IP")
+            && lines[0].contains("bytes once minified; STS accepts at most 2048"),
+        "{}",
+        lines[0]
+    );
+    assert_eq!(mock.calls(), 0, "no AssumeRole was sent");
+}
