@@ -15,6 +15,7 @@ use stsvend::config::{self, Config, ConfigFile, Mode};
 use stsvend::credentials::CredentialsProvider;
 use stsvend::credentials::chain::{self, ChainError, ChainInputs};
 use stsvend::emulator::Emulator;
+use stsvend::emulator::sls::DevLogFile;
 use stsvend::startup::{App, StartupError};
 use stsvend::sts::budget::StsBudget;
 use stsvend::{shutdown, telemetry};
@@ -258,14 +259,20 @@ async fn run(
                 started.set_token_lifetime(seconds);
             }
             let credentials = CredentialsProvider::Static(started.credentials());
-            let file = std::env::temp_dir().join("stsvend-dev-logs.jsonl");
-            let mut routes = stsvend::emulator::sls::router(started.sls_sink(Some(file.clone())));
+            let temp = std::env::temp_dir();
+            let file = DevLogFile::create_in(&temp).with_context(|| {
+                format!(
+                    "cannot create a private directory for the dev log file under {}",
+                    temp.display()
+                )
+            })?;
+            dev_log_file = Some(file.path().to_owned());
+            let mut routes = stsvend::emulator::sls::router(started.sls_sink(Some(file)));
             if let Some(dir) = example_dir() {
                 routes =
                     routes.nest_service("/dev/example", tower_http::services::ServeDir::new(dir));
             }
             dev_routes = Some(routes);
-            dev_log_file = Some(file);
             emulator = Some(started);
             credentials
         }
@@ -371,7 +378,10 @@ fn print_dev_banner(
         "  local SLS sink: tracker host http://{host}/sls/<project>; logs at http://{host}/dev/logs"
     );
     if let Some(file) = log_file {
-        println!("                  (also appended to {})", file.display());
+        println!(
+            "                  (also written to {}, kept after exit)",
+            file.display()
+        );
     }
     if example_dir().is_some() {
         println!("  example page: http://{host}/dev/example/");

@@ -444,3 +444,117 @@ async fn a_policy_too_long_once_bound_to_a_source_ip_stops_start_up() {
     );
     assert_eq!(mock.calls(), 0, "no AssumeRole was sent");
 }
+
+// Point 7: `stsvend dev`'s log file.
+
+/// Posts one log to a running `stsvend dev`'s SLS sink, signed with a token it vends, the way
+/// the STS plugin signs it; returns the sink's status.
+async fn post_one_log(service: &ServiceProcess, event: &str) -> u16 {
+    use md5::{Digest, Md5};
+    use stsvend::emulator::sls::{sign, string_to_sign};
+    let client = http_client(Duration::from_secs(10));
+    let token: serde_json::Value = client
+        .get(service.url("/get_sts_token"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let text = |key: &str| token[key].as_str().unwrap().to_owned();
+    let body = format!(r#"{{"__logs__":[{{"event":"{event}"}}]}}"#);
+    let md5: String = Md5::digest(body.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect();
+    #[allow(clippy::disallowed_methods)] // plays the browser, with its own clock
+    let date = chrono::Utc::now()
+        .format("%a, %d %b %Y %H:%M:%S GMT")
+        .to_string();
+    let length = body.len().to_string();
+    let security_token = text("SecurityToken");
+    let log_headers = [
+        ("x-log-apiversion", "0.6.0"),
+        ("x-log-bodyrawsize", length.as_str()),
+        ("x-log-signaturemethod", "hmac-sha1"),
+        ("x-acs-security-token", security_token.as_str()),
+    ];
+    let to_sign = string_to_sign(
+        "POST",
+        &md5,
+        "application/json",
+        &date,
+        log_headers.iter().copied(),
+        "/logstores/dev-logstore",
+    );
+    let authorization = format!(
+        "LOG {}:{}",
+        text("AccessKeyId"),
+        sign(&to_sign, &text("AccessKeySecret"))
+    );
+    let mut request = client
+        .post(service.url("/sls/dev-project/logstores/dev-logstore"))
+        .header("content-type", "application/json")
+        .header("content-md5", &md5)
+        .header("x-log-date", &date)
+        .header("authorization", authorization);
+    for (name, value) in log_headers {
+        request = request.header(name, value);
+    }
+    request.body(body).send().await.unwrap().status().as_u16()
+}
+
+/// One `stsvend dev` run with `TMPDIR` at `tmp`: posts a log, stops, and returns the log file
+/// path its banner names.
+async fn dev_run(tmp: &TempDir, event: &str) -> std::path::PathBuf {
+    let mut service = ServiceProcess::start(&["dev"], &[("TMPDIR", tmp.path_str())]).await;
+    assert_eq!(post_one_log(&service, event).await, 200);
+    service.signal("TERM");
+    assert!(service.wait_exit(EXIT_LIMIT).await.is_some(), "dev stops");
+    let (stdout, _) = service.output().await;
+    let named = stdout
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("(also written to "))
+        .and_then(|rest| rest.strip_suffix(", kept after exit)"))
+        .unwrap_or_else(|| panic!("the banner names the log file:\n{stdout}"));
+    std::path::PathBuf::from(named)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_writes_each_run_to_a_new_private_file_and_never_follows_a_planted_link() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let tmp = TempDir::new();
+    // Another user of a shared temp directory plants a link where the log file used to be.
+    let victim = tmp.write("victim.txt", "precious\n");
+    let planted = tmp.path.join("stsvend-dev-logs.jsonl");
+    std::os::unix::fs::symlink(&victim, &planted).unwrap();
+
+    let first = dev_run(&tmp, "first-run").await;
+    let second = dev_run(&tmp, "second-run").await;
+
+    assert_ne!(first, second, "each run has its own file");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+    assert_eq!(
+        std::fs::read_link(&planted).unwrap(),
+        std::path::Path::new(&victim)
+    );
+    for (file, event) in [(&first, "first-run"), (&second, "second-run")] {
+        let dir = file.parent().unwrap();
+        assert_eq!(dir.parent().unwrap(), tmp.path, "under TMPDIR");
+        let mode = |path: &std::path::Path| {
+            std::fs::symlink_metadata(path)
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777
+        };
+        assert_eq!(mode(dir), 0o700, "{}", dir.display());
+        assert_eq!(mode(file), 0o600, "{}", file.display());
+        let text = std::fs::read_to_string(file).unwrap();
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(
+            text.contains(event),
+            "kept after exit with its own log: {text}"
+        );
+    }
+}
