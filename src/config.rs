@@ -1044,6 +1044,11 @@ fn parse_profile(
         (None, None) => (None, Some(Scope::Unrestricted)),
     };
     let access = access::parse(name, raw, problems);
+    if let (Some(access), Some(scope)) = (&access, &scope)
+        && access.bind_source_ip
+    {
+        check_bound_policy_fits(name, raw, policy.as_deref(), scope, problems);
+    }
     Some(Profile {
         name: name.to_owned(),
         call: AssumeRole {
@@ -1055,6 +1060,56 @@ fn parse_profile(
         scope: scope?,
         access: access?,
     })
+}
+
+/// The caller address whose textual form is the longest, so the largest policy
+/// [`policy::bound_to_source_ip`] can produce for any caller (39 characters; an IPv4-mapped
+/// address prints shorter).
+const LONGEST_SOURCE_IP: std::net::IpAddr = std::net::IpAddr::V6(std::net::Ipv6Addr::new(
+    0xffff, 0xffff, 0xffff, 0xffff, 0xffff, 0xffff, 0xffff, 0xffff,
+));
+
+/// `policy` bound as it would be for the caller with the longest address: the one place that
+/// knows what the binder is given (an address today; should it bind networks, the widest text).
+fn bound_for_the_longest_address(policy: Option<&str>) -> Result<String, policy::PolicyError> {
+    policy::bound_to_source_ip(policy, LONGEST_SOURCE_IP)
+}
+
+/// With source-IP binding, every caller's policy gets a condition on its address, and STS
+/// refuses one over 2048 bytes: a policy that fits alone may not fit once bound, and every
+/// caller would get a 502. Binds it, as a request would, to the longest address, through the
+/// binder itself so that a change to what it adds is checked too.
+fn check_bound_policy_fits(
+    name: &str,
+    raw: &RawProfile,
+    policy: Option<&str>,
+    scope: &Scope,
+    problems: &mut Problems,
+) {
+    let Err(error) = bound_for_the_longest_address(policy) else {
+        return;
+    };
+    let setting = match scope {
+        Scope::Logstores(_) => raw.get("logstore"),
+        Scope::Document => raw.get("policy"),
+        Scope::Unrestricted => raw.get("bind_source_ip"),
+    };
+    let origin = setting.map_or_else(|| format!("profile `{name}`"), |s| s.origin.clone());
+    let hint = match scope {
+        Scope::Logstores(_) => "list fewer logstores (or use wildcards)",
+        _ => "shorten the policy",
+    };
+    let bind = if name == DEFAULT_PROFILE {
+        "STSVEND_BIND_SOURCE_IP".to_owned()
+    } else {
+        format!("profiles.{name}.bind_source_ip")
+    };
+    problems.add(
+        origin,
+        format!(
+            "gives a session policy that, with {bind}=true, is too long for some callers: bound to the address {LONGEST_SOURCE_IP} it {error}; {hint} or turn off {bind}"
+        ),
+    );
 }
 
 /// `acs:ram::<account id>:role/<role name>`.

@@ -15,6 +15,7 @@ use stsvend::config::{self, Config, ConfigFile, Mode};
 use stsvend::credentials::CredentialsProvider;
 use stsvend::credentials::chain::{self, ChainError, ChainInputs};
 use stsvend::emulator::Emulator;
+use stsvend::emulator::sls::DevLogFile;
 use stsvend::startup::{App, StartupError};
 use stsvend::sts::budget::StsBudget;
 use stsvend::{shutdown, telemetry};
@@ -82,6 +83,22 @@ fn main() -> ExitCode {
             }
         };
     }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("stsvend: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // First thing with a runtime, before any file is read or socket bound: from here on a
+    // SIGHUP cannot end the process, whether it arrives during start-up or later.
+    let hangup = {
+        let _entered = runtime.enter();
+        shutdown::survive_hangup()
+    };
     // The one read of the process environment; everything else gets this map.
     #[allow(clippy::disallowed_methods)]
     let env: HashMap<String, String> = std::env::vars_os()
@@ -125,16 +142,6 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(EXIT_CONFIG);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("stsvend: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
     if let Some(live) = check {
         // `check` talks to a person: plain lines on stdout, log lines only if RUST_LOG asks.
         let _log_guard = env
@@ -150,6 +157,9 @@ fn main() -> ExitCode {
     }
     // Kept until main returns: dropping it flushes the buffered log lines.
     let _log_guard = telemetry::init(&env, config.log_format);
+    if let Err(error) = hangup {
+        tracing::warn!(%error, "cannot listen for SIGHUP; a SIGHUP would stop the process");
+    }
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
@@ -249,14 +259,20 @@ async fn run(
                 started.set_token_lifetime(seconds);
             }
             let credentials = CredentialsProvider::Static(started.credentials());
-            let file = std::env::temp_dir().join("stsvend-dev-logs.jsonl");
-            let mut routes = stsvend::emulator::sls::router(started.sls_sink(Some(file.clone())));
+            let temp = std::env::temp_dir();
+            let file = DevLogFile::create_in(&temp).with_context(|| {
+                format!(
+                    "cannot create a private directory for the dev log file under {}",
+                    temp.display()
+                )
+            })?;
+            dev_log_file = Some(file.path().to_owned());
+            let mut routes = stsvend::emulator::sls::router(started.sls_sink(Some(file)));
             if let Some(dir) = example_dir() {
                 routes =
                     routes.nest_service("/dev/example", tower_http::services::ServeDir::new(dir));
             }
             dev_routes = Some(routes);
-            dev_log_file = Some(file);
             emulator = Some(started);
             credentials
         }
@@ -287,8 +303,9 @@ async fn run(
     )
     .await
     .map_err(|error| match error {
-        // A JWKS file or key setting that cannot be used is a configuration problem.
-        StartupError::Jwt { .. } => Failure::Setup(error),
+        // A JWKS file, a key setting or TLS files that cannot be used (a certificate and a
+        // key that do not match) are configuration problems.
+        StartupError::Jwt { .. } | StartupError::Tls(_) => Failure::Setup(error),
         other => Failure::Runtime(other.into()),
     })?;
     let addr = app.local_addr().context("cannot read the bound address")?;
@@ -361,7 +378,10 @@ fn print_dev_banner(
         "  local SLS sink: tracker host http://{host}/sls/<project>; logs at http://{host}/dev/logs"
     );
     if let Some(file) = log_file {
-        println!("                  (also appended to {})", file.display());
+        println!(
+            "                  (also written to {}, kept after exit)",
+            file.display()
+        );
     }
     if example_dir().is_some() {
         println!("  example page: http://{host}/dev/example/");

@@ -19,6 +19,7 @@
 //! | `stsvend_base_credentials_refreshes_total` | `source`, `outcome` | `credentials::renew` |
 //! | `stsvend_profile_enabled` | `profile` | [`record_profile_enabled`] (kill switch, start-up) |
 //! | `stsvend_log_lines_dropped_total` | | [`Metrics::render`], from the non-blocking log writer |
+//! | `stsvend_tls_reloads_total` | `outcome` | `tls` (each reload of the certificate files: `ok` or `refused`) |
 //!
 //! Labels are bounded: profile names come from the configuration, routes from the router's
 //! patterns (never the raw path), STS error codes are checked against a charset and capped in
@@ -181,6 +182,10 @@ fn describe() {
     describe_counter!(
         "stsvend_log_lines_dropped_total",
         "Log lines dropped because standard error could not keep up"
+    );
+    describe_counter!(
+        "stsvend_tls_reloads_total",
+        "Reloads of the TLS certificate files: ok (new handshakes get the new pair) or refused (unreadable, unparsable or a key that does not match the certificate; the previous pair stays)"
     );
 }
 
@@ -426,6 +431,12 @@ pub fn open_connections(listener: &'static str) -> Gauge {
 /// `listener` has reached its connection cap and waits for a connection to close.
 pub fn record_connection_cap_reached(listener: &'static str) {
     counter!("stsvend_connection_limit_reached_total", "listener" => listener).increment(1);
+}
+
+/// One reload of the TLS certificate files: swapped in, or refused and the previous pair kept.
+pub fn record_tls_reload(ok: bool) {
+    let outcome = if ok { "ok" } else { "refused" };
+    counter!("stsvend_tls_reloads_total", "outcome" => outcome).increment(1);
 }
 
 #[cfg(test)]

@@ -283,9 +283,11 @@ impl App {
             tracing::info!("shutting down: no new connections; finishing requests in flight");
             announce.cancel();
         });
-        if let Some(tls) = &self.tls {
-            tokio::spawn(tls.clone().watch(stop.clone()));
-        }
+        // SIGHUP reloads the certificate; without one it is only logged (never fatal).
+        match &self.tls {
+            Some(tls) => tokio::spawn(tls.clone().watch(stop.clone())),
+            None => tokio::spawn(crate::shutdown::log_hangups(stop.clone())),
+        };
         let admin = self.admin.map(|(listener, router)| {
             let stop = stop.clone();
             tokio::spawn(async move {

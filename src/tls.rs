@@ -3,8 +3,10 @@
 //!
 //! The files are checked every few seconds and on SIGHUP; when they change and parse, new
 //! handshakes get the new certificate. Established connections keep the session they have. A
-//! file that does not parse (a half-written renewal, say) is logged and the previous
-//! certificate stays in use. TLS 1.2 and 1.3; ALPN offers HTTP/2 and HTTP/1.1.
+//! file that does not parse, or a key that does not belong to the certificate (a renewal that
+//! has written one file but not yet the other, say), is logged and counted
+//! (`stsvend_tls_reloads_total{outcome="refused"}`) and the previous pair stays in use; at
+//! start-up either stops the process. TLS 1.2 and 1.3; ALPN offers HTTP/2 and HTTP/1.1.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -38,6 +40,18 @@ pub enum TlsError {
     NoKey { path: PathBuf },
     #[error("the key in `{}` is of a type rustls cannot sign with", path.display())]
     UnsupportedKey { path: PathBuf },
+    #[error(
+        "the private key in `{}` does not belong to the certificate in `{}`; install the key issued with that certificate",
+        key.display(),
+        cert.display()
+    )]
+    KeyMismatch { cert: PathBuf, key: PathBuf },
+    #[error("the first certificate in `{}` cannot be parsed", path.display())]
+    BadCertificate {
+        path: PathBuf,
+        #[source]
+        source: rustls::Error,
+    },
     #[error("the TLS configuration was refused")]
     Config(#[source] rustls::Error),
 }
@@ -105,9 +119,12 @@ impl Tls {
         &self.acceptor
     }
 
-    /// Re-reads the files and swaps the certificate if they parse; otherwise keeps the old one.
+    /// Re-reads the files and swaps the certificate if they parse and the key belongs to the
+    /// certificate; otherwise keeps the old pair. Counted in `stsvend_tls_reloads_total`.
     pub fn reload(&self) -> Result<(), TlsError> {
-        let fresh = certified_key(&self.files)?;
+        let fresh = certified_key(&self.files);
+        crate::metrics::record_tls_reload(fresh.is_ok());
+        let fresh = fresh?;
         *self
             .resolver
             .current
@@ -136,7 +153,7 @@ impl Tls {
                     tracing::info!(cert = %self.files.cert.display(), sighup = asked, "reloaded the TLS certificate")
                 }
                 Err(error) => {
-                    tracing::error!(error = %describe(&error), "cannot reload the TLS certificate; keeping the previous one")
+                    tracing::error!(error = %describe(&error), sighup = asked, "cannot reload the TLS certificate; keeping the previous one")
                 }
             }
         }
@@ -162,7 +179,22 @@ fn certified_key(files: &TlsFiles) -> Result<CertifiedKey, TlsError> {
             path: files.key.clone(),
         }
     })?;
-    Ok(CertifiedKey::new(chain, signing_key))
+    let certified = CertifiedKey::new(chain, signing_key);
+    match certified.keys_match() {
+        // As rustls's own `CertifiedKey::from_der`: a key that cannot tell its public half is
+        // not a mismatch (every key type the ring provider loads can tell).
+        Ok(()) | Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {
+            Ok(certified)
+        }
+        Err(rustls::Error::InconsistentKeys(_)) => Err(TlsError::KeyMismatch {
+            cert: files.cert.clone(),
+            key: files.key.clone(),
+        }),
+        Err(source) => Err(TlsError::BadCertificate {
+            path: files.cert.clone(),
+            source,
+        }),
+    }
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
@@ -220,4 +252,65 @@ fn describe(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A self-signed `localhost` certificate and its key, as PEM.
+    fn pair() -> (String, String) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
+    fn files(dir: &Path, cert: &str, key: &str) -> TlsFiles {
+        let files = TlsFiles {
+            cert: dir.join("cert.pem"),
+            key: dir.join("key.pem"),
+        };
+        std::fs::write(&files.cert, cert).unwrap();
+        std::fs::write(&files.key, key).unwrap();
+        files
+    }
+
+    fn served(tls: &Tls) -> Vec<u8> {
+        let current = tls.resolver.current.read().unwrap().clone();
+        current.end_entity_cert().unwrap().to_vec()
+    }
+
+    #[test]
+    fn a_key_that_does_not_belong_to_the_certificate_is_refused_naming_both_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert_a, _) = pair();
+        let (_, key_b) = pair();
+        let files = files(dir.path(), &cert_a, &key_b);
+        let error = Tls::load(&files).unwrap_err();
+        assert!(matches!(error, TlsError::KeyMismatch { .. }), "{error:?}");
+        let text = error.to_string();
+        assert!(text.contains(&*files.cert.to_string_lossy()), "{text}");
+        assert!(text.contains(&*files.key.to_string_lossy()), "{text}");
+    }
+
+    #[test]
+    fn a_reload_with_a_mismatched_pair_keeps_the_previous_pair() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert_a, key_a) = pair();
+        let files = files(dir.path(), &cert_a, &key_a);
+        let tls = Tls::load(&files).unwrap();
+        let before = served(&tls);
+        // A renewal has written the new certificate but not yet its key.
+        let (cert_b, key_b) = pair();
+        std::fs::write(&files.cert, &cert_b).unwrap();
+        assert!(matches!(tls.reload(), Err(TlsError::KeyMismatch { .. })));
+        assert_eq!(served(&tls), before);
+        // Once the key is there too, the new pair is taken.
+        std::fs::write(&files.key, &key_b).unwrap();
+        tls.reload().unwrap();
+        assert_ne!(served(&tls), before);
+    }
 }

@@ -784,3 +784,99 @@ fn bad_production_settings_are_reported() {
         );
     }
 }
+
+/// A valid policy document exactly `len` bytes long once minified.
+fn policy_of_len(len: usize) -> String {
+    let head = r#"{"Version":"1","Statement":[{"Effect":"Allow","Action":"log:PostLogStoreLogs","Resource":"acs:log:*:*:project/p/logstore/"#;
+    let tail = r#""}]}"#;
+    let policy = format!("{head}{}{tail}", "a".repeat(len - head.len() - tail.len()));
+    assert_eq!(policy.len(), len);
+    policy
+}
+
+#[test]
+fn a_policy_too_long_once_bound_to_the_longest_address_is_refused_at_start_up() {
+    // Fits alone (the per-request failure the issue reports: ready, then 502 for everyone).
+    let policy = policy_of_len(2000);
+    assert!(problems(None, &[("STSVEND_POLICY", &policy)]).is_empty());
+    let found = problems(
+        None,
+        &[
+            ("STSVEND_POLICY", &policy),
+            ("STSVEND_BIND_SOURCE_IP", "true"),
+        ],
+    );
+    assert_eq!(found.len(), 1, "{found:?}");
+    let line = &found[0];
+    assert!(line.starts_with("`STSVEND_POLICY`"), "{line}");
+    assert!(line.contains("STSVEND_BIND_SOURCE_IP=true"), "{line}");
+    assert!(
+        line.contains("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"),
+        "{line}"
+    );
+    assert!(line.contains("bytes") && line.contains("2048"), "{line}");
+}
+
+#[test]
+fn the_check_uses_the_worst_case_address_not_a_typical_one() {
+    // The longest policy that still fits bound to an IPv4 address, but not to the longest
+    // IPv6 one: a check with a typical address would let it through.
+    let v4: std::net::IpAddr = "255.255.255.255".parse().unwrap();
+    let fits_v4 = (1800..2048)
+        .rev()
+        .find(|&len| policy::bound_to_source_ip(Some(&policy_of_len(len)), v4).is_ok())
+        .unwrap();
+    let pairs = |policy: &str| {
+        problems(
+            None,
+            &[
+                ("STSVEND_POLICY", policy),
+                ("STSVEND_BIND_SOURCE_IP", "true"),
+            ],
+        )
+    };
+    assert_eq!(pairs(&policy_of_len(fits_v4)).len(), 1);
+    // Well under the limit even bound to the longest address: accepted.
+    assert!(pairs(&policy_of_len(1800)).is_empty());
+    let bound = policy::bound_to_source_ip(Some(&policy_of_len(1800)), LONGEST_SOURCE_IP);
+    assert!(bound.is_ok_and(|text| text.len() <= policy::MAX_POLICY_LEN));
+}
+
+#[test]
+fn a_long_logstore_list_with_source_ip_binding_is_refused_naming_the_profile_setting() {
+    let list = |n: usize| {
+        (0..n)
+            .map(|i| format!("project-{i:03}/logstore-{i:03}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    // The most logstores whose policy fits alone but not once bound.
+    let n = (1..60)
+        .find(|&n| {
+            let stores = policy::parse_logstores(&list(n)).unwrap();
+            let text = policy::logstore_policy(&stores).unwrap();
+            policy::bound_to_source_ip(Some(&text), LONGEST_SOURCE_IP).is_err()
+        })
+        .unwrap();
+    assert!(policy::logstore_policy(&policy::parse_logstores(&list(n)).unwrap()).is_ok());
+    let toml = format!(
+        "[profiles.partner]\nrole_arn = \"{ARN}\"\nlogstore = \"{}\"\nbind_source_ip = true\n",
+        list(n)
+    );
+    let found = problems(Some(&toml), &[("STSVEND_ROLE_ARN", "")]);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].contains("profiles.partner.logstore"),
+        "{}",
+        found[0]
+    );
+    assert!(
+        found[0].contains("profiles.partner.bind_source_ip=true"),
+        "{}",
+        found[0]
+    );
+    assert!(found[0].contains("fewer logstores"), "{}", found[0]);
+    // Without binding the same list is fine.
+    let unbound = toml.replace("bind_source_ip = true\n", "");
+    assert!(problems(Some(&unbound), &[("STSVEND_ROLE_ARN", "")]).is_empty());
+}

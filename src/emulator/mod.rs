@@ -67,8 +67,8 @@ impl Emulator {
     }
 
     /// A local SLS sink that accepts logs signed with the credentials this emulator minted,
-    /// appending them to `file` when given.
-    pub fn sls_sink(&self, file: Option<std::path::PathBuf>) -> Arc<sls::SlsSink> {
+    /// writing them to `file` when given.
+    pub fn sls_sink(&self, file: Option<sls::DevLogFile>) -> Arc<sls::SlsSink> {
         Arc::new(sls::SlsSink::new(self.state.clone(), file))
     }
 

@@ -5,13 +5,14 @@
 //! makes the plugin post there): the LOG v1 signature with the emulated credentials, the security
 //! token, expiry, the request time (±15 minutes), `Content-MD5`, and that the token's session
 //! policy allows `log:PostLogStoreLogs` on that project and logstore. Rejections carry SLS's
-//! `{"errorCode","errorMessage"}` body. Accepted logs are appended to a JSONL file and shown at
-//! `/dev/logs` (a page that refreshes itself) and `/dev/logs.json?project=&logstore=`.
+//! `{"errorCode","errorMessage"}` body. Accepted logs are written to a JSONL file of this run
+//! ([`DevLogFile`]) and shown at `/dev/logs` (a page that refreshes itself) and
+//! `/dev/logs.json?project=&logstore=`.
 
 use std::collections::VecDeque;
 use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path as FsPath, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
@@ -48,15 +49,73 @@ pub struct StoredLog {
     pub fields: Map<String, Value>,
 }
 
+/// `stsvend dev`'s log file, one per run: `logs.jsonl` (mode 0600) in a fresh directory
+/// `stsvend-dev-XXXXXX` (mode 0700, random name) under the temp directory. Both are created
+/// only if nothing is there yet, so a link or file planted by another user of a shared temp
+/// directory is never followed or appended to; the file is opened once and written through
+/// that handle. Both are kept after exit, for the developer to read.
+#[derive(Debug)]
+pub struct DevLogFile {
+    path: PathBuf,
+    file: Mutex<std::fs::File>,
+}
+
+/// The file's name inside its private directory.
+pub const DEV_LOG_FILE_NAME: &str = "logs.jsonl";
+
+impl DevLogFile {
+    /// Creates the private directory under `parent` and the empty file in it.
+    pub fn create_in(parent: &FsPath) -> std::io::Result<Self> {
+        let mut builder = tempfile::Builder::new();
+        builder.prefix("stsvend-dev-");
+        #[cfg(unix)]
+        builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700));
+        // Kept: the developer reads the logs after stopping `stsvend dev`.
+        let dir = builder.tempdir_in(parent)?.keep();
+        let path = dir.join(DEV_LOG_FILE_NAME);
+        let file = create_new_private(&path)?;
+        Ok(Self {
+            path,
+            file: Mutex::new(file),
+        })
+    }
+
+    pub fn path(&self) -> &FsPath {
+        &self.path
+    }
+
+    fn append(&self, logs: &[StoredLog]) {
+        let mut file = self
+            .file
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for log in logs {
+            if let Ok(line) = serde_json::to_string(log) {
+                let _ = writeln!(file, "{line}");
+            }
+        }
+    }
+}
+
+/// Opens `path` for writing only if nothing exists there (`O_CREAT|O_EXCL`, which also refuses
+/// a symbolic link, dangling or not), readable by the owner alone.
+fn create_new_private(path: &FsPath) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)
+}
+
 #[derive(Debug)]
 pub struct SlsSink {
     sts: Arc<EmulatorState>,
     kept: Mutex<VecDeque<StoredLog>>,
-    file: Option<PathBuf>,
+    file: Option<DevLogFile>,
 }
 
 impl SlsSink {
-    pub(crate) fn new(sts: Arc<EmulatorState>, file: Option<PathBuf>) -> Self {
+    pub(crate) fn new(sts: Arc<EmulatorState>, file: Option<DevLogFile>) -> Self {
         Self {
             sts,
             kept: Mutex::new(VecDeque::new()),
@@ -64,8 +123,8 @@ impl SlsSink {
         }
     }
 
-    pub fn file(&self) -> Option<&std::path::Path> {
-        self.file.as_deref()
+    pub fn file(&self) -> Option<&FsPath> {
+        self.file.as_ref().map(DevLogFile::path)
     }
 }
 
@@ -260,17 +319,8 @@ fn accept(
         })
         .collect();
     let count = logs.len();
-    if let Some(path) = &sink.file
-        && let Ok(mut file) = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-    {
-        for log in &logs {
-            if let Ok(line) = serde_json::to_string(log) {
-                let _ = writeln!(file, "{line}");
-            }
-        }
+    if let Some(file) = &sink.file {
+        file.append(&logs);
     }
     let mut kept = sink
         .kept
@@ -478,6 +528,49 @@ async fn logs_page(State(sink): State<Arc<SlsSink>>, Query(filter): Query<Filter
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    fn mode(path: &FsPath) -> u32 {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::symlink_metadata(path)
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn each_dev_log_file_is_new_and_private() {
+        let parent = tempfile::tempdir().unwrap();
+        let first = DevLogFile::create_in(parent.path()).unwrap();
+        let second = DevLogFile::create_in(parent.path()).unwrap();
+        assert_ne!(first.path(), second.path());
+        for file in [&first, &second] {
+            let dir = file.path().parent().unwrap();
+            assert_eq!(dir.parent().unwrap(), parent.path());
+            assert_eq!(mode(dir), 0o700, "{}", dir.display());
+            assert_eq!(mode(file.path()), 0o600, "{}", file.path().display());
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn an_existing_link_or_file_is_never_opened() {
+        let parent = tempfile::tempdir().unwrap();
+        let victim = parent.path().join("victim");
+        std::fs::write(&victim, "precious\n").unwrap();
+        let link = parent.path().join("link.jsonl");
+        std::os::unix::fs::symlink(&victim, &link).unwrap();
+        let dangling = parent.path().join("dangling.jsonl");
+        std::os::unix::fs::symlink(parent.path().join("nowhere"), &dangling).unwrap();
+        for planted in [&link, &dangling, &victim] {
+            let error = create_new_private(planted).unwrap_err();
+            assert_eq!(error.kind(), std::io::ErrorKind::AlreadyExists);
+        }
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+        assert!(!parent.path().join("nowhere").exists());
+    }
 
     /// PROTOCOL.md §8.3 vector S1, produced by the real web-sts-plugin.
     #[test]
