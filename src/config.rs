@@ -41,6 +41,11 @@ const DEFAULT_STS_BUDGET_PER_SECOND: u32 = 20;
 /// or a launch spike opens.
 const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 const MAX_CONNECTIONS_RANGE: std::ops::RangeInclusive<usize> = 1..=1_000_000;
+/// New per-caller tokens per caller network (IPv4 /24, IPv6 /64) and minute. Carrier-grade NAT
+/// puts thousands of legitimate users behind one /24; tokens last an hour, so 60 a minute (3600
+/// an hour) still serves every one of them, while one network holds at most a sixteenth of the
+/// default budget's caller lane (16 a second).
+const DEFAULT_NEW_TOKENS_PER_NETWORK_PER_MINUTE: u32 = 60;
 /// The admin listener stays on loopback unless the operator opens it (a container sets
 /// 0.0.0.0:9090 so probes reach it).
 const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
@@ -82,6 +87,11 @@ pub struct Config {
     /// Connections the public listener holds open at once; further ones wait in the kernel's
     /// listen backlog until one closes.
     pub max_connections: usize,
+    /// How addresses are grouped: IPv6 by prefix for rate limits and caches, IPv4 networks for
+    /// the new-token limit.
+    pub grouping: crate::network::Grouping,
+    /// New per-caller tokens per caller network and minute.
+    pub new_tokens_per_network_per_minute: std::num::NonZeroU32,
     /// Sorted by name; `default` serves `/get_sts_token`.
     pub profiles: Vec<Profile>,
     /// The service's own AccessKey, when configured by environment or file.
@@ -201,6 +211,9 @@ const KNOWN_ENV: &[&str] = &[
     "STSVEND_TRUSTED_PROXIES",
     "STSVEND_STS_BUDGET_PER_SECOND",
     "STSVEND_MAX_CONNECTIONS",
+    "STSVEND_IPV6_PREFIX_LENGTH",
+    "STSVEND_IPV4_NETWORK_PREFIX_LENGTH",
+    "STSVEND_NEW_TOKENS_PER_NETWORK_PER_MINUTE",
     "STSVEND_ADMIN_LISTEN",
     "STSVEND_TLS_CERT",
     "STSVEND_TLS_KEY",
@@ -239,6 +252,9 @@ const GLOBAL_KEYS: &[&str] = &[
     "trusted_proxies",
     "sts_budget_per_second",
     "max_connections",
+    "ipv6_prefix_length",
+    "ipv4_network_prefix_length",
+    "new_tokens_per_network_per_minute",
     "admin_listen",
     "tls_cert",
     "tls_key",
@@ -301,6 +317,9 @@ struct Raw {
     trusted_proxies: Option<Setting>,
     sts_budget_per_second: Option<Setting>,
     max_connections: Option<Setting>,
+    ipv6_prefix_length: Option<Setting>,
+    ipv4_network_prefix_length: Option<Setting>,
+    new_tokens_per_network_per_minute: Option<Setting>,
     admin_listen: Option<Setting>,
     tls_cert: Option<Setting>,
     tls_key: Option<Setting>,
@@ -374,6 +393,9 @@ fn read_file(file: &ConfigFile, raw: &mut Raw, problems: &mut Problems) {
             "trusted_proxies" => &mut raw.trusted_proxies,
             "sts_budget_per_second" => &mut raw.sts_budget_per_second,
             "max_connections" => &mut raw.max_connections,
+            "ipv6_prefix_length" => &mut raw.ipv6_prefix_length,
+            "ipv4_network_prefix_length" => &mut raw.ipv4_network_prefix_length,
+            "new_tokens_per_network_per_minute" => &mut raw.new_tokens_per_network_per_minute,
             "admin_listen" => &mut raw.admin_listen,
             "tls_cert" => &mut raw.tls_cert,
             "tls_key" => &mut raw.tls_key,
@@ -526,6 +548,15 @@ fn read_env(env: &HashMap<String, String>, raw: &mut Raw, problems: &mut Problem
         "STSVEND_STS_BUDGET_PER_SECOND",
     );
     set(&mut raw.max_connections, "STSVEND_MAX_CONNECTIONS");
+    set(&mut raw.ipv6_prefix_length, "STSVEND_IPV6_PREFIX_LENGTH");
+    set(
+        &mut raw.ipv4_network_prefix_length,
+        "STSVEND_IPV4_NETWORK_PREFIX_LENGTH",
+    );
+    set(
+        &mut raw.new_tokens_per_network_per_minute,
+        "STSVEND_NEW_TOKENS_PER_NETWORK_PER_MINUTE",
+    );
     set(&mut raw.access_key_id, "ALIBABA_CLOUD_ACCESS_KEY_ID");
     set(
         &mut raw.access_key_secret,
@@ -724,6 +755,15 @@ fn validate(raw: Raw, mode: Mode, problems: &mut Problems) -> Option<Config> {
         "of connections from 1 to 1000000",
         problems,
     );
+    let grouping = address_grouping(&raw, problems);
+    let new_tokens_per_network_per_minute = whole_number(
+        raw.new_tokens_per_network_per_minute.as_ref(),
+        DEFAULT_NEW_TOKENS_PER_NETWORK_PER_MINUTE,
+        1..=1_000_000,
+        "of tokens from 1 to 1000000",
+        problems,
+    )
+    .and_then(std::num::NonZeroU32::new);
 
     let min_remaining = match &raw.min_remaining_seconds {
         Some(setting) => match setting.value.trim().parse::<u64>() {
@@ -810,6 +850,8 @@ fn validate(raw: Raw, mode: Mode, problems: &mut Problems) -> Option<Config> {
         trusted_proxies,
         sts_budget_per_second: sts_budget_per_second?,
         max_connections: max_connections?,
+        grouping: grouping?,
+        new_tokens_per_network_per_minute: new_tokens_per_network_per_minute?,
         min_remaining: Duration::from_secs(min_remaining?),
         profiles,
         credentials,
@@ -1103,6 +1145,29 @@ fn valid_region(region: &str) -> bool {
 
 /// A whole-number setting within `range` (`default` when unset), or a problem saying it must
 /// be a whole number `what` (the range in words).
+/// `STSVEND_IPV6_PREFIX_LENGTH` (32 to 128: shorter would lump whole providers together) and
+/// `STSVEND_IPV4_NETWORK_PREFIX_LENGTH` (8 to 32).
+fn address_grouping(raw: &Raw, problems: &mut Problems) -> Option<crate::network::Grouping> {
+    let ipv6_prefix = whole_number(
+        raw.ipv6_prefix_length.as_ref(),
+        crate::network::DEFAULT_IPV6_PREFIX_LENGTH,
+        32..=128,
+        "of bits from 32 to 128",
+        problems,
+    );
+    let ipv4_network_prefix = whole_number(
+        raw.ipv4_network_prefix_length.as_ref(),
+        crate::network::DEFAULT_IPV4_NETWORK_PREFIX_LENGTH,
+        8..=32,
+        "of bits from 8 to 32",
+        problems,
+    );
+    Some(crate::network::Grouping {
+        ipv6_prefix: ipv6_prefix?,
+        ipv4_network_prefix: ipv4_network_prefix?,
+    })
+}
+
 fn whole_number<T>(
     setting: Option<&Setting>,
     default: T,
