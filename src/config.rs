@@ -41,6 +41,11 @@ const DEFAULT_STS_BUDGET_PER_SECOND: u32 = 20;
 /// or a launch spike opens.
 const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 const MAX_CONNECTIONS_RANGE: std::ops::RangeInclusive<usize> = 1..=1_000_000;
+/// New per-caller tokens per caller network (IPv4 /24, IPv6 /64) and minute. Carrier-grade NAT
+/// puts thousands of legitimate users behind one /24; tokens last an hour, so 60 a minute (3600
+/// an hour) still serves every one of them, while one network holds at most a sixteenth of the
+/// default budget's caller lane (16 a second).
+const DEFAULT_NEW_TOKENS_PER_NETWORK_PER_MINUTE: u32 = 60;
 /// The admin listener stays on loopback unless the operator opens it (a container sets
 /// 0.0.0.0:9090 so probes reach it).
 const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
@@ -82,6 +87,11 @@ pub struct Config {
     /// Connections the public listener holds open at once; further ones wait in the kernel's
     /// listen backlog until one closes.
     pub max_connections: usize,
+    /// How addresses are grouped: IPv6 by prefix for rate limits and caches, IPv4 networks for
+    /// the new-token limit.
+    pub grouping: crate::network::Grouping,
+    /// New per-caller tokens per caller network and minute.
+    pub new_tokens_per_network_per_minute: std::num::NonZeroU32,
     /// Sorted by name; `default` serves `/get_sts_token`.
     pub profiles: Vec<Profile>,
     /// The service's own AccessKey, when configured by environment or file.
@@ -201,6 +211,9 @@ const KNOWN_ENV: &[&str] = &[
     "STSVEND_TRUSTED_PROXIES",
     "STSVEND_STS_BUDGET_PER_SECOND",
     "STSVEND_MAX_CONNECTIONS",
+    "STSVEND_IPV6_PREFIX_LENGTH",
+    "STSVEND_IPV4_NETWORK_PREFIX_LENGTH",
+    "STSVEND_NEW_TOKENS_PER_NETWORK_PER_MINUTE",
     "STSVEND_ADMIN_LISTEN",
     "STSVEND_TLS_CERT",
     "STSVEND_TLS_KEY",
@@ -239,6 +252,9 @@ const GLOBAL_KEYS: &[&str] = &[
     "trusted_proxies",
     "sts_budget_per_second",
     "max_connections",
+    "ipv6_prefix_length",
+    "ipv4_network_prefix_length",
+    "new_tokens_per_network_per_minute",
     "admin_listen",
     "tls_cert",
     "tls_key",
@@ -301,6 +317,9 @@ struct Raw {
     trusted_proxies: Option<Setting>,
     sts_budget_per_second: Option<Setting>,
     max_connections: Option<Setting>,
+    ipv6_prefix_length: Option<Setting>,
+    ipv4_network_prefix_length: Option<Setting>,
+    new_tokens_per_network_per_minute: Option<Setting>,
     admin_listen: Option<Setting>,
     tls_cert: Option<Setting>,
     tls_key: Option<Setting>,
@@ -374,6 +393,9 @@ fn read_file(file: &ConfigFile, raw: &mut Raw, problems: &mut Problems) {
             "trusted_proxies" => &mut raw.trusted_proxies,
             "sts_budget_per_second" => &mut raw.sts_budget_per_second,
             "max_connections" => &mut raw.max_connections,
+            "ipv6_prefix_length" => &mut raw.ipv6_prefix_length,
+            "ipv4_network_prefix_length" => &mut raw.ipv4_network_prefix_length,
+            "new_tokens_per_network_per_minute" => &mut raw.new_tokens_per_network_per_minute,
             "admin_listen" => &mut raw.admin_listen,
             "tls_cert" => &mut raw.tls_cert,
             "tls_key" => &mut raw.tls_key,
@@ -526,6 +548,15 @@ fn read_env(env: &HashMap<String, String>, raw: &mut Raw, problems: &mut Problem
         "STSVEND_STS_BUDGET_PER_SECOND",
     );
     set(&mut raw.max_connections, "STSVEND_MAX_CONNECTIONS");
+    set(&mut raw.ipv6_prefix_length, "STSVEND_IPV6_PREFIX_LENGTH");
+    set(
+        &mut raw.ipv4_network_prefix_length,
+        "STSVEND_IPV4_NETWORK_PREFIX_LENGTH",
+    );
+    set(
+        &mut raw.new_tokens_per_network_per_minute,
+        "STSVEND_NEW_TOKENS_PER_NETWORK_PER_MINUTE",
+    );
     set(&mut raw.access_key_id, "ALIBABA_CLOUD_ACCESS_KEY_ID");
     set(
         &mut raw.access_key_secret,
@@ -724,6 +755,15 @@ fn validate(raw: Raw, mode: Mode, problems: &mut Problems) -> Option<Config> {
         "of connections from 1 to 1000000",
         problems,
     );
+    let grouping = address_grouping(&raw, problems);
+    let new_tokens_per_network_per_minute = whole_number(
+        raw.new_tokens_per_network_per_minute.as_ref(),
+        DEFAULT_NEW_TOKENS_PER_NETWORK_PER_MINUTE,
+        1..=1_000_000,
+        "of tokens from 1 to 1000000",
+        problems,
+    )
+    .and_then(std::num::NonZeroU32::new);
 
     let min_remaining = match &raw.min_remaining_seconds {
         Some(setting) => match setting.value.trim().parse::<u64>() {
@@ -782,6 +822,12 @@ fn validate(raw: Raw, mode: Mode, problems: &mut Problems) -> Option<Config> {
             "is required: the ARN of the RAM role to assume, like acs:ram::1234567890123456:role/sls-web-tracking (or declare [profiles.NAME] tables in the config file)",
         );
     }
+    // An invalid prefix length is reported on its own; check policies against the default's.
+    let ipv6_prefix = grouping
+        .as_ref()
+        .map_or(crate::network::DEFAULT_IPV6_PREFIX_LENGTH, |g| {
+            g.ipv6_prefix
+        });
     let mut profiles = Vec::new();
     for (name, raw_profile) in raw_profiles {
         // A name the file got wrong is already reported; its settings' problems would only
@@ -789,7 +835,9 @@ fn validate(raw: Raw, mode: Mode, problems: &mut Problems) -> Option<Config> {
         if !valid_profile_name(&name) {
             continue;
         }
-        if let Some(profile) = parse_profile(&name, &raw_profile, min_remaining, problems) {
+        if let Some(profile) =
+            parse_profile(&name, &raw_profile, min_remaining, ipv6_prefix, problems)
+        {
             if profile.scope == Scope::Unrestricted {
                 warnings.push(format!(
                     "profile `{name}` has neither a logstore nor a policy: its tokens carry every permission of role {}; set STSVEND_LOGSTORE=project/logstore to allow only log uploads",
@@ -810,6 +858,8 @@ fn validate(raw: Raw, mode: Mode, problems: &mut Problems) -> Option<Config> {
         trusted_proxies,
         sts_budget_per_second: sts_budget_per_second?,
         max_connections: max_connections?,
+        grouping: grouping?,
+        new_tokens_per_network_per_minute: new_tokens_per_network_per_minute?,
         min_remaining: Duration::from_secs(min_remaining?),
         profiles,
         credentials,
@@ -946,6 +996,7 @@ fn parse_profile(
     name: &str,
     raw: &RawProfile,
     min_remaining: Option<u64>,
+    ipv6_prefix: u8,
     problems: &mut Problems,
 ) -> Option<Profile> {
     let role_arn = match raw.get("role_arn") {
@@ -1047,7 +1098,7 @@ fn parse_profile(
     if let (Some(access), Some(scope)) = (&access, &scope)
         && access.bind_source_ip
     {
-        check_bound_policy_fits(name, raw, policy.as_deref(), scope, problems);
+        check_bound_policy_fits(name, raw, policy.as_deref(), scope, ipv6_prefix, problems);
     }
     Some(Profile {
         name: name.to_owned(),
@@ -1062,17 +1113,13 @@ fn parse_profile(
     })
 }
 
-/// The caller address whose textual form is the longest, so the largest policy
-/// [`policy::bound_to_source_ip`] can produce for any caller (39 characters; an IPv4-mapped
-/// address prints shorter).
-const LONGEST_SOURCE_IP: std::net::IpAddr = std::net::IpAddr::V6(std::net::Ipv6Addr::new(
-    0xffff, 0xffff, 0xffff, 0xffff, 0xffff, 0xffff, 0xffff, 0xffff,
-));
-
-/// `policy` bound as it would be for the caller with the longest address: the one place that
-/// knows what the binder is given (an address today; should it bind networks, the widest text).
-fn bound_for_the_longest_address(policy: Option<&str>) -> Result<String, policy::PolicyError> {
-    policy::bound_to_source_ip(policy, LONGEST_SOURCE_IP)
+/// `policy` bound as it would be for the caller whose source (an address, or an IPv6 prefix of
+/// `ipv6_prefix` bits) is written longest: the one place that knows what the binder is given.
+fn bound_for_the_longest_source(
+    policy: Option<&str>,
+    ipv6_prefix: u8,
+) -> Result<String, policy::PolicyError> {
+    policy::bound_to_source_network(policy, policy::longest_source_network(ipv6_prefix))
 }
 
 /// With source-IP binding, every caller's policy gets a condition on its address, and STS
@@ -1084,11 +1131,13 @@ fn check_bound_policy_fits(
     raw: &RawProfile,
     policy: Option<&str>,
     scope: &Scope,
+    ipv6_prefix: u8,
     problems: &mut Problems,
 ) {
-    let Err(error) = bound_for_the_longest_address(policy) else {
+    let Err(error) = bound_for_the_longest_source(policy, ipv6_prefix) else {
         return;
     };
+    let source = policy::longest_source_network(ipv6_prefix);
     let setting = match scope {
         Scope::Logstores(_) => raw.get("logstore"),
         Scope::Document => raw.get("policy"),
@@ -1107,7 +1156,7 @@ fn check_bound_policy_fits(
     problems.add(
         origin,
         format!(
-            "gives a session policy that, with {bind}=true, is too long for some callers: bound to the address {LONGEST_SOURCE_IP} it {error}; {hint} or turn off {bind}"
+            "gives a session policy that, with {bind}=true, is too long for some callers: bound to the source {source} it {error}; {hint} or turn off {bind}"
         ),
     );
 }
@@ -1158,6 +1207,29 @@ fn valid_region(region: &str) -> bool {
 
 /// A whole-number setting within `range` (`default` when unset), or a problem saying it must
 /// be a whole number `what` (the range in words).
+/// `STSVEND_IPV6_PREFIX_LENGTH` (32 to 128: shorter would lump whole providers together) and
+/// `STSVEND_IPV4_NETWORK_PREFIX_LENGTH` (8 to 32).
+fn address_grouping(raw: &Raw, problems: &mut Problems) -> Option<crate::network::Grouping> {
+    let ipv6_prefix = whole_number(
+        raw.ipv6_prefix_length.as_ref(),
+        crate::network::DEFAULT_IPV6_PREFIX_LENGTH,
+        32..=128,
+        "of bits from 32 to 128",
+        problems,
+    );
+    let ipv4_network_prefix = whole_number(
+        raw.ipv4_network_prefix_length.as_ref(),
+        crate::network::DEFAULT_IPV4_NETWORK_PREFIX_LENGTH,
+        8..=32,
+        "of bits from 8 to 32",
+        problems,
+    );
+    Some(crate::network::Grouping {
+        ipv6_prefix: ipv6_prefix?,
+        ipv4_network_prefix: ipv4_network_prefix?,
+    })
+}
+
 fn whole_number<T>(
     setting: Option<&Setting>,
     default: T,

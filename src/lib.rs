@@ -29,6 +29,7 @@ pub mod emulator;
 pub mod healthcheck;
 pub mod http;
 pub mod metrics;
+pub mod network;
 pub mod outbound;
 pub mod refresh;
 pub mod server;

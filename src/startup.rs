@@ -124,6 +124,14 @@ pub struct App {
     cancel: CancellationToken,
 }
 
+fn caller_settings(config: &Config) -> crate::callers::CallerSettings {
+    crate::callers::CallerSettings {
+        min_remaining: config.min_remaining,
+        max_bytes: crate::callers::MAX_CACHE_BYTES,
+        new_tokens_per_network_per_minute: Some(config.new_tokens_per_network_per_minute),
+    }
+}
+
 impl App {
     /// Binds the listener and starts the refreshers (they fetch the first tokens right away).
     pub async fn build(
@@ -210,13 +218,13 @@ impl App {
                 })?;
             let per_caller = access.auth != AuthMode::None || access.bind_source_ip;
             let callers = per_caller.then(|| {
-                CallerTokens::new(
+                CallerTokens::with_settings(
                     profile.name.clone(),
                     profile.call.clone(),
                     client.clone(),
                     credentials.clone(),
                     clock.clone(),
-                    config.min_remaining,
+                    caller_settings(config),
                 )
             });
             crate::metrics::record_profile_enabled(&profile.name, true);
@@ -224,7 +232,7 @@ impl App {
                 name: profile.name.clone(),
                 shared,
                 callers,
-                limits: RateLimits::new(access.rate_limit),
+                limits: RateLimits::with_grouping(access.rate_limit, config.grouping),
                 auth: access.auth,
                 verifier,
                 bind_source_ip: access.bind_source_ip,

@@ -94,6 +94,8 @@ pub struct Claims {
     /// `sub`: who the caller is, as the login service names them. Not empty, otherwise
     /// unchecked: it can hold anything a JSON string can.
     pub subject: String,
+    /// `iss`, if the token has one: caches and rate limits key callers by (issuer, subject).
+    pub issuer: Option<String>,
 }
 
 /// Why a token was refused. Each variant is one check; none carries any part of the token.
@@ -543,7 +545,10 @@ impl RawClaims {
             }
         }
         match self.sub {
-            Some(subject) if !subject.is_empty() => Ok(Claims { subject }),
+            Some(subject) if !subject.is_empty() => Ok(Claims {
+                subject,
+                issuer: self.iss,
+            }),
             _ => Err(JwtError::MissingSubject),
         }
     }
@@ -1003,6 +1008,7 @@ mod tests {
     fn user_42() -> Result<Claims, JwtError> {
         Ok(Claims {
             subject: "user-42".to_owned(),
+            issuer: Some(ISSUER.to_owned()),
         })
     }
 
@@ -1154,7 +1160,8 @@ mod tests {
             claims_with("aud", json!(["anything"])),
             claims_without("aud"),
         ] {
-            assert_eq!(verify(&lax, &hs256(&claims)).await, user_42(), "{claims}");
+            let subject = verify(&lax, &hs256(&claims)).await.map(|c| c.subject);
+            assert_eq!(subject, user_42().map(|c| c.subject), "{claims}");
         }
     }
 

@@ -1,33 +1,82 @@
-//! Turning a JWT subject into an STS `RoleSessionName`, so ActionTrail shows who wrote what.
+//! Turning a JWT subject into an STS `RoleSessionName`, so ActionTrail shows who wrote what, and
+//! into the key that per-caller caches and per-user rate limits use.
 //!
-//! STS accepts `[A-Za-z0-9.@_-]`, and we keep to at most 32 characters (PROTOCOL.md §1.4). A
-//! subject that already fits is used as it is. Anything else is mapped (other characters become
-//! `-`), shortened, and given an 8-character hash of the original subject, so that two subjects
-//! that map to the same text still get different session names.
+//! STS accepts `[A-Za-z0-9.@_-]`, and we keep to at most 32 characters (PROTOCOL.md §1.4). The
+//! mapping is injective, so two subjects never share a session name (nor, therefore, the
+//! credentials STS issues for it) unless they collide on a 64-bit hash:
+//! - a *hashed name* is at most 15 characters of the subject (other characters become `-`), `_`,
+//!   and 16 lower-case hex digits of the subject's SHA-1: it always ends in `_` + 16 hex digits;
+//! - a subject that is already a valid session name is used as it is, *unless it has that
+//!   shape*; then it is hashed like any other, so no subject can pose as another's hashed name.
+//!
+//! Caches and rate limits do not use the session name at all but [`caller_id`], a digest of the
+//! exact (issuer, subject) pair, so the same `sub` from two issuers is two callers.
 
 use sha1::{Digest, Sha1};
 
 const MAX_LEN: usize = 32;
-const HASH_LEN: usize = 8;
+/// 16 hex digits: 64 bits of the hash.
+const HASH_HEX: usize = 16;
+/// What is left of the 32 characters for the readable part of a hashed name.
+const MAX_READABLE: usize = MAX_LEN - HASH_HEX - 1;
+
+/// Who a JWT caller is, exactly: a fixed-size digest of the length-prefixed (issuer, subject)
+/// pair (the first 128 bits of its SHA-1). Small, `Copy`, and without the subject's text.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+pub struct CallerId([u8; 16]);
+
+/// The key for `subject` as issued by `issuer` (`None` when the token has no `iss`).
+pub fn caller_id(issuer: Option<&str>, subject: &str) -> CallerId {
+    let mut hash = Sha1::new();
+    // Length prefixes keep ("ab", "c") apart from ("a", "bc"); the flag keeps no issuer apart
+    // from an empty one.
+    match issuer {
+        Some(issuer) => {
+            hash.update([1]);
+            hash.update((issuer.len() as u64).to_be_bytes());
+            hash.update(issuer.as_bytes());
+        }
+        None => hash.update([0]),
+    }
+    hash.update((subject.len() as u64).to_be_bytes());
+    hash.update(subject.as_bytes());
+    let digest = hash.finalize();
+    let mut id = [0; 16];
+    id.copy_from_slice(&digest[..16]);
+    CallerId(id)
+}
+
+fn allowed(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '.' | '@' | '_' | '-')
+}
+
+/// True for text that ends like a hashed name: `_` and 16 lower-case hex digits.
+pub fn has_hashed_shape(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    bytes.len() > HASH_HEX
+        && bytes[bytes.len() - HASH_HEX - 1] == b'_'
+        && bytes[bytes.len() - HASH_HEX..]
+            .iter()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
 
 /// The `RoleSessionName` for `subject`. Pure and deterministic.
 pub fn session_name(subject: &str) -> String {
-    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '@' | '_' | '-');
-    if (2..=MAX_LEN).contains(&subject.len()) && subject.chars().all(allowed) {
+    let valid = (2..=MAX_LEN).contains(&subject.len()) && subject.chars().all(allowed);
+    if valid && !has_hashed_shape(subject) {
         return subject.to_owned();
     }
-    let mapped: String = subject
+    let mut name: String = subject
         .chars()
         .map(|c| if allowed(c) { c } else { '-' })
-        .take(MAX_LEN - HASH_LEN - 1)
+        .take(MAX_READABLE)
         .collect();
-    let digest = Sha1::digest(subject.as_bytes());
-    let hash: String = digest
-        .iter()
-        .take(HASH_LEN / 2)
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("{mapped}_{hash}")
+    name.push('_');
+    for byte in &Sha1::digest(subject.as_bytes())[..HASH_HEX / 2] {
+        name.push(char::from_digit(u32::from(byte >> 4), 16).unwrap_or('0'));
+        name.push(char::from_digit(u32::from(byte & 0xf), 16).unwrap_or('0'));
+    }
+    name
 }
 
 #[cfg(test)]
@@ -35,16 +84,64 @@ mod tests {
     use super::*;
 
     fn valid(name: &str) -> bool {
-        (2..=MAX_LEN).contains(&name.len())
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '@' | '_' | '-'))
+        (2..=MAX_LEN).contains(&name.len()) && name.chars().all(allowed)
     }
 
     #[test]
     fn a_subject_that_fits_is_kept() {
         assert_eq!(session_name("oA1b2C3d-wx_openid"), "oA1b2C3d-wx_openid");
         assert_eq!(session_name("user@example.com"), "user@example.com");
+        // Shorter hex tails, upper-case hex or no underscore are not the reserved shape.
+        assert_eq!(session_name("user_9638bf00"), "user_9638bf00");
+        assert_eq!(session_name("u_9638BF009638BF00"), "u_9638BF009638BF00");
+    }
+
+    #[test]
+    fn fixed_vectors() {
+        // SHA-1("victim user@example.com") starts 9638bf0016b0d28a (python3 hashlib).
+        let cases = [
+            (
+                "victim user@example.com",
+                "victim-user@exa_9638bf0016b0d28a",
+            ),
+            // The literal subject from issue 13 is a valid name: kept as it is.
+            (
+                "victim-user@example.com_9638bf00",
+                "victim-user@example.com_9638bf00",
+            ),
+            // A subject posing as a hashed name is hashed itself.
+            (
+                "victim-user@exa_9638bf0016b0d28a",
+                "victim-user@exa_eac75ec2905d6d5f",
+            ),
+            ("用户一", "---_5cf0813eaf947b68"),
+        ];
+        for (subject, name) in cases {
+            assert_eq!(session_name(subject), name, "subject {subject:?}");
+        }
+    }
+
+    #[test]
+    fn verbatim_and_hashed_names_never_meet() {
+        let tricky = [
+            "victim user@example.com",
+            "victim-user@example.com_9638bf00",
+            "victim-user@exa_9638bf0016b0d28a",
+            "a_0000000000000000",
+            "_0000000000000000",
+        ];
+        let names: Vec<String> = tricky.iter().map(|s| session_name(s)).collect();
+        for (subject, name) in tricky.iter().zip(&names) {
+            assert!(valid(name), "{subject:?} -> {name:?}");
+            // Every name of the reserved shape came through the hash.
+            if has_hashed_shape(name) {
+                assert_ne!(name, subject, "{subject:?} kept although it has the shape");
+            }
+        }
+        let mut unique = names.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), names.len(), "{names:?}");
     }
 
     #[test]
@@ -74,5 +171,19 @@ mod tests {
         unique.dedup();
         assert_eq!(unique.len(), names.len());
         assert_eq!(session_name("用户一"), names[2], "deterministic");
+    }
+
+    #[test]
+    fn caller_ids_are_the_exact_issuer_and_subject() {
+        let a = caller_id(Some("https://idp"), "alice");
+        assert_eq!(a, caller_id(Some("https://idp"), "alice"));
+        assert_ne!(a, caller_id(Some("https://other"), "alice"));
+        assert_ne!(a, caller_id(None, "alice"));
+        assert_ne!(caller_id(None, "alice"), caller_id(Some(""), "alice"));
+        assert_ne!(caller_id(Some("ab"), "c"), caller_id(Some("a"), "bc"));
+        assert_ne!(
+            caller_id(None, "victim user@example.com"),
+            caller_id(None, "victim-user@example.com_9638bf00")
+        );
     }
 }

@@ -811,10 +811,25 @@ fn a_policy_too_long_once_bound_to_the_longest_address_is_refused_at_start_up() 
     assert!(line.starts_with("`STSVEND_POLICY`"), "{line}");
     assert!(line.contains("STSVEND_BIND_SOURCE_IP=true"), "{line}");
     assert!(
-        line.contains("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"),
-        "{line}"
+        line.contains("ffff:ffff:ffff:ffff::/64"),
+        "the default /64 prefix is the longest source: {line}"
     );
     assert!(line.contains("bytes") && line.contains("2048"), "{line}");
+    // Callers grouped by whole addresses: the worst case is the longest IPv6 address.
+    let found = problems(
+        None,
+        &[
+            ("STSVEND_POLICY", &policy),
+            ("STSVEND_BIND_SOURCE_IP", "true"),
+            ("STSVEND_IPV6_PREFIX_LENGTH", "128"),
+        ],
+    );
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].contains("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"),
+        "{}",
+        found[0]
+    );
 }
 
 #[test]
@@ -838,7 +853,10 @@ fn the_check_uses_the_worst_case_address_not_a_typical_one() {
     assert_eq!(pairs(&policy_of_len(fits_v4)).len(), 1);
     // Well under the limit even bound to the longest address: accepted.
     assert!(pairs(&policy_of_len(1800)).is_empty());
-    let bound = policy::bound_to_source_ip(Some(&policy_of_len(1800)), LONGEST_SOURCE_IP);
+    let bound = policy::bound_to_source_network(
+        Some(&policy_of_len(1800)),
+        policy::longest_source_network(64),
+    );
     assert!(bound.is_ok_and(|text| text.len() <= policy::MAX_POLICY_LEN));
 }
 
@@ -855,7 +873,8 @@ fn a_long_logstore_list_with_source_ip_binding_is_refused_naming_the_profile_set
         .find(|&n| {
             let stores = policy::parse_logstores(&list(n)).unwrap();
             let text = policy::logstore_policy(&stores).unwrap();
-            policy::bound_to_source_ip(Some(&text), LONGEST_SOURCE_IP).is_err()
+            policy::bound_to_source_network(Some(&text), policy::longest_source_network(64))
+                .is_err()
         })
         .unwrap();
     assert!(policy::logstore_policy(&policy::parse_logstores(&list(n)).unwrap()).is_ok());

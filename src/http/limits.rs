@@ -1,48 +1,64 @@
-//! Per-profile rate limits: per client IP and, for JWT callers, per subject.
+//! Per-profile rate limits: per client address (an IPv6 caller's whole prefix, see
+//! [`crate::network`]) and, for JWT callers, per exact (issuer, subject).
 //!
 //! The state lives in the app state (a `governor` keyed limiter each), not in tower's
 //! `RateLimitLayer`, which is neither keyed nor shared across clones. Keys that have been quiet
 //! long enough to be full again are dropped periodically, so a flood of distinct addresses
 //! cannot grow memory without bound.
 
-use std::net::IpAddr;
 use std::time::Duration;
 
 use governor::clock::{Clock as _, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use ipnet::IpNet;
 
+use crate::auth::subject::CallerId;
 use crate::config::RateLimit;
+use crate::network::Grouping;
 
 #[derive(Debug)]
 pub struct RateLimits {
-    by_ip: DefaultKeyedRateLimiter<IpAddr>,
-    by_subject: DefaultKeyedRateLimiter<String>,
+    by_ip: DefaultKeyedRateLimiter<IpNet>,
+    by_subject: DefaultKeyedRateLimiter<CallerId>,
     clock: DefaultClock,
+    grouping: Grouping,
 }
 
 impl RateLimits {
+    /// Limits grouping addresses the default way (IPv6 by /64).
     pub fn new(limit: RateLimit) -> Self {
+        Self::with_grouping(limit, Grouping::default())
+    }
+
+    pub fn with_grouping(limit: RateLimit, grouping: Grouping) -> Self {
         let quota = Quota::per_minute(limit.per_minute).allow_burst(limit.burst);
         let clock = DefaultClock::default();
         Self {
             by_ip: RateLimiter::dashmap_with_clock(quota, clock.clone()),
             by_subject: RateLimiter::dashmap_with_clock(quota, clock.clone()),
             clock,
+            grouping,
         }
     }
 
-    /// `Err` carries how long the caller should wait.
-    pub fn check_ip(&self, ip: IpAddr) -> Result<(), Duration> {
+    /// How this profile groups addresses (for its rate limits, caches and new-token limit).
+    pub fn grouping(&self) -> Grouping {
+        self.grouping
+    }
+
+    /// `caller` is the address as [`crate::network::Grouping::caller`] groups it. `Err`
+    /// carries how long the caller should wait.
+    pub fn check_ip(&self, caller: IpNet) -> Result<(), Duration> {
         self.by_ip
-            .check_key(&ip)
+            .check_key(&caller)
             .map_err(|not_until| not_until.wait_time_from(self.clock.now()))
     }
 
-    /// Subjects are keyed by their session name, which is at most 32 bytes however long the
+    /// Subjects are keyed by the fixed-size digest of (issuer, subject), however long the
     /// `sub` claim is.
-    pub fn check_subject(&self, session_name: &str) -> Result<(), Duration> {
+    pub fn check_subject(&self, caller: CallerId) -> Result<(), Duration> {
         self.by_subject
-            .check_key(&session_name.to_owned())
+            .check_key(&caller)
             .map_err(|not_until| not_until.wait_time_from(self.clock.now()))
     }
 
@@ -63,7 +79,13 @@ impl RateLimits {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::subject::caller_id;
+    use std::net::IpAddr;
     use std::num::NonZeroU32;
+
+    fn net(text: &str) -> IpNet {
+        Grouping::default().caller(text.parse().unwrap())
+    }
 
     fn limits(per_minute: u32, burst: u32) -> RateLimits {
         RateLimits::new(RateLimit {
@@ -75,8 +97,8 @@ mod tests {
     #[test]
     fn exactly_the_burst_is_admitted_per_address() {
         let limits = limits(60, 5);
-        let a: IpAddr = "198.51.100.1".parse().unwrap();
-        let b: IpAddr = "198.51.100.2".parse().unwrap();
+        let a = net("198.51.100.1");
+        let b = net("198.51.100.2");
         let admitted = (0..20).filter(|_| limits.check_ip(a).is_ok()).count();
         assert_eq!(admitted, 5);
         let wait = limits.check_ip(a).unwrap_err();
@@ -91,19 +113,40 @@ mod tests {
     }
 
     #[test]
+    fn an_ipv6_prefix_is_one_bucket() {
+        let limits = limits(1, 1);
+        let admitted = (1..=40u16)
+            .filter(|i| {
+                limits
+                    .check_ip(net(&format!("2001:db8:1:2::{i:x}")))
+                    .is_ok()
+            })
+            .count();
+        assert_eq!(admitted, 1, "40 addresses of one /64");
+        assert!(limits.check_ip(net("2001:db8:1:3::1")).is_ok(), "next /64");
+    }
+
+    #[test]
     fn subjects_have_their_own_buckets() {
         let limits = limits(60, 2);
-        assert!(limits.check_subject("alice").is_ok());
-        assert!(limits.check_subject("alice").is_ok());
-        assert!(limits.check_subject("alice").is_err());
-        assert!(limits.check_subject("bob").is_ok());
+        let alice = caller_id(Some("idp"), "alice");
+        assert!(limits.check_subject(alice).is_ok());
+        assert!(limits.check_subject(alice).is_ok());
+        assert!(limits.check_subject(alice).is_err());
+        assert!(limits.check_subject(caller_id(Some("idp"), "bob")).is_ok());
+        assert!(
+            limits
+                .check_subject(caller_id(Some("other"), "alice"))
+                .is_ok(),
+            "same sub, other issuer"
+        );
     }
 
     #[test]
     fn idle_keys_are_forgotten() {
         let limits = limits(6_000_000, 1);
         for i in 0..1000u32 {
-            let _ = limits.check_ip(IpAddr::from(i.to_be_bytes()));
+            let _ = limits.check_ip(IpNet::from(IpAddr::from(i.to_be_bytes())));
         }
         assert_eq!(limits.tracked(), 1000);
         // At 100 000 per second a bucket refills in 10 µs.

@@ -21,7 +21,7 @@ use super::state::{AppState, ProfileState};
 use crate::audit;
 use crate::auth::jwt::JwtError;
 use crate::auth::subject;
-use crate::callers::CallerKey;
+use crate::callers::{CallerKey, Origin, Refusal};
 use crate::config::AuthMode;
 use crate::metrics::{self, CacheResult};
 use crate::refresh::{self, Unavailable};
@@ -62,7 +62,10 @@ pub async fn serve(
             ApiError::ProfileDisabled,
         ));
     }
-    if let Err(wait) = profile.limits.check_ip(ip) {
+    let grouping = profile.limits.grouping();
+    // An IPv6 caller is its prefix: one host owns the whole /64.
+    let caller_net = grouping.caller(ip);
+    if let Err(wait) = profile.limits.check_ip(caller_net) {
         return Err(deny(&caller, Rejection::RateLimitIp, rate_limited(wait)));
     }
 
@@ -74,7 +77,7 @@ pub async fn serve(
                 Err(refusal) => Err(refusal),
             };
             match (verified, mode) {
-                (Ok(claims), _) => Some(claims.subject),
+                (Ok(claims), _) => Some(claims),
                 // Our key server is down: not the caller's fault, so no 401 that would send them
                 // to log in again, and no would-be denial to count in report mode.
                 (Err(JwtError::KeysUnavailable), AuthMode::Jwt) => {
@@ -110,10 +113,12 @@ pub async fn serve(
             }
         }
     };
-    caller.subject = jwt_subject.as_deref();
-    let session_name = caller.subject.map(subject::session_name);
-    if let Some(name) = &session_name
-        && let Err(wait) = profile.limits.check_subject(name)
+    caller.subject = jwt_subject.as_ref().map(|claims| claims.subject.as_str());
+    let caller_id = jwt_subject
+        .as_ref()
+        .map(|claims| subject::caller_id(claims.issuer.as_deref(), &claims.subject));
+    if let Some(id) = caller_id
+        && let Err(wait) = profile.limits.check_subject(id)
     {
         return Err(deny(
             &caller,
@@ -123,11 +128,28 @@ pub async fn serve(
     }
 
     let key = CallerKey {
-        session_name,
-        ip: profile.bind_source_ip.then_some(ip),
+        caller: caller_id,
+        session_name: caller.subject.map(subject::session_name),
+        ip: profile.bind_source_ip.then_some(caller_net),
     };
     let token = match &profile.callers {
-        Some(callers) if key.session_name.is_some() || key.ip.is_some() => callers.get(key).await,
+        Some(callers) if key.caller.is_some() || key.ip.is_some() => {
+            let origin = Origin {
+                network: grouping.network(ip),
+                wide: grouping.wide(ip),
+            };
+            match callers.get_from(key, origin).await {
+                Ok(token) => Ok(token),
+                Err(Refusal::Unavailable(unavailable)) => Err(unavailable),
+                Err(Refusal::NetworkLimit { retry_after }) => {
+                    return Err(deny(
+                        &caller,
+                        Rejection::NewTokenLimitNetwork,
+                        rate_limited(retry_after),
+                    ));
+                }
+            }
+        }
         _ => {
             let shared = refresh::servable_token(&profile.shared, MAX_WAIT_FOR_FETCH).await;
             if shared.is_ok() {
@@ -173,6 +195,8 @@ enum Rejection {
     /// A JWT check failed; the [`JwtError`] code.
     Auth(&'static str),
     RateLimitSubject,
+    /// The caller's network has had its share of new per-caller tokens.
+    NewTokenLimitNetwork,
     NoToken(Option<FailureClass>),
 }
 
@@ -185,6 +209,7 @@ impl Rejection {
             Self::KeysUnavailable => "jwt keys unavailable",
             Self::Auth(code) => code,
             Self::RateLimitSubject => "rate limit per user",
+            Self::NewTokenLimitNetwork => "new-token limit per network",
             Self::NoToken(_) => "no token available",
         }
     }
@@ -197,6 +222,7 @@ impl Rejection {
             Self::KeysUnavailable => ("jwt_keys_unavailable", ""),
             Self::Auth(code) => ("auth", code),
             Self::RateLimitSubject => ("rate_limit_subject", ""),
+            Self::NewTokenLimitNetwork => ("new_token_limit_network", ""),
             Self::NoToken(None) => ("token_not_ready", ""),
             Self::NoToken(Some(FailureClass::Unavailable)) => ("sts_unavailable", ""),
             Self::NoToken(Some(FailureClass::Rejected)) => ("sts_rejected", ""),

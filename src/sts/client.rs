@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use reqwest::Url;
 
+use super::budget::Lane;
 use super::request::{AssumeRole, AssumeRoleWithOidc, SignedRequest};
 use super::response::{self, ApiErrorBody, IssuedCredentials, MalformedResponse, Parsed};
 use crate::clock::Clock;
@@ -180,27 +181,29 @@ impl StsClient {
         self
     }
 
-    /// Calls `AssumeRole` once, with a fresh timestamp and nonce, waiting for the budget as a
-    /// background task may.
+    /// Calls `AssumeRole` once, with a fresh timestamp and nonce, in the budget's service lane
+    /// (the shared tokens, the service's own credentials), waiting for it as a background task
+    /// may.
     pub async fn assume_role(
         &self,
         credentials: &Credentials,
         call: &AssumeRole,
     ) -> Result<IssuedCredentials, StsError> {
-        self.assume_role_within(credentials, call, BACKGROUND_BUDGET_WAIT)
+        self.assume_role_within(credentials, call, Lane::Service, BACKGROUND_BUDGET_WAIT)
             .await
     }
 
-    /// Calls `AssumeRole` once, waiting at most `max_wait` for the budget (a client is waiting).
+    /// Calls `AssumeRole` once in `lane`, waiting at most `max_wait` for the budget.
     #[tracing::instrument(skip_all, fields(role_session_name = %call.role_session_name))]
     pub async fn assume_role_within(
         &self,
         credentials: &Credentials,
         call: &AssumeRole,
+        lane: Lane,
         max_wait: Duration,
     ) -> Result<IssuedCredentials, StsError> {
         if let Some(budget) = &self.budget
-            && let Err(retry_after) = budget.acquire(max_wait).await
+            && let Err(retry_after) = budget.acquire(lane, max_wait).await
         {
             metrics::record_sts_call("AssumeRole", StsOutcome::Other("budget"), None);
             return Err(StsError::BudgetExhausted { retry_after });

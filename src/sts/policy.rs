@@ -8,6 +8,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+use ipnet::IpNet;
 use serde_json::{Value, json};
 
 /// The largest `Policy` STS accepts. Documentation says 2048 characters, the error message says
@@ -162,12 +163,22 @@ pub fn check_policy_document(text: &str) -> Result<String, PolicyError> {
 }
 
 /// `policy` (or, with none, every permission of the role) narrowed to requests from `ip`.
-///
-/// The condition is a separate `Deny` statement for any other address rather than a change to the
-/// existing statements: a `Deny` can only narrow, whatever conditions those statements carry.
 pub fn bound_to_source_ip(
     policy: Option<&str>,
     ip: std::net::IpAddr,
+) -> Result<String, PolicyError> {
+    bound_to_source_network(policy, IpNet::from(ip))
+}
+
+/// `policy` narrowed to requests from `network`: one address (`/32`, `/128`, written as the bare
+/// address) or a whole prefix (`2001:db8:1:2::/64`), for a token cached for every address of an
+/// IPv6 prefix. `acs:SourceIp` accepts CIDRs of both families (PROTOCOL.md §9).
+///
+/// The condition is a separate `Deny` statement for any other address rather than a change to the
+/// existing statements: a `Deny` can only narrow, whatever conditions those statements carry.
+pub fn bound_to_source_network(
+    policy: Option<&str>,
+    network: IpNet,
 ) -> Result<String, PolicyError> {
     let mut doc: Value = match policy {
         Some(text) => {
@@ -182,15 +193,39 @@ pub fn bound_to_source_ip(
         .get_mut("Statement")
         .and_then(Value::as_array_mut)
         .ok_or(PolicyError::NoStatements)?;
+    let source = if network.prefix_len() == network.max_prefix_len() {
+        network.addr().to_string()
+    } else {
+        network.trunc().to_string()
+    };
     statements.push(json!({
         "Effect": "Deny",
         "Action": "*",
         "Resource": "*",
-        "Condition": { "NotIpAddress": { "acs:SourceIp": ip.to_string() } },
+        "Condition": { "NotIpAddress": { "acs:SourceIp": source } },
     }));
     let text = doc.to_string();
     check_len(&text)?;
     Ok(text)
+}
+
+/// The source network whose text is longest, for IPv6 callers grouped by `ipv6_prefix` bits:
+/// checking `bound_to_source_network(policy, longest_source_network(p))` at start-up proves the
+/// policy fits for every caller.
+pub fn longest_source_network(ipv6_prefix: u8) -> IpNet {
+    let all_ones = std::net::IpAddr::from([0xffff_u16; 8]);
+    let v6 = IpNet::new(all_ones, ipv6_prefix.min(128))
+        .map(|net| net.trunc())
+        .unwrap_or_else(|_| IpNet::from(all_ones));
+    let v4 = IpNet::from(std::net::IpAddr::from([255_u8; 4]));
+    let text = |net: IpNet| {
+        if net.prefix_len() == net.max_prefix_len() {
+            net.addr().to_string().len()
+        } else {
+            net.trunc().to_string().len()
+        }
+    };
+    if text(v6) >= text(v4) { v6 } else { v4 }
 }
 
 fn check_len(text: &str) -> Result<(), PolicyError> {
@@ -281,6 +316,49 @@ mod tests {
         let open = bound_to_source_ip(None, "2001:db8::1".parse().unwrap()).unwrap();
         assert!(open.contains(r#""Effect":"Allow","Action":"*","Resource":"*""#));
         assert!(open.contains(r#""acs:SourceIp":"2001:db8::1""#));
+    }
+
+    #[test]
+    fn a_token_cached_per_ipv6_prefix_allows_the_whole_prefix() {
+        let net: IpNet = "2001:db8:1:2::/64".parse().unwrap();
+        let bound = bound_to_source_network(None, net).unwrap();
+        assert!(
+            bound.ends_with(r#"{"Effect":"Deny","Action":"*","Resource":"*","Condition":{"NotIpAddress":{"acs:SourceIp":"2001:db8:1:2::/64"}}}]}"#),
+            "{bound}"
+        );
+        let host: IpNet = "198.51.100.7/32".parse().unwrap();
+        assert!(
+            bound_to_source_network(None, host)
+                .unwrap()
+                .contains(r#""acs:SourceIp":"198.51.100.7""#)
+        );
+    }
+
+    #[test]
+    fn the_longest_source_network_is_the_worst_case() {
+        assert_eq!(
+            longest_source_network(64).to_string(),
+            "ffff:ffff:ffff:ffff::/64"
+        );
+        assert_eq!(
+            longest_source_network(128).to_string(),
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff/128"
+        );
+        let p64 = bound_to_source_network(None, longest_source_network(64)).unwrap();
+        for source in [
+            "2001:db8:1:2::/64",
+            "255.255.255.255",
+            "ffff:ffff:ffff:fff0::/64",
+        ] {
+            let other = bound_to_source_network(
+                None,
+                source
+                    .parse()
+                    .unwrap_or_else(|_| IpNet::from(source.parse::<std::net::IpAddr>().unwrap())),
+            )
+            .unwrap();
+            assert!(other.len() <= p64.len(), "{source}");
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use stsvend::auth::subject::session_name;
-use stsvend::sts::policy::{bound_to_source_ip, logstore_policy, parse_logstores};
+use stsvend::sts::policy::{bound_to_source_network, logstore_policy, parse_logstores};
 
 use crate::helpers::{
     Answer, JWT_SECRET, LogCapture, MockSts, Reply, TestApp, TimedSts, assert_logged_denial,
@@ -195,7 +195,16 @@ async fn a_crowd_of_new_users_never_spends_more_than_the_sts_budget_and_cached_u
     const BUDGET: f64 = 5.0;
     let (logs, _guard) = LogCapture::start();
     let mock = TimedSts::start(vec![]).await;
-    let app = jwt_app(&mock.endpoint(), &[("STSVEND_STS_BUDGET_PER_SECOND", "5")]).await;
+    // The per-network new-token limit (issue 13) would refuse part of this crowd from one
+    // address first; this test is about the budget.
+    let app = jwt_app(
+        &mock.endpoint(),
+        &[
+            ("STSVEND_STS_BUDGET_PER_SECOND", "5"),
+            ("STSVEND_NEW_TOKENS_PER_NETWORK_PER_MINUTE", "1000000"),
+        ],
+    )
+    .await;
     let mut cached = Vec::new();
     for user in ["regular-1", "regular-2"] {
         let answer = app.get_with("/get_sts_token", &as_user(user)).await;
@@ -271,7 +280,14 @@ async fn a_crowd_of_new_users_never_spends_more_than_the_sts_budget_and_cached_u
 #[tokio::test]
 async fn no_one_second_window_sees_more_assume_role_calls_than_the_budget_per_second() {
     let mock = TimedSts::start(vec![]).await;
-    let app = jwt_app(&mock.endpoint(), &[("STSVEND_STS_BUDGET_PER_SECOND", "5")]).await;
+    let app = jwt_app(
+        &mock.endpoint(),
+        &[
+            ("STSVEND_STS_BUDGET_PER_SECOND", "5"),
+            ("STSVEND_NEW_TOKENS_PER_NETWORK_PER_MINUTE", "1000000"),
+        ],
+    )
+    .await;
     let crowd: Vec<Headers> = (0..30).map(|i| as_user(&format!("crowd-{i:02}"))).collect();
     let answers = app.get_all("/get_sts_token", crowd).await;
     assert!(answers.iter().all(|a| a.status == 200 || a.status == 503));
@@ -399,7 +415,9 @@ async fn source_ip_binding_denies_every_other_address_in_the_policy_sts_receives
             "198.51.100.7",
         ),
         ("another address", from("203.0.113.9"), "203.0.113.9"),
-        ("IPv6", from("2001:db8::1"), "2001:db8::1"),
+        // An IPv6 caller is its /64 (issue 13): the token allows the whole prefix.
+        ("IPv6", from("2001:db8::1"), "2001:db8::/64"),
+        ("IPv6, same /64", from("2001:db8::2"), "2001:db8::/64"),
     ];
     let mut keys: HashMap<&str, String> = HashMap::new();
     for (case, headers, ip) in &cases {
@@ -414,7 +432,7 @@ async fn source_ip_binding_denies_every_other_address_in_the_policy_sts_receives
     let ips: Vec<&str> = bound.iter().map(|(ip, _)| ip.as_str()).collect();
     assert_eq!(
         ips,
-        ["127.0.0.1", "198.51.100.7", "203.0.113.9", "2001:db8::1"],
+        ["127.0.0.1", "198.51.100.7", "203.0.113.9", "2001:db8::/64"],
         "one STS call per address, none for a repeat"
     );
     let stores = parse_logstores("my-proj/web-log").unwrap();
@@ -422,7 +440,13 @@ async fn source_ip_binding_denies_every_other_address_in_the_policy_sts_receives
     for (ip, policy) in &bound {
         assert_eq!(
             *policy,
-            bound_to_source_ip(Some(&base), ip.parse().unwrap()).unwrap()
+            bound_to_source_network(
+                Some(&base),
+                ip.parse().unwrap_or_else(|_| {
+                    ipnet::IpNet::from(ip.parse::<std::net::IpAddr>().unwrap())
+                })
+            )
+            .unwrap()
         );
     }
     // Spelled out once, independently of the code under test.

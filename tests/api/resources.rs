@@ -192,6 +192,7 @@ async fn a_flood_of_distinct_subjects_stays_within_the_per_caller_cache_bound() 
         BOUND,
     );
     let key = |i: usize| CallerKey {
+        caller: None,
         session_name: Some(format!("flood-user-{i}")),
         ip: None,
     };

@@ -285,7 +285,13 @@ fn jwt_token_signed_with_the_right_key_and_valid_claims_verifies() {
                 &EncodingKey::from_secret(SECRET.as_bytes()),
             )
             .expect("encodes");
-            prop_assert_eq!(fixture.verify(&token), Ok(Claims { subject: sub }));
+            prop_assert_eq!(
+                fixture.verify(&token),
+                Ok(Claims {
+                    subject: sub,
+                    issuer: Some(ISSUER.to_owned())
+                })
+            );
             Ok(())
         },
     );
