@@ -121,6 +121,7 @@ pub struct App {
     admin: Option<(TcpListener, Router)>,
     tls: Option<Tls>,
     max_connections: usize,
+    max_connections_per_address: usize,
     cancel: CancellationToken,
 }
 
@@ -253,6 +254,7 @@ impl App {
             admin,
             tls,
             max_connections: config.max_connections,
+            max_connections_per_address: config.max_connections_per_address,
             cancel,
         })
     }
@@ -296,6 +298,7 @@ impl App {
                     server::Listener {
                         name: "admin",
                         max_connections: ADMIN_MAX_CONNECTIONS,
+                        max_connections_per_address: self.max_connections_per_address,
                     },
                     stop.cancelled_owned(),
                     SHUTDOWN_GRACE,
@@ -310,6 +313,7 @@ impl App {
             server::Listener {
                 name: "public",
                 max_connections: self.max_connections,
+                max_connections_per_address: self.max_connections_per_address,
             },
             stop.clone().cancelled_owned(),
             SHUTDOWN_GRACE,
