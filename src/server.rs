@@ -10,7 +10,7 @@
 //! | [`HEADER_READ_TIMEOUT`] | 10 s | HTTP/1.1 headers (also the wait for the next request on a keep-alive connection) not in by then: closed (no slowloris) |
 //! | [`IDLE_TIMEOUT`] | 30 s | no request in flight (an HTTP/2 connection with no open stream, a connection that never sent a request), checked every [`IDLE_CHECK_EVERY`] (5 s): graceful close, dropped [`WRITE_STALL_TIMEOUT`] later |
 //! | [`H2_KEEP_ALIVE_INTERVAL`], [`H2_KEEP_ALIVE_TIMEOUT`] | 20 s, 10 s | an HTTP/2 peer that does not answer a ping within 10 s: closed |
-//! | [`WRITE_STALL_TIMEOUT`] | 10 s | a write that cannot go out (the client stopped reading): closed |
+//! | [`WRITE_STALL_TIMEOUT`] | 10 s | a write that cannot go out (the client stopped reading and the [`SEND_BUFFER_BYTES`] send buffer is full): closed |
 //! | [`MAX_CONNECTION_AGE`] | 5 min | graceful close (HTTP/1.1: `Connection: close` for [`DRAIN`], then close; HTTP/2: `GOAWAY`), dropped [`MAX_AGE_GRACE`] (20 s) later |
 //!
 //! Headers larger than [`MAX_HEADER_BYTES`] get `431`. At most [`Listener::max_connections`]
@@ -74,6 +74,11 @@ pub const H2_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 /// A write pending this long without a byte going out fails and the connection ends: our
 /// answers are a few KiB, so only a client that stopped reading takes this long.
 pub const WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// The kernel's send buffer of each connection (Linux doubles it for bookkeeping). Left to
+/// itself Linux grows it to 4 MiB, so a client that stops reading would have megabytes of
+/// answers queued before a write ever waited; 64 KiB holds dozens of our answers and makes
+/// [`WRITE_STALL_TIMEOUT`] start counting soon after the client stops reading.
+pub const SEND_BUFFER_BYTES: usize = 64 * 1024;
 /// No connection lives longer than this, so nothing holds a slot for good, however busy.
 pub const MAX_CONNECTION_AGE: Duration = Duration::from_secs(300);
 /// After a close for age, the longest the connection may still take: the request deadline
@@ -105,7 +110,8 @@ const CAP_WARNING_EVERY: Duration = Duration::from_secs(60);
 pub struct Listener {
     pub name: &'static str,
     pub max_connections: usize,
-    /// Capped at `max_connections`: a per-address cap above the global one changes nothing.
+    /// Only below `max_connections` does it act: at or above it, the global cap (which closes
+    /// the idlest connection to make room) is the only one.
     pub max_connections_per_address: usize,
 }
 
@@ -177,12 +183,19 @@ pub async fn serve(
     limits.max_connections_per_address = limits
         .max_connections_per_address
         .clamp(1, limits.max_connections);
+    // At or above the global cap the per-address one would only refuse a newcomer that the
+    // global cap serves by closing an idle connection: leave it to the global cap.
+    let per_address = if limits.max_connections_per_address < limits.max_connections {
+        limits.max_connections_per_address
+    } else {
+        usize::MAX
+    };
     let shared = Arc::new(Shared {
         limits,
         builder: builder(),
         router,
         tls,
-        registry: Arc::new(Registry::new(limits.max_connections_per_address)),
+        registry: Arc::new(Registry::new(per_address)),
         counters: Counters::new(limits.name),
         stop: CancellationToken::new(),
         grace,
@@ -326,6 +339,7 @@ impl Shared {
         let state = Arc::new(ConnState::new(self.registry.millis(Instant::now())));
         open.admission.register(state.clone());
         let _ = stream.set_nodelay(true);
+        let _ = socket2::SockRef::from(&stream).set_send_buffer_size(SEND_BUFFER_BYTES);
         // Under TLS, so that handshake and record writes are covered too.
         let io = StallGuard::new(
             stream,

@@ -11,6 +11,7 @@ mod emulator;
 mod example_config;
 mod failures;
 mod faults;
+mod hostile_connections;
 mod https;
 mod observability;
 mod openapi;
