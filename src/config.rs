@@ -46,6 +46,11 @@ const MAX_CONNECTIONS_RANGE: std::ops::RangeInclusive<usize> = 1..=1_000_000;
 /// an hour) still serves every one of them, while one network holds at most a sixteenth of the
 /// default budget's caller lane (16 a second).
 const DEFAULT_NEW_TOKENS_PER_NETWORK_PER_MINUTE: u32 = 60;
+/// Open connections from one client address (an IPv6 /64). A carrier-grade NAT puts thousands
+/// of phones behind one address: 10 000 of them fetching every 5 minutes and holding their
+/// connection 5 s is about 170 at once, so 1000 leaves six times that, while one address alone
+/// takes at most a tenth of the default global cap. Above `max_connections` it has no effect.
+const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS: usize = 1000;
 /// The admin listener stays on loopback unless the operator opens it (a container sets
 /// 0.0.0.0:9090 so probes reach it).
 const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
@@ -92,6 +97,9 @@ pub struct Config {
     pub grouping: crate::network::Grouping,
     /// New per-caller tokens per caller network and minute.
     pub new_tokens_per_network_per_minute: std::num::NonZeroU32,
+    /// Connections one client address (an IPv6 /64) holds open at once on each listener; at
+    /// most `max_connections` in effect.
+    pub max_connections_per_address: usize,
     /// Sorted by name; `default` serves `/get_sts_token`.
     pub profiles: Vec<Profile>,
     /// The service's own AccessKey, when configured by environment or file.
@@ -214,6 +222,7 @@ const KNOWN_ENV: &[&str] = &[
     "STSVEND_IPV6_PREFIX_LENGTH",
     "STSVEND_IPV4_NETWORK_PREFIX_LENGTH",
     "STSVEND_NEW_TOKENS_PER_NETWORK_PER_MINUTE",
+    "STSVEND_MAX_CONNECTIONS_PER_ADDRESS",
     "STSVEND_ADMIN_LISTEN",
     "STSVEND_TLS_CERT",
     "STSVEND_TLS_KEY",
@@ -255,6 +264,7 @@ const GLOBAL_KEYS: &[&str] = &[
     "ipv6_prefix_length",
     "ipv4_network_prefix_length",
     "new_tokens_per_network_per_minute",
+    "max_connections_per_address",
     "admin_listen",
     "tls_cert",
     "tls_key",
@@ -320,6 +330,7 @@ struct Raw {
     ipv6_prefix_length: Option<Setting>,
     ipv4_network_prefix_length: Option<Setting>,
     new_tokens_per_network_per_minute: Option<Setting>,
+    max_connections_per_address: Option<Setting>,
     admin_listen: Option<Setting>,
     tls_cert: Option<Setting>,
     tls_key: Option<Setting>,
@@ -396,6 +407,7 @@ fn read_file(file: &ConfigFile, raw: &mut Raw, problems: &mut Problems) {
             "ipv6_prefix_length" => &mut raw.ipv6_prefix_length,
             "ipv4_network_prefix_length" => &mut raw.ipv4_network_prefix_length,
             "new_tokens_per_network_per_minute" => &mut raw.new_tokens_per_network_per_minute,
+            "max_connections_per_address" => &mut raw.max_connections_per_address,
             "admin_listen" => &mut raw.admin_listen,
             "tls_cert" => &mut raw.tls_cert,
             "tls_key" => &mut raw.tls_key,
@@ -556,6 +568,10 @@ fn read_env(env: &HashMap<String, String>, raw: &mut Raw, problems: &mut Problem
     set(
         &mut raw.new_tokens_per_network_per_minute,
         "STSVEND_NEW_TOKENS_PER_NETWORK_PER_MINUTE",
+    );
+    set(
+        &mut raw.max_connections_per_address,
+        "STSVEND_MAX_CONNECTIONS_PER_ADDRESS",
     );
     set(&mut raw.access_key_id, "ALIBABA_CLOUD_ACCESS_KEY_ID");
     set(
@@ -764,6 +780,13 @@ fn validate(raw: Raw, mode: Mode, problems: &mut Problems) -> Option<Config> {
         problems,
     )
     .and_then(std::num::NonZeroU32::new);
+    let max_connections_per_address = whole_number(
+        raw.max_connections_per_address.as_ref(),
+        DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
+        MAX_CONNECTIONS_RANGE,
+        "of connections from 1 to 1000000",
+        problems,
+    );
 
     let min_remaining = match &raw.min_remaining_seconds {
         Some(setting) => match setting.value.trim().parse::<u64>() {
@@ -860,6 +883,7 @@ fn validate(raw: Raw, mode: Mode, problems: &mut Problems) -> Option<Config> {
         max_connections: max_connections?,
         grouping: grouping?,
         new_tokens_per_network_per_minute: new_tokens_per_network_per_minute?,
+        max_connections_per_address: max_connections_per_address?,
         min_remaining: Duration::from_secs(min_remaining?),
         profiles,
         credentials,

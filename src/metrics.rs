@@ -20,6 +20,11 @@
 //! | `stsvend_profile_enabled` | `profile` | [`record_profile_enabled`] (kill switch, start-up) |
 //! | `stsvend_log_lines_dropped_total` | | [`Metrics::render`], from the non-blocking log writer |
 //! | `stsvend_tls_reloads_total` | `outcome` | `tls` (each reload of the certificate files: `ok` or `refused`) |
+//! | `stsvend_connections_open` | `listener` | `server`, per connection opened and closed |
+//! | `stsvend_connection_limit_reached_total` | `listener` | `server`, at the global cap |
+//! | `stsvend_connections_evicted_total` | `listener` | `server`, closing the idlest at the cap |
+//! | `stsvend_connections_refused_total` | `listener`, `reason` | `server` (`per_address`) |
+//! | `stsvend_connections_closed_total` | `listener`, `reason` | `server` (`idle`, `max_age`, `write_stall`) |
 //!
 //! Labels are bounded: profile names come from the configuration, routes from the router's
 //! patterns (never the raw path), STS error codes are checked against a charset and capped in
@@ -177,7 +182,19 @@ fn describe() {
     );
     describe_counter!(
         "stsvend_connection_limit_reached_total",
-        "Times a listener reached its connection cap (STSVEND_MAX_CONNECTIONS for public) and stopped accepting until a connection closed"
+        "Times a listener reached its connection cap (STSVEND_MAX_CONNECTIONS for public) and had to close an idle connection or wait for one to close"
+    );
+    describe_counter!(
+        "stsvend_connections_evicted_total",
+        "Connections closed at the connection cap to make room, the one idle longest first"
+    );
+    describe_counter!(
+        "stsvend_connections_refused_total",
+        "Connections closed right after accept, by reason (per_address: the client address held STSVEND_MAX_CONNECTIONS_PER_ADDRESS)"
+    );
+    describe_counter!(
+        "stsvend_connections_closed_total",
+        "Connections closed by a connection timeout: idle (no request in flight), max_age, write_stall (the client stopped reading)"
     );
     describe_counter!(
         "stsvend_log_lines_dropped_total",
@@ -437,6 +454,21 @@ pub fn record_connection_cap_reached(listener: &'static str) {
 pub fn record_tls_reload(ok: bool) {
     let outcome = if ok { "ok" } else { "refused" };
     counter!("stsvend_tls_reloads_total", "outcome" => outcome).increment(1);
+}
+
+/// Connections `listener` closed at its cap to make room.
+pub fn connections_evicted(listener: &'static str) -> Counter {
+    counter!("stsvend_connections_evicted_total", "listener" => listener)
+}
+
+/// Connections `listener` closed right after accept; `reason` is a fixed word (`per_address`).
+pub fn connections_refused(listener: &'static str, reason: &'static str) -> Counter {
+    counter!("stsvend_connections_refused_total", "listener" => listener, "reason" => reason)
+}
+
+/// Connections `listener` closed for `reason` (`idle`, `max_age`, `write_stall`).
+pub fn connections_closed(listener: &'static str, reason: &'static str) -> Counter {
+    counter!("stsvend_connections_closed_total", "listener" => listener, "reason" => reason)
 }
 
 #[cfg(test)]

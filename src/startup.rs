@@ -121,6 +121,8 @@ pub struct App {
     admin: Option<(TcpListener, Router)>,
     tls: Option<Tls>,
     max_connections: usize,
+    max_connections_per_address: usize,
+    grouping: crate::network::Grouping,
     cancel: CancellationToken,
 }
 
@@ -261,6 +263,8 @@ impl App {
             admin,
             tls,
             max_connections: config.max_connections,
+            max_connections_per_address: config.max_connections_per_address,
+            grouping: config.grouping,
             cancel,
         })
     }
@@ -306,6 +310,8 @@ impl App {
                     server::Listener {
                         name: "admin",
                         max_connections: ADMIN_MAX_CONNECTIONS,
+                        max_connections_per_address: self.max_connections_per_address,
+                        grouping: self.grouping,
                     },
                     stop.cancelled_owned(),
                     SHUTDOWN_GRACE,
@@ -320,6 +326,8 @@ impl App {
             server::Listener {
                 name: "public",
                 max_connections: self.max_connections,
+                max_connections_per_address: self.max_connections_per_address,
+                grouping: self.grouping,
             },
             stop.clone().cancelled_owned(),
             SHUTDOWN_GRACE,
