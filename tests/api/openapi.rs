@@ -364,6 +364,7 @@ async fn real_answers_validate_against_the_documented_schemas() {
     let admin_post = |path: &str| {
         app.client
             .post(format!("http://{}{path}", app.admin_addr))
+            .header("x-stsvend-admin", "1")
             .send()
     };
     let path = "/admin/profiles/{name}/disable";
