@@ -11,6 +11,7 @@ mod emulator;
 mod example_config;
 mod failures;
 mod faults;
+mod hostile_admin;
 mod https;
 mod observability;
 mod openapi;
