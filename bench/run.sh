@@ -264,7 +264,7 @@ mock latency?ms=$STS_LATENCY_MS
 SECRET=bench-hs256-secret-0123456789abcdef
 PORT=$(free_port)
 start_stsvend per-user "$PORT" STSVEND_AUTH=jwt STSVEND_JWT_HS256_SECRET="$SECRET" \
-  STSVEND_JWT_ALGORITHMS=HS256 STSVEND_STS_BUDGET_PER_SECOND="$BUDGET"
+  STSVEND_JWT_ALGORITHMS=HS256 STSVEND_JWT_ACCEPT_ANY_AUDIENCE=true STSVEND_STS_BUDGET_PER_SECOND="$BUDGET"
 wait_for "http://127.0.0.1:$PORT/readyz"
 mock reset
 log "per-user: $SUBJECTS distinct subjects, budget $BUDGET AssumeRole/s"

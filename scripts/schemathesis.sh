@@ -63,6 +63,8 @@ role_arn = "acs:ram::1234567890123456:role/sls-web-tracking"
 logstore = "my-project/user-events"
 auth = "jwt"
 jwt_hs256_secret = "schemathesis-only-secret-0123456789abcdef"
+jwt_issuer = "https://login.example.com"
+jwt_audience = "stsvend"
 cors_origins = ["https://app.example.com"]
 TOML
 STSVEND_LISTEN="127.0.0.1:$PORT" STSVEND_ADMIN_LISTEN="127.0.0.1:$ADMIN_PORT" \

@@ -1,21 +1,37 @@
 //! The admin listener (`STSVEND_ADMIN_LISTEN`, default `127.0.0.1:9090`): liveness, readiness,
 //! Prometheus metrics and the kill switch. It is separate from the public listener so that none
 //! of this is reachable from the internet unless the operator puts both on one address.
+//!
+//! A web page the operator opens may try to reach it through the operator's browser (a
+//! `kubectl port-forward` makes it `127.0.0.1:9090`), so every admin route, on its own listener
+//! or on the public one, is guarded: the `Host` must be an IP address, `localhost` or a name in
+//! `STSVEND_ADMIN_HOSTS` (DNS rebinding); an `Origin` other than the listener's own is refused;
+//! a `POST` needs the `X-Stsvend-Admin` header or a JSON body, which no page can send to another
+//! site without a CORS preflight (which the admin listener never grants); and with
+//! `STSVEND_ADMIN_TOKEN` set, `/metrics` and the kill switch need it as a bearer token. The
+//! probes (`/healthz`, `/readyz`) and `/openapi.json` need no token: the kubelet sends none.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
-use axum::http::{StatusCode, header};
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
 
-use crate::http::{ApiError, AppState, error, health, openapi};
+use crate::config::{AdminAccess, AdminToken};
+use crate::http::edge::{Edge, Methods};
+use crate::http::{ApiError, AppState, harden, health, openapi};
 
 /// Renders the metrics exposition text.
 pub type RenderMetrics = Arc<dyn Fn() -> String + Send + Sync>;
+
+/// The header that marks a state-changing call as not coming from a cross-site web page.
+pub const ADMIN_HEADER: &str = "x-stsvend-admin";
 
 #[derive(Clone)]
 struct AdminState {
@@ -23,27 +39,152 @@ struct AdminState {
     metrics: Option<RenderMetrics>,
 }
 
-/// Routes of the admin listener: metrics and the kill switch, plus health and readiness.
-pub fn admin_router(app: AppState, metrics: Option<RenderMetrics>) -> Router {
+/// What the guard checks, for one group of routes.
+#[derive(Clone)]
+struct Guard {
+    hosts: Arc<Vec<String>>,
+    /// Required for this group of routes when set.
+    token: Option<AdminToken>,
+}
+
+/// Routes of the admin listener: metrics and the kill switch, plus health and readiness, each
+/// behind the guard and the edge (request id, `nosniff`, in-flight cap, timeout, metrics).
+pub fn admin_router(app: AppState, metrics: Option<RenderMetrics>, access: &AdminAccess) -> Router {
+    let open = Guard {
+        hosts: Arc::new(access.hosts.clone()),
+        token: None,
+    };
     let health_routes = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/openapi.json", get(openapi::admin))
-        .with_state(app.clone());
-    admin_routes(app, metrics)
+        .with_state(app.clone())
+        .route_layer(axum::middleware::from_fn_with_state(open, guard));
+    let routes = guarded_routes(app, metrics, access)
         .merge(health_routes)
-        .fallback(|| async { ApiError::NotFound })
-        .layer(axum::middleware::from_fn(error::request_id))
+        .fallback(|| async { ApiError::NotFound });
+    harden(routes, Edge::default().with_methods(Methods::Routed))
 }
 
-/// Only metrics and the kill switch, for merging into the public router when the operator
-/// puts both on one address (the public router already serves health and readiness).
-pub fn admin_routes(app: AppState, metrics: Option<RenderMetrics>) -> Router {
+/// Only metrics and the kill switch, guarded as on the admin listener and behind `edge`'s
+/// in-flight cap, for merging into the public router when the operator puts both on one
+/// address (the public router already serves health and readiness).
+pub fn admin_routes(
+    app: AppState,
+    metrics: Option<RenderMetrics>,
+    access: &AdminAccess,
+    edge: &Edge,
+) -> Router {
+    harden(
+        guarded_routes(app, metrics, access),
+        edge.with_methods(Methods::Routed),
+    )
+}
+
+fn guarded_routes(app: AppState, metrics: Option<RenderMetrics>, access: &AdminAccess) -> Router {
+    let guarded = Guard {
+        hosts: Arc::new(access.hosts.clone()),
+        token: access.token.clone(),
+    };
     Router::new()
         .route("/metrics", get(render_metrics))
         .route("/admin/profiles/{name}/disable", post(disable))
         .route("/admin/profiles/{name}/enable", post(enable))
         .with_state(AdminState { app, metrics })
+        .route_layer(axum::middleware::from_fn_with_state(guarded, guard))
+}
+
+async fn guard(State(guard): State<Guard>, request: Request, next: Next) -> Response {
+    match check(&guard, request.method(), request.uri(), request.headers()) {
+        Ok(()) => next.run(request).await,
+        Err(refusal) => refusal.into_response(),
+    }
+}
+
+/// The admin guard's checks, in order: `Host`, `Origin`, token, then for a state-changing call
+/// the header or JSON body no cross-site page can send without a preflight.
+fn check(
+    guard: &Guard,
+    method: &Method,
+    uri: &axum::http::Uri,
+    headers: &HeaderMap,
+) -> Result<(), ApiError> {
+    // HTTP/1 sends `Host`; HTTP/2 sends `:authority`, which hyper puts in the URI. A request
+    // with neither comes from no browser.
+    let host = match headers.get(header::HOST) {
+        Some(value) => Some(value.to_str().map_err(|_| ApiError::AdminHostRefused)?),
+        None => uri.authority().map(axum::http::uri::Authority::as_str),
+    };
+    if let Some(host) = host
+        && !host_allowed(host, &guard.hosts)
+    {
+        return Err(ApiError::AdminHostRefused);
+    }
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let same = host.is_some_and(|host| {
+            origin.to_str().is_ok_and(|origin| {
+                ["http://", "https://"].iter().any(|scheme| {
+                    origin
+                        .strip_prefix(scheme)
+                        .is_some_and(|rest| rest.eq_ignore_ascii_case(host))
+                })
+            })
+        });
+        if !same {
+            return Err(ApiError::AdminOriginRefused);
+        }
+    }
+    if let Some(token) = &guard.token {
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .ok_or(ApiError::AdminTokenMissing)?;
+        let bytes = presented.as_bytes();
+        let scheme_ok = bytes.len() > 7 && bytes[..7].eq_ignore_ascii_case(b"bearer ");
+        if !scheme_ok || !token.matches(bytes[7..].trim_ascii()) {
+            return Err(ApiError::AdminTokenInvalid);
+        }
+    }
+    let reads = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
+    if !reads && !headers.contains_key(ADMIN_HEADER) && !json_body(headers) {
+        return Err(ApiError::AdminHeaderMissing);
+    }
+    Ok(())
+}
+
+/// `Content-Type: application/json` (parameters allowed), which a form cannot send.
+fn json_body(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// An IP literal or `localhost` (no page can make a browser send one for its own name), or a
+/// configured name. The port is not checked: `kubectl port-forward` may pick any local one.
+fn host_allowed(host: &str, names: &[String]) -> bool {
+    let name = match host.strip_prefix('[') {
+        // `[v6]` or `[v6]:port`
+        Some(rest) => {
+            return rest.split_once(']').is_some_and(|(ip, port)| {
+                ip.parse::<std::net::Ipv6Addr>().is_ok()
+                    && (port.is_empty() || valid_port(port.strip_prefix(':')))
+            });
+        }
+        None => match host.rsplit_once(':') {
+            Some((name, port)) if valid_port(Some(port)) => name,
+            _ => host,
+        },
+    };
+    if name.parse::<IpAddr>().is_ok() {
+        return true;
+    }
+    let name = name.strip_suffix('.').unwrap_or(name);
+    name.eq_ignore_ascii_case("localhost") || names.iter().any(|n| n.eq_ignore_ascii_case(name))
+}
+
+fn valid_port(port: Option<&str>) -> bool {
+    port.is_some_and(|p| p.parse::<u16>().is_ok())
 }
 
 async fn render_metrics(State(state): State<AdminState>) -> Response {

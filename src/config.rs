@@ -82,6 +82,8 @@ pub struct Config {
     /// Where `/metrics`, `/healthz`, `/readyz` and the kill switch are served. The same address
     /// as `listen` puts them on the public port (only if the operator says so).
     pub admin_listen: SocketAddr,
+    /// Host names and token guarding the admin routes.
+    pub admin: AdminAccess,
     /// Certificate chain and key for native HTTPS on the public port; plain HTTP without.
     pub tls: Option<TlsFiles>,
     pub log_format: LogFormat,
@@ -224,6 +226,9 @@ const KNOWN_ENV: &[&str] = &[
     "STSVEND_NEW_TOKENS_PER_NETWORK_PER_MINUTE",
     "STSVEND_MAX_CONNECTIONS_PER_ADDRESS",
     "STSVEND_ADMIN_LISTEN",
+    "STSVEND_ADMIN_HOSTS",
+    "STSVEND_ADMIN_TOKEN",
+    "STSVEND_ADMIN_TOKEN_FILE",
     "STSVEND_TLS_CERT",
     "STSVEND_TLS_KEY",
     "STSVEND_LOG_FORMAT",
@@ -266,6 +271,9 @@ const GLOBAL_KEYS: &[&str] = &[
     "new_tokens_per_network_per_minute",
     "max_connections_per_address",
     "admin_listen",
+    "admin_hosts",
+    "admin_token",
+    "admin_token_file",
     "tls_cert",
     "tls_key",
     "log_format",
@@ -299,6 +307,11 @@ const PROFILE_SETTINGS: &[(&str, &str, bool)] = &[
     ("rate_limit_burst", "STSVEND_RATE_LIMIT_BURST", false),
     ("cors_origins", "STSVEND_CORS_ORIGINS", true),
     ("bind_source_ip", "STSVEND_BIND_SOURCE_IP", false),
+    (
+        "jwt_accept_any_audience",
+        "STSVEND_JWT_ACCEPT_ANY_AUDIENCE",
+        false,
+    ),
 ];
 
 /// A raw value and where it came from.
@@ -332,6 +345,9 @@ struct Raw {
     new_tokens_per_network_per_minute: Option<Setting>,
     max_connections_per_address: Option<Setting>,
     admin_listen: Option<Setting>,
+    admin_hosts: Option<Setting>,
+    admin_token: Option<Setting>,
+    admin_token_file: Option<Setting>,
     tls_cert: Option<Setting>,
     tls_key: Option<Setting>,
     log_format: Option<Setting>,
@@ -409,6 +425,9 @@ fn read_file(file: &ConfigFile, raw: &mut Raw, problems: &mut Problems) {
             "new_tokens_per_network_per_minute" => &mut raw.new_tokens_per_network_per_minute,
             "max_connections_per_address" => &mut raw.max_connections_per_address,
             "admin_listen" => &mut raw.admin_listen,
+            "admin_hosts" => &mut raw.admin_hosts,
+            "admin_token" => &mut raw.admin_token,
+            "admin_token_file" => &mut raw.admin_token_file,
             "tls_cert" => &mut raw.tls_cert,
             "tls_key" => &mut raw.tls_key,
             "log_format" => &mut raw.log_format,
@@ -428,7 +447,8 @@ fn read_file(file: &ConfigFile, raw: &mut Raw, problems: &mut Problems) {
                 continue;
             }
         };
-        if let Some(value) = scalar(value, &origin(key), key == "trusted_proxies", problems) {
+        let list = matches!(key.as_str(), "trusted_proxies" | "admin_hosts");
+        if let Some(value) = scalar(value, &origin(key), list, problems) {
             *slot = Some(Setting {
                 origin: origin(key),
                 value,
@@ -552,6 +572,9 @@ fn read_env(env: &HashMap<String, String>, raw: &mut Raw, problems: &mut Problem
     );
     set(&mut raw.trusted_proxies, "STSVEND_TRUSTED_PROXIES");
     set(&mut raw.admin_listen, "STSVEND_ADMIN_LISTEN");
+    set(&mut raw.admin_hosts, "STSVEND_ADMIN_HOSTS");
+    set(&mut raw.admin_token, "STSVEND_ADMIN_TOKEN");
+    set(&mut raw.admin_token_file, "STSVEND_ADMIN_TOKEN_FILE");
     set(&mut raw.tls_cert, "STSVEND_TLS_CERT");
     set(&mut raw.tls_key, "STSVEND_TLS_KEY");
     set(&mut raw.log_format, "STSVEND_LOG_FORMAT");
@@ -689,6 +712,26 @@ fn validate(raw: Raw, mode: Mode, problems: &mut Problems) -> Option<Config> {
         "`STSVEND_ADMIN_LISTEN`",
         problems,
     );
+    if let (Mode::Dev { allow_remote }, Some(addr)) = (mode, admin_listen)
+        && !allow_remote
+        && !addr.ip().is_loopback()
+    {
+        problems.add(
+            raw.admin_listen.as_ref().map_or("`STSVEND_ADMIN_LISTEN`".to_owned(), |s| s.origin.clone()),
+            format!(
+                "`stsvend dev` keeps its admin listener (metrics, kill switch) on loopback; {addr} is not a loopback address (pass --allow-remote to override)"
+            ),
+        );
+    }
+    let admin = admin::parse(
+        raw.admin_hosts.as_ref(),
+        raw.admin_token.as_ref(),
+        raw.admin_token_file.as_ref(),
+        problems,
+    );
+    if let Some(addr) = admin_listen {
+        warnings.extend(admin::warning(addr, &admin));
+    }
     let tls = match (&raw.tls_cert, &raw.tls_key) {
         (Some(cert), Some(key)) => Some(TlsFiles {
             cert: cert.value.trim().into(),
@@ -867,6 +910,17 @@ fn validate(raw: Raw, mode: Mode, problems: &mut Problems) -> Option<Config> {
                     profile.call.role_arn
                 ));
             }
+            if let Some(jwt) = profile
+                .access
+                .jwt
+                .as_ref()
+                .filter(|j| j.accept_any_audience)
+            {
+                warnings.push(format!(
+                    "profile `{name}` accepts JWTs for any audience{} (jwt_accept_any_audience): a token your identity provider issued for another app works here too",
+                    if jwt.issuer.is_none() { " and from any issuer its keys verify" } else { "" }
+                ));
+            }
             profiles.push(profile);
         }
     }
@@ -876,6 +930,7 @@ fn validate(raw: Raw, mode: Mode, problems: &mut Problems) -> Option<Config> {
         sts_endpoint: sts_endpoint?,
         ecs_metadata_endpoint: ecs_metadata_endpoint?,
         admin_listen: admin_listen?,
+        admin,
         tls,
         log_format,
         trusted_proxies,
@@ -1316,7 +1371,9 @@ fn one_line(text: &str) -> String {
 }
 
 mod access;
+mod admin;
 #[cfg(test)]
 mod tests;
 
 pub use access::{Access, AuthMode, JwtAlgorithm, JwtSettings, RateLimit};
+pub use admin::{AdminAccess, AdminToken, MIN_ADMIN_TOKEN_BYTES};

@@ -157,8 +157,8 @@ impl App {
     }
 
     /// The general form: a shared budget, for the admin listener a metrics renderer, and extra
-    /// public routes (`stsvend dev`'s SLS sink and example page) that bypass the token endpoint's
-    /// method filter.
+    /// public routes (`stsvend dev`'s SLS sink and example page), hardened like the token
+    /// routes but with the methods they route (`POST` for the sink).
     pub async fn build_with(
         config: &Config,
         credentials: CredentialsProvider,
@@ -246,16 +246,26 @@ impl App {
         }
         let state = AppState::new(profiles, config.trusted_proxies.clone(), clock);
         tokio::spawn(forget_idle_rate_limits(state.clone(), cancel.child_token()));
-        let mut public = http::public_router(state.clone());
+        // Every router on the public listener shares one in-flight cap; each keeps its own
+        // method rule (the token routes read only, the dev sink and kill switch take `POST`).
+        let edge = http::edge::Edge::default();
+        let mut public = http::public_router_on(state.clone(), &edge);
         if let Some(extra) = extra_routes {
+            let extra = http::harden(extra, edge.with_methods(http::edge::Methods::Routed));
             public = extra.merge(public);
         }
         let (router, admin) = match admin_listener {
             Some(admin_listener) => (
                 public,
-                Some((admin_listener, admin::admin_router(state, metrics))),
+                Some((
+                    admin_listener,
+                    admin::admin_router(state, metrics, &config.admin),
+                )),
             ),
-            None => (public.merge(admin::admin_routes(state, metrics)), None),
+            None => (
+                public.merge(admin::admin_routes(state, metrics, &config.admin, &edge)),
+                None,
+            ),
         };
         Ok(Self {
             listener,

@@ -49,6 +49,9 @@ pub struct JwtSettings {
     pub issuer: Option<String>,
     pub audience: Option<String>,
     pub algorithms: Vec<JwtAlgorithm>,
+    /// The operator's explicit opt-out (`STSVEND_JWT_ACCEPT_ANY_AUDIENCE`) from requiring both
+    /// issuer and audience: a token for any app of the identity provider is then accepted.
+    pub accept_any_audience: bool,
 }
 
 impl fmt::Debug for JwtSettings {
@@ -74,6 +77,7 @@ impl fmt::Debug for JwtSettings {
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
             .field("algorithms", &self.algorithms)
+            .field("accept_any_audience", &self.accept_any_audience)
             .finish()
     }
 }
@@ -135,6 +139,7 @@ pub(super) fn parse(name: &str, raw: &RawProfile, problems: &mut Problems) -> Op
         "jwt_issuer",
         "jwt_audience",
         "jwt_algorithms",
+        "jwt_accept_any_audience",
     ];
     let jwt = if auth == AuthMode::None {
         for key in jwt_keys {
@@ -196,21 +201,7 @@ pub(super) fn parse(name: &str, raw: &RawProfile, problems: &mut Problems) -> Op
         }
     }
 
-    let bind_source_ip = match raw.get("bind_source_ip") {
-        None => false,
-        Some(s) => match s.value.trim().to_ascii_lowercase().as_str() {
-            "true" => true,
-            "false" => false,
-            _ => {
-                fail(
-                    s,
-                    format!("must be true or false, got {}", shown(&s.value)),
-                    problems,
-                );
-                false
-            }
-        },
-    };
+    let bind_source_ip = flag(raw.get("bind_source_ip"), problems);
 
     if problems.0.len() > problems_before {
         return None;
@@ -225,6 +216,24 @@ pub(super) fn parse(name: &str, raw: &RawProfile, problems: &mut Problems) -> Op
         cors_origins,
         bind_source_ip,
     })
+}
+
+/// A `true`/`false` setting, false when unset.
+fn flag(setting: Option<&Setting>, problems: &mut Problems) -> bool {
+    let Some(s) = setting else {
+        return false;
+    };
+    match s.value.trim().to_ascii_lowercase().as_str() {
+        "true" => true,
+        "false" => false,
+        _ => {
+            problems.add(
+                &s.origin,
+                format!("must be true or false, got {}", shown(&s.value)),
+            );
+            false
+        }
+    }
 }
 
 fn parse_jwt(name: &str, raw: &RawProfile, problems: &mut Problems) -> Option<JwtSettings> {
@@ -332,6 +341,29 @@ fn parse_jwt(name: &str, raw: &RawProfile, problems: &mut Problems) -> Option<Jw
             "names no algorithm",
         );
     }
+    let accept_any_audience = flag(raw.get("jwt_accept_any_audience"), problems);
+    // A shared identity provider signs tokens for many apps with the same keys; only the
+    // issuer and audience tell ours apart, so both are required unless the operator says not.
+    match (&issuer, &audience, accept_any_audience) {
+        (Some(_), Some(_), false) | (_, None, true) => {}
+        (_, Some(_), true) => problems.add(
+            origin("jwt_accept_any_audience", "STSVEND_JWT_ACCEPT_ANY_AUDIENCE"),
+            "is true but an audience is set (STSVEND_JWT_AUDIENCE); unset one of them",
+        ),
+        (issuer, audience, false) => {
+            let missing = match (issuer, audience) {
+                (None, None) => "neither issuer nor audience is set",
+                (None, _) => "no issuer is set",
+                _ => "no audience is set",
+            };
+            problems.add(
+                origin("jwt_audience", "STSVEND_JWT_AUDIENCE"),
+                format!(
+                    "profile `{name}` checks JWTs but {missing}: any token its keys verify would do, including one your identity provider issued for another app. Set STSVEND_JWT_ISSUER and STSVEND_JWT_AUDIENCE (the `iss` and `aud` of your tokens), or STSVEND_JWT_ACCEPT_ANY_AUDIENCE=true to accept that"
+                ),
+            );
+        }
+    }
     (problems.0.len() == problems_before).then_some(JwtSettings {
         hs256_secret,
         jwks_url,
@@ -339,6 +371,7 @@ fn parse_jwt(name: &str, raw: &RawProfile, problems: &mut Problems) -> Option<Jw
         issuer,
         audience,
         algorithms,
+        accept_any_audience,
     })
 }
 

@@ -607,6 +607,7 @@ fn jwt_settings_pick_algorithms_from_the_keys_given() {
                 "STSVEND_JWT_JWKS_URL",
                 "https://login.example.com/jwks.json",
             ),
+            ("STSVEND_JWT_ACCEPT_ANY_AUDIENCE", "true"),
         ]),
         Mode::Serve,
     )
@@ -724,6 +725,8 @@ fn profiles_in_the_file_take_access_settings_too() {
         auth = "jwt"
         jwt_jwks_file = "/etc/stsvend/jwks.json"
         jwt_algorithms = ["RS256"]
+        jwt_issuer = "https://login.example.com"
+        jwt_audience = "app"
         rate_limit_per_minute = 60
         rate_limit_burst = 10
         cors_origins = ["https://app.example.com"]

@@ -1,10 +1,12 @@
-//! The public listener's outer middleware, in one piece: every request passes through it once.
+//! The outer middleware of every route, public, admin and dev, in one piece: every request
+//! passes through it once.
 //!
-//! In order: start the clock and note the matched route; give the request a fresh id; refuse
-//! methods other than `GET`, `HEAD` and `OPTIONS`; shed load beyond [`MAX_IN_FLIGHT`] requests
-//! at once (answering at once rather than queueing); bound the request by [`REQUEST_TIMEOUT`].
-//! On the way out: the id in `x-request-id`, error bodies rendered, `nosniff` on everything, and
-//! the request counted and timed.
+//! In order: start the clock and note the matched route; give the request a fresh id; where the
+//! router serves only reads (the public token routes), refuse methods other than `GET`, `HEAD`
+//! and `OPTIONS`; shed load beyond [`MAX_IN_FLIGHT`] requests at once (answering at once rather
+//! than queueing); bound the request by [`REQUEST_TIMEOUT`]. On the way out: the id in
+//! `x-request-id`, error bodies rendered (the router's own bare `405` included), `nosniff` on
+//! everything, and the request counted and timed.
 //!
 //! One middleware rather than a stack of six: each `from_fn` layer clones the services inside it
 //! and boxes a future per request, which on the token path cost as much as the handler.
@@ -27,16 +29,40 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 /// Requests handled at once; beyond this, answer 503 `overloaded` immediately.
 pub const MAX_IN_FLIGHT: usize = 2048;
 
-/// What the middleware shares across requests.
+/// Which methods a router's edge lets through to its routes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Methods {
+    /// `GET`, `HEAD` and `OPTIONS` only; anything else is `405` before the handler (and on
+    /// unknown paths too), so the public surface never takes a body.
+    ReadOnly,
+    /// Whatever the routes serve (the kill switch's and the dev sink's `POST`); the router
+    /// answers other methods `405` itself.
+    Routed,
+}
+
+/// What the middleware shares across requests: one in-flight cap per listener, shared by every
+/// router merged onto it, and the router's method rule.
 #[derive(Debug, Clone)]
 pub struct Edge {
     slots: Arc<Semaphore>,
+    methods: Methods,
 }
 
 impl Default for Edge {
     fn default() -> Self {
         Self {
             slots: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+            methods: Methods::ReadOnly,
+        }
+    }
+}
+
+impl Edge {
+    /// The same in-flight cap, with another method rule (for routers merged onto one listener).
+    pub fn with_methods(&self, methods: Methods) -> Self {
+        Self {
+            slots: self.slots.clone(),
+            methods,
         }
     }
 }
@@ -47,10 +73,11 @@ pub async fn edge(State(edge): State<Edge>, mut request: Request, next: Next) ->
     let route = request.extensions().get::<MatchedPath>().cloned();
     let id = error::new_request_id();
     request.extensions_mut().insert(id.clone());
-    let response = if !matches!(
-        *request.method(),
-        Method::GET | Method::HEAD | Method::OPTIONS
-    ) {
+    let response = if edge.methods == Methods::ReadOnly
+        && !matches!(
+            *request.method(),
+            Method::GET | Method::HEAD | Method::OPTIONS
+        ) {
         ApiError::MethodNotAllowed.into_response()
     } else {
         match edge.slots.try_acquire() {
@@ -61,7 +88,7 @@ pub async fn edge(State(edge): State<Edge>, mut request: Request, next: Next) ->
             Err(_) => ApiError::Overloaded.into_response(),
         }
     };
-    let mut response = error::finish(response, &id);
+    let mut response = error::finish(error::with_error_body(response), &id);
     response.headers_mut().insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),

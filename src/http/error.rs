@@ -6,9 +6,7 @@
 //! a caught panic or a 405 from the router gets the same shape.
 
 use axum::body::Body;
-use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::auth::jwt::JwtError;
@@ -56,6 +54,17 @@ pub enum ApiError {
     },
     /// 500: a bug; details are in the log.
     Internal,
+    /// 421: an admin route asked under a `Host` name that is not an IP address, `localhost` or
+    /// listed in `STSVEND_ADMIN_HOSTS` (a DNS-rebinding page would send its own name).
+    AdminHostRefused,
+    /// 403: an admin route asked with an `Origin` other than the listener's own: a web page.
+    AdminOriginRefused,
+    /// 401: `STSVEND_ADMIN_TOKEN` is set and the request has no `Authorization: Bearer`.
+    AdminTokenMissing,
+    /// 401: the admin bearer token is wrong.
+    AdminTokenInvalid,
+    /// 400: a state-changing admin call without `X-Stsvend-Admin` or a JSON body.
+    AdminHeaderMissing,
 }
 
 /// What the request-id middleware needs to render an error body.
@@ -82,6 +91,10 @@ impl ApiError {
             | Self::RequestTimeout
             | Self::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::AdminHostRefused => StatusCode::MISDIRECTED_REQUEST,
+            Self::AdminOriginRefused => StatusCode::FORBIDDEN,
+            Self::AdminTokenMissing | Self::AdminTokenInvalid => StatusCode::UNAUTHORIZED,
+            Self::AdminHeaderMissing => StatusCode::BAD_REQUEST,
         }
     }
 
@@ -118,7 +131,7 @@ impl ApiError {
             ),
             Self::RateLimited { .. } => (
                 "rate_limited",
-                "too many token requests from this address or user; retry after the number of seconds in Retry-After",
+                "too many token requests from this address, user or network; retry after the number of seconds in Retry-After",
             ),
             Self::TokenUnavailable {
                 class: Some(FailureClass::Rejected),
@@ -141,6 +154,26 @@ impl ApiError {
             Self::Internal => (
                 "internal_error",
                 "an unexpected error occurred; the server log has the details",
+            ),
+            Self::AdminHostRefused => (
+                "admin_host_refused",
+                "the admin listener answers only to IP addresses, localhost and the names in STSVEND_ADMIN_HOSTS; use one of them as the host, or list this name",
+            ),
+            Self::AdminOriginRefused => (
+                "admin_origin_refused",
+                "the admin listener refuses requests from web pages (an Origin header other than its own); call it with curl or another non-browser client",
+            ),
+            Self::AdminTokenMissing => (
+                "admin_token_missing",
+                "this admin endpoint needs the admin token: send Authorization: Bearer <the STSVEND_ADMIN_TOKEN value>",
+            ),
+            Self::AdminTokenInvalid => (
+                "admin_token_invalid",
+                "the admin token is wrong: send Authorization: Bearer <the STSVEND_ADMIN_TOKEN value>",
+            ),
+            Self::AdminHeaderMissing => (
+                "admin_header_missing",
+                "a state-changing admin call needs the header X-Stsvend-Admin: 1 (or a JSON body with Content-Type: application/json)",
             ),
         };
         ErrorInfo { code, message }
@@ -191,6 +224,16 @@ impl IntoResponse for ApiError {
                         .insert(header::WWW_AUTHENTICATE, value);
                 }
             }
+            Self::AdminTokenMissing | Self::AdminTokenInvalid => {
+                let value = if matches!(self, Self::AdminTokenMissing) {
+                    "Bearer realm=\"stsvend-admin\""
+                } else {
+                    "Bearer realm=\"stsvend-admin\", error=\"invalid_token\""
+                };
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(value));
+            }
             _ => {}
         }
         response.extensions_mut().insert(self.info());
@@ -234,16 +277,10 @@ pub fn finish(mut response: Response, id: &RequestId) -> Response {
     response
 }
 
-/// Outermost middleware of the admin listener: a fresh id per request, returned in
-/// `x-request-id`, and the standard error bodies. (The public listener does this in
-/// [`super::edge`].)
-pub async fn request_id(mut request: Request, next: Next) -> Response {
-    let id = new_request_id();
-    request.extensions_mut().insert(id.clone());
-    let mut response = next.run(request).await;
-    // The router's own 405 (a POST route asked with GET, say) has the right `Allow` but an empty
-    // body; give it the standard one, so every admin error has the same shape (found by
-    // scripts/schemathesis.sh). Not `ApiError::MethodNotAllowed`: its `Allow` is `GET, HEAD`.
+/// Gives the router's own bare `405` (a `POST` route asked with `GET`, say), which has the right
+/// `Allow` but an empty body, the standard error body, so every error has the same shape (found
+/// by scripts/schemathesis.sh). Not `ApiError::MethodNotAllowed`: its `Allow` is `GET, HEAD`.
+pub fn with_error_body(mut response: Response) -> Response {
     if response.status() == StatusCode::METHOD_NOT_ALLOWED
         && response.extensions().get::<ErrorInfo>().is_none()
     {
@@ -252,7 +289,7 @@ pub async fn request_id(mut request: Request, next: Next) -> Response {
             message: "this endpoint does not answer this method; see the Allow header",
         });
     }
-    finish(response, &id)
+    response
 }
 
 /// Fallback for a known path asked with a method it does not serve.

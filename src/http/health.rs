@@ -14,11 +14,24 @@ pub async fn healthz() -> impl IntoResponse {
     Json(json!({ "status": "ok" }))
 }
 
-/// `GET /readyz`: 200 only while every enabled profile has a token that may be served; 503
-/// before the first tokens arrive and whenever one profile has none. Disabled profiles are
-/// listed as such. The body says which profile is not
-/// ready, so a load balancer's log explains itself.
+/// `GET /readyz` on the admin listener: 200 only while every enabled profile has a token that
+/// may be served; 503 before the first tokens arrive and whenever one profile has none.
+/// Disabled profiles are listed as such. The body says which profile is not ready, so a load
+/// balancer's log explains itself.
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    let (ready, profiles) = readiness(&state);
+    answer(ready, Some(profiles))
+}
+
+/// `GET /readyz` on the public listener: the overall status only. Profile names and their
+/// kill-switch state are the operator's business (the admin `/readyz` has them).
+pub async fn public_readyz(State(state): State<AppState>) -> impl IntoResponse {
+    let (ready, _) = readiness(&state);
+    answer(ready, None)
+}
+
+/// Whether every enabled profile can serve a token, and each profile's state.
+fn readiness(state: &AppState) -> (bool, Map<String, Value>) {
     let now = Instant::now();
     let mut profiles = Map::new();
     let mut ready = true;
@@ -35,15 +48,19 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         };
         profiles.insert(profile.name.clone(), Value::from(status));
     }
+    (ready, profiles)
+}
+
+fn answer(ready: bool, profiles: Option<Map<String, Value>>) -> impl IntoResponse {
     let status = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let body = json!({
-        "status": if ready { "ready" } else { "not_ready" },
-        "profiles": profiles,
-    });
+    let mut body = json!({ "status": if ready { "ready" } else { "not_ready" } });
+    if let Some(profiles) = profiles {
+        body["profiles"] = Value::Object(profiles);
+    }
     (
         status,
         [(axum::http::header::CACHE_CONTROL, "no-store")],

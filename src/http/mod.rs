@@ -11,7 +11,8 @@ pub mod token;
 
 use axum::Router;
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, Method, header};
+use axum::http::{HeaderMap, HeaderValue, Method, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -27,6 +28,12 @@ use crate::config::{AuthMode, DEFAULT_PROFILE};
 /// The public router. A function, so tests can drive it without a socket (requests need a
 /// `ConnectInfo<SocketAddr>` extension, which `axum::serve` provides).
 pub fn public_router(state: AppState) -> Router {
+    public_router_on(state, &edge::Edge::default())
+}
+
+/// The public router behind `edge` (read-only methods), whose in-flight cap other routers on
+/// the same listener share.
+pub fn public_router_on(state: AppState, edge: &edge::Edge) -> Router {
     let mut router = Router::new();
     for profile in state.profiles() {
         let path = if profile.name == DEFAULT_PROFILE {
@@ -40,8 +47,16 @@ pub fn public_router(state: AppState) -> Router {
         })
         .fallback(error::method_not_allowed);
         // On the route itself, so each profile answers preflights for its own origins only.
+        // The CORS layer would answer any `OPTIONS` as a preflight; one that is not (no
+        // well-formed `Origin`, no `Access-Control-Request-Method`) gets the same `405` as on a
+        // profile without CORS, since nothing but preflights is served on `OPTIONS`.
         router = match cors_layer(profile) {
-            Some(cors) => router.route(&path, route.layer(cors)),
+            Some(cors) => router.route(
+                &path,
+                route
+                    .layer(cors)
+                    .layer(axum::middleware::from_fn(preflights_only)),
+            ),
             None => router.route(&path, route),
         };
     }
@@ -68,7 +83,7 @@ pub fn public_router(state: AppState) -> Router {
         )
         .route(
             "/readyz",
-            get(health::readyz).fallback(error::method_not_allowed),
+            get(health::public_readyz).fallback(error::method_not_allowed),
         )
         .route(
             "/openapi.json",
@@ -76,16 +91,21 @@ pub fn public_router(state: AppState) -> Router {
         )
         .fallback(|| async { ApiError::NotFound })
         .with_state(state);
-    // From the outside in: the edge (an id for every answer, counted and timed, shed or not;
-    // inside the router, so the matched route pattern is known), credentials-bearing headers
-    // marked sensitive before anything can log them, then a handler's panic turned into a 500
-    // with the standard body rather than a dropped connection.
-    // With debug logging on at start-up, also one span per request carrying the request id
-    // (never the query or headers), and 5xx answers logged at debug (the refresher already logs
-    // their cause once). Only then: at the default level the audit line carries the request id,
-    // and the trace layer cost a fifth of the token path's throughput even with its span off.
-    // One `Router::layer` call either way: each call boxes every route's service once more.
-    let edge = axum::middleware::from_fn_with_state(edge::Edge::default(), edge::edge);
+    harden(router, edge.with_methods(edge::Methods::ReadOnly))
+}
+
+/// Puts every route of `router` (its fallback too) behind the same layers, from the outside in:
+/// the edge (an id for every answer, counted and timed, shed or not; inside the router, so the
+/// matched route pattern is known), credentials-bearing headers marked sensitive before anything
+/// can log them, then a handler's panic turned into a 500 with the standard body rather than a
+/// dropped connection. Public, admin and dev routes alike, so none answers without them.
+/// With debug logging on at start-up, also one span per request carrying the request id
+/// (never the query or headers), and 5xx answers logged at debug (the refresher already logs
+/// their cause once). Only then: at the default level the audit line carries the request id,
+/// and the trace layer cost a fifth of the token path's throughput even with its span off.
+/// One `Router::layer` call either way: each call boxes every route's service once more.
+pub fn harden(router: Router, edge: edge::Edge) -> Router {
+    let edge = axum::middleware::from_fn_with_state(edge, edge::edge);
     let sensitive = SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, header::COOKIE]);
     let catch_panic = CatchPanicLayer::custom(error::panic_response);
     if tracing::enabled!(tracing::Level::DEBUG) {
@@ -107,6 +127,30 @@ pub fn public_router(state: AppState) -> Router {
                 .layer(catch_panic),
         )
     }
+}
+
+async fn preflights_only(request: Request, next: axum::middleware::Next) -> Response {
+    if request.method() == Method::OPTIONS && !is_preflight(request.headers()) {
+        return ApiError::MethodNotAllowed.into_response();
+    }
+    next.run(request).await
+}
+
+/// A CORS preflight: `Access-Control-Request-Method` and an `Origin` that is a serialized
+/// origin (`scheme://host[:port]`; not empty, not `null`, not a URL with a path).
+fn is_preflight(headers: &HeaderMap) -> bool {
+    let origin_ok = headers
+        .get(header::ORIGIN)
+        .and_then(|o| o.to_str().ok())
+        .and_then(|o| url::Url::parse(o).ok().map(|url| (o, url)))
+        .is_some_and(|(text, url)| {
+            matches!(url.scheme(), "http" | "https")
+                && url
+                    .origin()
+                    .ascii_serialization()
+                    .eq_ignore_ascii_case(text)
+        });
+    origin_ok && headers.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
 }
 
 async fn unknown_profile() -> ApiError {

@@ -12,6 +12,7 @@ mod example_config;
 mod failures;
 mod faults;
 mod hostile_addresses;
+mod hostile_admin;
 mod hostile_connections;
 mod hostile_misc;
 mod https;

@@ -47,6 +47,8 @@ async fn a_scrape_after_traffic_shows_requests_sts_calls_cache_expiry_and_reject
         logstore = "obs/jwt"
         auth = "jwt"
         jwt_hs256_secret = "{JWT_SECRET}"
+        jwt_issuer = "https://login.example.com"
+        jwt_audience = "stsvend"
 
         [profiles.obs-broken]
         role_arn = "{BROKEN_ROLE}"
@@ -240,6 +242,8 @@ async fn report_mode_counts_what_jwt_mode_would_have_refused() {
         logstore = "obs/report"
         auth = "report"
         jwt_hs256_secret = "{JWT_SECRET}"
+        jwt_issuer = "https://login.example.com"
+        jwt_audience = "stsvend"
         "#
     );
     let app = spawn_app(&mock.endpoint(), &[], Some(&file)).await;
@@ -387,6 +391,8 @@ async fn users_are_audited_with_their_subject_and_session_name_and_refusals_with
     let env = [
         ("STSVEND_AUTH", "jwt"),
         ("STSVEND_JWT_HS256_SECRET", JWT_SECRET),
+        ("STSVEND_JWT_ISSUER", crate::helpers::JWT_ISSUER),
+        ("STSVEND_JWT_AUDIENCE", crate::helpers::JWT_AUDIENCE),
         ("STSVEND_LOGSTORE", "obs/audit"),
     ];
     let app = spawn_app(&mock.endpoint(), &env, None).await;

@@ -192,6 +192,7 @@ async fn the_kill_switch_stops_vending_drops_tokens_and_comes_back() {
     let response = app
         .client
         .post(admin("/admin/profiles/default/disable"))
+        .header("x-stsvend-admin", "1")
         .send()
         .await
         .unwrap();
@@ -227,6 +228,7 @@ async fn the_kill_switch_stops_vending_drops_tokens_and_comes_back() {
     let response = app
         .client
         .post(admin("/admin/profiles/default/enable"))
+        .header("x-stsvend-admin", "1")
         .send()
         .await
         .unwrap();
@@ -247,6 +249,7 @@ async fn the_kill_switch_stops_vending_drops_tokens_and_comes_back() {
     let unknown = app
         .client
         .post(admin("/admin/profiles/nobody/disable"))
+        .header("x-stsvend-admin", "1")
         .send()
         .await
         .unwrap();
@@ -262,6 +265,7 @@ async fn the_admin_routes_are_not_on_the_public_port() {
     let kill = app
         .client
         .post(app.url("/admin/profiles/default/disable"))
+        .header("x-stsvend-admin", "1")
         .send()
         .await
         .unwrap();

@@ -28,6 +28,8 @@ async fn jwt_app(endpoint: &str, extra: &[(&str, &str)]) -> TestApp {
     let mut env = vec![
         ("STSVEND_AUTH", "jwt"),
         ("STSVEND_JWT_HS256_SECRET", JWT_SECRET),
+        ("STSVEND_JWT_ISSUER", crate::helpers::JWT_ISSUER),
+        ("STSVEND_JWT_AUDIENCE", crate::helpers::JWT_AUDIENCE),
         ("STSVEND_LOGSTORE", "my-proj/web-log"),
     ];
     env.extend_from_slice(extra);

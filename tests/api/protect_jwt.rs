@@ -560,6 +560,8 @@ async fn report_mode_serves_the_guest_token_without_a_valid_jwt_and_a_personal_o
         &[
             ("STSVEND_AUTH", "report"),
             ("STSVEND_JWT_HS256_SECRET", JWT_SECRET),
+            ("STSVEND_JWT_ISSUER", JWT_ISSUER),
+            ("STSVEND_JWT_AUDIENCE", JWT_AUDIENCE),
             ("STSVEND_LOGSTORE", "my-proj/web-log"),
         ],
         None,

@@ -92,6 +92,8 @@ async fn in_jwt_mode_each_user_is_limited_too_whatever_addresses_they_come_from(
         &[
             ("STSVEND_AUTH", "jwt"),
             ("STSVEND_JWT_HS256_SECRET", JWT_SECRET),
+            ("STSVEND_JWT_ISSUER", crate::helpers::JWT_ISSUER),
+            ("STSVEND_JWT_AUDIENCE", crate::helpers::JWT_AUDIENCE),
             ("STSVEND_RATE_LIMIT_PER_MINUTE", "60"),
             ("STSVEND_RATE_LIMIT_BURST", "5"),
             ("STSVEND_TRUSTED_PROXIES", "127.0.0.1/32"),
@@ -272,6 +274,8 @@ async fn cors_answers_exactly_the_allowed_origins_of_each_profile_and_never_a_wi
         logstore = "my-proj/web-log"
         auth = "jwt"
         jwt_hs256_secret = "{JWT_SECRET}"
+        jwt_issuer = "https://login.example.com"
+        jwt_audience = "stsvend"
         cors_origins = ["{APP_ORIGIN}", "http://localhost:5173"]
 
         [profiles.shop]

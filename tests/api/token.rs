@@ -345,8 +345,19 @@ async fn readiness_follows_the_token_and_liveness_does_not() {
     assert_eq!(app.get("/healthz").await.status(), 200);
     let early = app.get("/readyz").await;
     assert_eq!(early.status(), 503, "not ready before the first token");
+    // Issue 13: the public answer has the overall status only; the admin one names the profile.
     let body: Value = early.json().await.unwrap();
-    assert_eq!(body["profiles"]["default"], "no_token");
+    assert_eq!(body, serde_json::json!({"status": "not_ready"}));
+    let admin: Value = app
+        .client
+        .get(format!("http://{}/readyz", app.admin_addr))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(admin["profiles"]["default"], "no_token");
     assert!(
         eventually(Duration::from_secs(5), || async {
             app.get("/readyz").await.status() == 200
