@@ -24,6 +24,7 @@
 mod connection;
 mod registry;
 mod stall;
+mod state;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -44,9 +45,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt as _;
 
-use self::connection::{CloseReason, ConnState, Supervisor, Timeouts};
+use self::connection::{CloseReason, Supervisor, Timeouts};
 use self::registry::{Admission, Registry};
 use self::stall::StallGuard;
+use self::state::ConnState;
 use crate::tls::Tls;
 
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use crate::network::Grouping;
 
-use super::connection::ConnState;
+use super::state::ConnState;
 
 /// What the per-address cap counts: an IPv4 address, or an IPv6 prefix
 /// (`STSVEND_IPV6_PREFIX_LENGTH`, /64 by default, as for rate limits): a host is commonly
