@@ -6,7 +6,7 @@
 //! `kubectl port-forward` makes it `127.0.0.1:9090`), so every admin route, on its own listener
 //! or on the public one, is guarded: the `Host` must be an IP address, `localhost` or a name in
 //! `STSVEND_ADMIN_HOSTS` (DNS rebinding); an `Origin` other than the listener's own is refused;
-//! a `POST` needs the `X-Stsvend-Admin` header or a JSON body, which no page can send to another
+//! a `POST` needs the `X-Stsvend-Admin` header, which no page can send to another
 //! site without a CORS preflight (which the admin listener never grants); and with
 //! `STSVEND_ADMIN_TOKEN` set, `/metrics` and the kill switch need it as a bearer token. The
 //! probes (`/healthz`, `/readyz`) and `/openapi.json` need no token: the kubelet sends none.
@@ -17,7 +17,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Request, State};
-use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -95,20 +95,15 @@ fn guarded_routes(app: AppState, metrics: Option<RenderMetrics>, access: &AdminA
 }
 
 async fn guard(State(guard): State<Guard>, request: Request, next: Next) -> Response {
-    match check(&guard, request.method(), request.uri(), request.headers()) {
+    match check(&guard, request.uri(), request.headers()) {
         Ok(()) => next.run(request).await,
         Err(refusal) => refusal.into_response(),
     }
 }
 
-/// The admin guard's checks, in order: `Host`, `Origin`, token, then for a state-changing call
-/// the header or JSON body no cross-site page can send without a preflight.
-fn check(
-    guard: &Guard,
-    method: &Method,
-    uri: &axum::http::Uri,
-    headers: &HeaderMap,
-) -> Result<(), ApiError> {
+/// The admin guard's checks, in order: `Host`, `Origin`, token. (The kill switch then asks for
+/// the header: [`require_preflighted`].)
+fn check(guard: &Guard, uri: &axum::http::Uri, headers: &HeaderMap) -> Result<(), ApiError> {
     // HTTP/1 sends `Host`; HTTP/2 sends `:authority`, which hyper puts in the URI. A request
     // with neither comes from no browser.
     let host = match headers.get(header::HOST) {
@@ -144,20 +139,18 @@ fn check(
             return Err(ApiError::AdminTokenInvalid);
         }
     }
-    let reads = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
-    if !reads && !headers.contains_key(ADMIN_HEADER) && !json_body(headers) {
-        return Err(ApiError::AdminHeaderMissing);
-    }
     Ok(())
 }
 
-/// `Content-Type: application/json` (parameters allowed), which a form cannot send.
-fn json_body(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
+/// A state-changing call must carry the header that no cross-site page can send
+/// without a preflight. Checked by the kill switch itself, after the guard, so that a method a
+/// path does not serve still gets the router's `405`.
+fn require_preflighted(headers: &HeaderMap) -> Result<(), ApiError> {
+    if headers.contains_key(ADMIN_HEADER) {
+        Ok(())
+    } else {
+        Err(ApiError::AdminHeaderMissing)
+    }
 }
 
 /// An IP literal or `localhost` (no page can make a browser send one for its own name), or a
@@ -200,15 +193,19 @@ async fn render_metrics(State(state): State<AdminState>) -> Response {
 
 async fn disable(
     state: State<AdminState>,
+    headers: HeaderMap,
     name: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
+    require_preflighted(&headers)?;
     switch(state, name, false).await
 }
 
 async fn enable(
     state: State<AdminState>,
+    headers: HeaderMap,
     name: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
+    require_preflighted(&headers)?;
     switch(state, name, true).await
 }
 

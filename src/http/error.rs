@@ -63,7 +63,7 @@ pub enum ApiError {
     AdminTokenMissing,
     /// 401: the admin bearer token is wrong.
     AdminTokenInvalid,
-    /// 400: a state-changing admin call without `X-Stsvend-Admin` or a JSON body.
+    /// 400: a state-changing admin call without `X-Stsvend-Admin`.
     AdminHeaderMissing,
 }
 
@@ -173,7 +173,7 @@ impl ApiError {
             ),
             Self::AdminHeaderMissing => (
                 "admin_header_missing",
-                "a state-changing admin call needs the header X-Stsvend-Admin: 1 (or a JSON body with Content-Type: application/json)",
+                "a state-changing admin call needs the header X-Stsvend-Admin: 1",
             ),
         };
         ErrorInfo { code, message }

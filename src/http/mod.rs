@@ -11,7 +11,7 @@ pub mod token;
 
 use axum::Router;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, Method, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tower::ServiceBuilder;
@@ -45,11 +45,12 @@ pub fn public_router_on(state: AppState, edge: &edge::Edge) -> Router {
         let route = get(move |State(state): State<AppState>, request: Request| {
             token::serve(state, for_handler.clone(), request)
         })
+        .options(options_allowed)
         .fallback(error::method_not_allowed);
         // On the route itself, so each profile answers preflights for its own origins only.
         // The CORS layer would answer any `OPTIONS` as a preflight; one that is not (no
-        // well-formed `Origin`, no `Access-Control-Request-Method`) gets the same `405` as on a
-        // profile without CORS, since nothing but preflights is served on `OPTIONS`.
+        // well-formed `Origin`, no `Access-Control-Request-Method`) gets the same plain answer
+        // as on a profile without CORS: `204` with `Allow`, and no CORS headers.
         router = match cors_layer(profile) {
             Some(cors) => router.route(
                 &path,
@@ -131,7 +132,7 @@ pub fn harden(router: Router, edge: edge::Edge) -> Router {
 
 async fn preflights_only(request: Request, next: axum::middleware::Next) -> Response {
     if request.method() == Method::OPTIONS && !is_preflight(request.headers()) {
-        return ApiError::MethodNotAllowed.into_response();
+        return options_allowed().await;
     }
     next.run(request).await
 }
@@ -151,6 +152,20 @@ fn is_preflight(headers: &HeaderMap) -> bool {
                     .eq_ignore_ascii_case(text)
         });
     origin_ok && headers.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
+}
+
+/// An `OPTIONS` that is not a CORS preflight asks which methods the path answers (RFC 9110
+/// §9.3.7): `204` with `Allow`. Without CORS headers a browser's preflight still fails, as it
+/// should on a profile that allows no origin.
+async fn options_allowed() -> Response {
+    (
+        StatusCode::NO_CONTENT,
+        [(
+            header::ALLOW,
+            HeaderValue::from_static("GET, HEAD, OPTIONS"),
+        )],
+    )
+        .into_response()
 }
 
 async fn unknown_profile() -> ApiError {

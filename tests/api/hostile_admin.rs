@@ -136,14 +136,49 @@ async fn a_cross_site_text_plain_or_form_post_cannot_switch_vending_off() {
             "still enabled after {content_type}"
         );
     }
-    // A JSON body is the other accepted form (a page cannot send it cross-site unpreflighted).
+    // Nor does a JSON body stand in for the header: one rule, which OpenAPI can state.
     let json = curl_post(
         app.admin_addr,
         disable,
         &["Content-Type: application/json", "Content-Length: 2"],
     ) + "{}";
-    assert_eq!(raw(app.admin_addr, &json).await.status, 200);
-    assert!(!token_served(&app).await, "disabled by the JSON call");
+    assert_eq!(raw(app.admin_addr, &json).await.status, 400);
+    assert!(
+        token_served(&app).await,
+        "still enabled after a JSON body alone"
+    );
+    let with_header = curl_post(app.admin_addr, disable, &["X-Stsvend-Admin: 1"]);
+    assert_eq!(raw(app.admin_addr, &with_header).await.status, 200);
+    assert!(!token_served(&app).await, "disabled with the header");
+    // The header's presence is what counts, whatever its value (schemathesis, ST201).
+    let empty = curl_post(
+        app.admin_addr,
+        "/admin/profiles/default/enable",
+        &["X-Stsvend-Admin:"],
+    );
+    assert_eq!(raw(app.admin_addr, &empty).await.status, 200);
+    assert!(token_served(&app).await, "enabled with an empty header");
+}
+
+#[tokio::test]
+async fn a_method_no_admin_route_serves_gets_405_not_the_post_rule() {
+    let mock = MockSts::start(vec![]).await;
+    let app = spawn_app(&mock.endpoint(), &[], None).await;
+    for (method, path) in [
+        ("TRACE", "/healthz"),
+        ("TRACE", "/metrics"),
+        ("PUT", "/readyz"),
+        ("DELETE", "/admin/profiles/default/disable"),
+    ] {
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            app.admin_addr
+        );
+        let answer = raw(app.admin_addr, &request).await;
+        assert_eq!(answer.status, 405, "{method} {path}: {}", answer.body);
+        assert_eq!(answer.code(), "method_not_allowed", "{method} {path}");
+    }
+    assert!(token_served(&app).await);
 }
 
 #[tokio::test]
@@ -618,7 +653,8 @@ async fn public_readiness_names_no_profile_while_the_admin_one_does() {
 }
 
 #[tokio::test]
-async fn an_options_that_is_not_a_preflight_gets_the_documented_405_with_or_without_cors() {
+async fn an_options_that_is_not_a_preflight_gets_the_documented_204_with_allow_with_or_without_cors()
+ {
     let mock = MockSts::start(vec![]).await;
     let file = r#"
         [profiles.web]
@@ -650,14 +686,20 @@ async fn an_options_that_is_not_a_preflight_gets_the_documented_405_with_or_with
             vec![("origin", "https://app.example.com")],
         ] {
             let response = options(path, &headers).await.unwrap();
-            assert_eq!(response.status(), 405, "{path} {headers:?}");
+            assert_eq!(response.status(), 204, "{path} {headers:?}");
             assert_eq!(
                 response.headers()["allow"],
-                "GET, HEAD",
+                "GET, HEAD, OPTIONS",
                 "{path} {headers:?}"
             );
-            let body = check_answer(&doc, documented, "options", response).await;
-            assert_eq!(body["error"]["code"], "method_not_allowed");
+            assert!(
+                response
+                    .headers()
+                    .get("access-control-allow-origin")
+                    .is_none(),
+                "{path} {headers:?}"
+            );
+            check_answer(&doc, documented, "options", response).await;
         }
     }
     // A real preflight is still answered, for a listed origin only on the CORS profile.
@@ -680,7 +722,14 @@ async fn an_options_that_is_not_a_preflight_gets_the_documented_405_with_or_with
     .unwrap();
     assert_eq!(
         no_cors.status(),
-        405,
+        204,
         "the default profile has no CORS origins"
+    );
+    assert!(
+        no_cors
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none(),
+        "so the browser's preflight fails"
     );
 }
