@@ -259,15 +259,18 @@ async fn run(
                 started.set_token_lifetime(seconds);
             }
             let credentials = CredentialsProvider::Static(started.credentials());
+            // The file is a convenience: with no writable temp directory (a read-only root, as
+            // in the container check) the sink keeps its logs in memory and the pages work.
             let temp = std::env::temp_dir();
-            let file = DevLogFile::create_in(&temp).with_context(|| {
-                format!(
-                    "cannot create a private directory for the dev log file under {}",
-                    temp.display()
-                )
-            })?;
-            dev_log_file = Some(file.path().to_owned());
-            let mut routes = stsvend::emulator::sls::router(started.sls_sink(Some(file)));
+            let file = match DevLogFile::create_in(&temp) {
+                Ok(file) => Some(file),
+                Err(error) => {
+                    tracing::warn!(%error, dir = %temp.display(), "cannot create a private directory for the dev log file; logs are kept in memory only (see /dev/logs)");
+                    None
+                }
+            };
+            dev_log_file = file.as_ref().map(|file| file.path().to_owned());
+            let mut routes = stsvend::emulator::sls::router(started.sls_sink(file));
             if let Some(dir) = example_dir() {
                 routes =
                     routes.nest_service("/dev/example", tower_http::services::ServeDir::new(dir));

@@ -558,3 +558,21 @@ async fn dev_writes_each_run_to_a_new_private_file_and_never_follows_a_planted_l
         );
     }
 }
+
+/// With no writable temp directory (a read-only root, as in the container check), `stsvend dev`
+/// still starts: the log file is a convenience, the sink keeps its logs in memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_without_a_writable_temp_directory_starts_and_says_so() {
+    let home = TempDir::new();
+    let missing = format!("{}/does-not-exist", home.path_str());
+    let mut service =
+        ServiceProcess::start(&["dev"], &[("RUST_LOG", "info"), ("TMPDIR", &missing)]).await;
+    hang_up_and_check_serving(&mut service, 0).await;
+    let (code, stderr) = stop(&mut service).await;
+    assert_eq!(code, Some(0), "exits normally on SIGTERM; log:\n{stderr}");
+    assert!(
+        stderr.contains("logs are kept in memory only"),
+        "the missing file is explained:\n{stderr}"
+    );
+    assert!(!std::path::Path::new(&missing).exists());
+}
