@@ -263,8 +263,11 @@ mock latency?ms=$STS_LATENCY_MS
 # --- Per-user tokens: distinct JWT subjects, each costing one AssumeRole within the budget.
 SECRET=bench-hs256-secret-0123456789abcdef
 PORT=$(free_port)
+# Every subject arrives from one loopback address: lift the per-network limit on new tokens (60
+# a minute by default), or it, not the AssumeRole budget, would set the pace.
 start_stsvend per-user "$PORT" STSVEND_AUTH=jwt STSVEND_JWT_HS256_SECRET="$SECRET" \
-  STSVEND_JWT_ALGORITHMS=HS256 STSVEND_JWT_ACCEPT_ANY_AUDIENCE=true STSVEND_STS_BUDGET_PER_SECOND="$BUDGET"
+  STSVEND_JWT_ALGORITHMS=HS256 STSVEND_JWT_ACCEPT_ANY_AUDIENCE=true STSVEND_STS_BUDGET_PER_SECOND="$BUDGET" \
+  STSVEND_NEW_TOKENS_PER_NETWORK_PER_MINUTE=1000000
 wait_for "http://127.0.0.1:$PORT/readyz"
 mock reset
 log "per-user: $SUBJECTS distinct subjects, budget $BUDGET AssumeRole/s"
