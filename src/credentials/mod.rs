@@ -234,7 +234,7 @@ impl ProfileKind {
                 duration_seconds,
             } => {
                 let role_arn = required(role_arn, "role arn")?;
-                if !crate::config::valid_role_arn(&role_arn) {
+                if !crate::sts::names::valid_role_arn(&role_arn) {
                     return Err(SourceError::new(format!(
                         "{what}: {role_arn:?} is not a RAM role ARN"
                     )));
@@ -242,7 +242,7 @@ impl ProfileKind {
                 let session_name = session_name
                     .filter(|s| !s.is_empty())
                     .unwrap_or_else(|| "stsvend".to_owned());
-                if !crate::config::valid_session_name(&session_name) {
+                if !crate::sts::names::valid_session_name(&session_name) {
                     return Err(SourceError::new(format!(
                         "{what}: session name {session_name:?} must be 2-32 of A-Z a-z 0-9 . @ _ -"
                     )));

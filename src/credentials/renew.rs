@@ -190,7 +190,7 @@ async fn run(temporary: Temporary, clock: Clock, tx: &watch::Sender<State>) {
             Err(error) => {
                 failures = failures.saturating_add(1);
                 crate::metrics::record_base_credentials_refresh(source, false);
-                let delay = crate::refresh::backoff(failures, rand::random::<f64>());
+                let delay = crate::backoff::backoff(failures, rand::random::<f64>());
                 let still_valid = tx
                     .borrow()
                     .current
