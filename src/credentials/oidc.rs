@@ -8,7 +8,9 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use super::{Credentials, SourceError, var};
+use super::env::var;
+use super::error::SourceError;
+use super::value::Credentials;
 use crate::sts::StsClient;
 use crate::sts::request::AssumeRoleWithOidc;
 

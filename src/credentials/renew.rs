@@ -7,7 +7,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 
-use super::{Credentials, CredentialsError, SourceError};
+use super::error::{CredentialsError, SourceError};
+use super::value::Credentials;
 use crate::clock::Clock;
 
 /// Credentials this close to expiry are not used any more: a request signed with them might
