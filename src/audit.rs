@@ -21,7 +21,7 @@ use sha1::{Digest, Sha1};
 use crate::refresh::Token;
 
 /// The `tracing` target of every audit line.
-pub const TARGET: &str = "stsvend::audit";
+pub use crate::telemetry::AUDIT_TARGET as TARGET;
 
 /// The longest subject logged as given.
 const MAX_SUBJECT_LEN: usize = 128;

@@ -18,10 +18,13 @@ use reqwest::Url;
 use secrecy::SecretString;
 
 use crate::credentials::Credentials;
+pub use crate::profile_name::DEFAULT_PROFILE;
+use crate::profile_name::valid_profile_name;
 use crate::sts::AssumeRole;
+use crate::sts::names::{valid_role_arn, valid_session_name};
 use crate::sts::policy::{self, LogstoreRef};
+pub use crate::telemetry::LogFormat;
 
-pub const DEFAULT_PROFILE: &str = "default";
 const DEFAULT_REGION: &str = "cn-shanghai";
 const DEFAULT_SESSION_NAME: &str = "stsvend";
 const DEFAULT_DURATION_SECONDS: u32 = 3600;
@@ -150,16 +153,6 @@ pub struct TlsFiles {
     pub key: std::path::PathBuf,
 }
 
-/// How log lines are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
-    /// One JSON object per line, for log collectors (the default when standard error is not a
-    /// terminal, as in a container).
-    Json,
-    /// Human-readable lines (the default at a terminal).
-    Pretty,
-}
-
 /// A configuration file's path (for messages) and its text. `Debug` shows the path only: the
 /// text may hold an AccessKey secret.
 #[derive(Clone)]
@@ -174,20 +167,6 @@ impl fmt::Debug for ConfigFile {
             .field("path", &self.path)
             .field("text", &format_args!("<{} bytes>", self.text.len()))
             .finish()
-    }
-}
-
-/// One invalid setting.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    /// Where the value came from: an environment variable or `key` in the file.
-    pub setting: String,
-    pub message: String,
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.setting, self.message)
     }
 }
 
@@ -314,23 +293,6 @@ const PROFILE_SETTINGS: &[(&str, &str, bool)] = &[
     ),
 ];
 
-/// A raw value and where it came from.
-#[derive(Clone)]
-struct Setting {
-    origin: String,
-    value: String,
-}
-
-/// A profile's raw settings by file key (see [`PROFILE_SETTINGS`]).
-#[derive(Default)]
-struct RawProfile(BTreeMap<&'static str, Setting>);
-
-impl RawProfile {
-    fn get(&self, key: &str) -> Option<&Setting> {
-        self.0.get(key)
-    }
-}
-
 #[derive(Default)]
 struct Raw {
     listen: Option<Setting>,
@@ -356,19 +318,6 @@ struct Raw {
     access_key_secret: Option<Setting>,
     security_token: Option<Setting>,
     profiles: BTreeMap<String, RawProfile>,
-}
-
-/// Collects problems while parsing.
-#[derive(Default)]
-struct Problems(Vec<Problem>);
-
-impl Problems {
-    fn add(&mut self, setting: impl Into<String>, message: impl Into<String>) {
-        self.0.push(Problem {
-            setting: setting.into(),
-            message: message.into(),
-        });
-    }
 }
 
 /// Loads and validates the configuration from an optional file and the process environment
@@ -1240,43 +1189,6 @@ fn check_bound_policy_fits(
     );
 }
 
-/// `acs:ram::<account id>:role/<role name>`.
-pub fn valid_role_arn(arn: &str) -> bool {
-    let Some(rest) = arn.strip_prefix("acs:ram::") else {
-        return false;
-    };
-    let Some((account, role)) = rest.split_once(":role/") else {
-        return false;
-    };
-    !account.is_empty()
-        && account.len() <= 32
-        && account.chars().all(|c| c.is_ascii_digit())
-        && (1..=64).contains(&role.len())
-        && role
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
-}
-
-/// STS documents 2-64 characters today but older documentation and error texts say 32;
-/// 32 satisfies both.
-pub fn valid_session_name(name: &str) -> bool {
-    (2..=32).contains(&name.len())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '@' | '_' | '-'))
-}
-
-pub fn valid_profile_name(name: &str) -> bool {
-    (1..=64).contains(&name.len())
-        && name
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
-}
-
 fn valid_region(region: &str) -> bool {
     (2..=40).contains(&region.len())
         && region
@@ -1340,17 +1252,6 @@ where
     parsed
 }
 
-/// A value quoted for an error line: escaped, and cut short so a pasted document does not flood
-/// the terminal.
-fn shown(value: &str) -> String {
-    let cut: String = value.chars().take(60).collect();
-    if cut.len() < value.len() {
-        format!("{cut:?}…")
-    } else {
-        format!("{cut:?}")
-    }
-}
-
 /// A file key or variable name as the operator must type it: bare when it can be, quoted and
 /// escaped otherwise. Printed raw, a key such as `""` named nothing (`` `` in `stsvend.toml` ``,
 /// found by `tests/fuzz`) and one holding a newline broke the one-line-per-problem output.
@@ -1372,8 +1273,11 @@ fn one_line(text: &str) -> String {
 
 mod access;
 mod admin;
+mod setting;
 #[cfg(test)]
 mod tests;
 
 pub use access::{Access, AuthMode, JwtAlgorithm, JwtSettings, RateLimit};
 pub use admin::{AdminAccess, AdminToken, MIN_ADMIN_TOKEN_BYTES};
+pub use setting::Problem;
+use setting::{Problems, RawProfile, Setting, shown};

@@ -15,11 +15,13 @@
 //! - [`emulator`]: the local STS behind `stsvend dev` and the integration tests;
 //! - [`check`]: `stsvend check`, the operator's dry run;
 //! - [`metrics`], [`audit`]: Prometheus series and the one-line-per-token audit log;
-//! - [`clock`], [`outbound`], [`telemetry`], [`shutdown`]: small infrastructure.
+//! - [`clock`], [`backoff`], [`profile_name`], [`outbound`], [`telemetry`], [`shutdown`]: small
+//!   infrastructure that imports nothing above it.
 
 pub mod admin;
 pub mod audit;
 pub mod auth;
+pub mod backoff;
 pub mod callers;
 pub mod check;
 pub mod clock;
@@ -31,6 +33,7 @@ pub mod http;
 pub mod metrics;
 pub mod network;
 pub mod outbound;
+pub mod profile_name;
 pub mod refresh;
 pub mod server;
 pub mod shutdown;

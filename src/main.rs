@@ -234,6 +234,17 @@ fn load_config(
     })
 }
 
+/// What the admin listener's `/metrics` serves. The log writer's dropped-line count is handed to
+/// metrics at each render, here: metrics sits below telemetry and does not ask it.
+fn metrics_page(metrics: stsvend::metrics::Metrics) -> stsvend::admin::RenderMetrics {
+    Arc::new(move || {
+        if let Some(dropped) = telemetry::dropped_log_lines() {
+            stsvend::metrics::record_log_lines_dropped(dropped);
+        }
+        metrics.render()
+    })
+}
+
 async fn run(
     mut config: Config,
     mode: Mode,
@@ -295,7 +306,7 @@ async fn run(
             chain.provider
         }
     };
-    let render: stsvend::admin::RenderMetrics = Arc::new(move || metrics.render());
+    let render = metrics_page(metrics);
     let app = App::build_with(
         &config,
         credentials.clone(),

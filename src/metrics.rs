@@ -18,7 +18,7 @@
 //! | `stsvend_base_credentials_info` | `source` | `credentials::chain` (the chosen source) |
 //! | `stsvend_base_credentials_refreshes_total` | `source`, `outcome` | `credentials::renew` |
 //! | `stsvend_profile_enabled` | `profile` | [`record_profile_enabled`] (kill switch, start-up) |
-//! | `stsvend_log_lines_dropped_total` | | [`Metrics::render`], from the non-blocking log writer |
+//! | `stsvend_log_lines_dropped_total` | | [`record_log_lines_dropped`], before each render, from the non-blocking log writer |
 //! | `stsvend_tls_reloads_total` | `outcome` | `tls` (each reload of the certificate files: `ok` or `refused`) |
 //! | `stsvend_connections_open` | `listener` | `server`, per connection opened and closed |
 //! | `stsvend_connection_limit_reached_total` | `listener` | `server`, at the global cap |
@@ -72,9 +72,6 @@ pub struct Metrics(PrometheusHandle);
 impl Metrics {
     /// The current values in the Prometheus text format (version 0.0.4).
     pub fn render(&self) -> String {
-        if let Some(dropped) = crate::telemetry::dropped_log_lines() {
-            counter!("stsvend_log_lines_dropped_total").absolute(dropped);
-        }
         self.0.render()
     }
 }
@@ -206,6 +203,12 @@ fn describe() {
     );
 }
 
+/// Sets `stsvend_log_lines_dropped_total` to the log writer's running count. The binary calls it
+/// just before each render: metrics sits below telemetry and does not ask it.
+pub fn record_log_lines_dropped(total: u64) {
+    counter!("stsvend_log_lines_dropped_total").absolute(total);
+}
+
 /// Counts and times one request of the public router by its route pattern (`None`: no route
 /// matched, `route="unmatched"`); called by [`crate::http::edge`].
 ///
@@ -266,7 +269,7 @@ pub fn record_request(route: Option<&str>, status: u16, elapsed: Duration) {
 /// (an unknown name) or any other route.
 fn profile_of_route(route: &str) -> &str {
     match route.strip_prefix("/get_sts_token") {
-        Some("") => crate::config::DEFAULT_PROFILE,
+        Some("") => crate::profile_name::DEFAULT_PROFILE,
         Some(rest) => match rest.strip_prefix('/') {
             Some(name) if !name.is_empty() && !name.contains(['{', '/']) => name,
             _ => "",

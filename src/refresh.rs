@@ -10,7 +10,8 @@
 //! - on failure the current token keeps being served while servable, and the task retries with
 //!   capped exponential backoff and jitter.
 //!
-//! The schedule and the backoff are pure functions of their inputs; the loop only sleeps.
+//! The schedule and the backoff ([`crate::backoff`]) are pure functions of their inputs; the loop
+//! only sleeps.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -23,6 +24,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::backoff::backoff;
 use crate::clock::Clock;
 use crate::credentials::{CredentialsError, CredentialsProvider};
 use crate::sts::{AssumeRole, FailureClass, IssuedCredentials, StsClient, StsError};
@@ -31,11 +33,6 @@ use crate::sts::{AssumeRole, FailureClass, IssuedCredentials, StsClient, StsErro
 const REFRESH_LEAD: Duration = Duration::from_secs(30);
 /// The largest random amount a refresh is brought forward by.
 const MAX_JITTER: Duration = Duration::from_secs(60);
-/// First retry delay after a failure; doubles per failure up to [`MAX_BACKOFF`].
-const BASE_BACKOFF: Duration = Duration::from_secs(1);
-/// Longest pause between failed attempts: short enough to recover quickly when STS returns,
-/// long enough that a broken setup costs STS one call a minute at most per profile.
-const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
 /// A token ready to hand out: the response body is serialised once, here, not per request.
 /// `Debug` leaves the body out: it holds the secret and the security token.
@@ -235,15 +232,6 @@ pub fn schedule(
         serve_until,
         refresh_at: base - forward,
     })
-}
-
-/// The pause after the `failures`-th consecutive failure: exponential from [`BASE_BACKOFF`],
-/// capped at [`MAX_BACKOFF`], then scaled into `[50 %, 100 %]` by `jitter` so that replicas that
-/// failed together do not retry together.
-pub fn backoff(failures: u32, jitter: f64) -> Duration {
-    let exponent = failures.saturating_sub(1).min(16);
-    let full = BASE_BACKOFF.saturating_mul(1 << exponent).min(MAX_BACKOFF);
-    full.mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0))
 }
 
 /// Something that can obtain a fresh token; STS in production, a script in tests.
@@ -515,16 +503,6 @@ mod tests {
     fn a_token_that_would_never_be_servable_is_refused() {
         assert_eq!(schedule(t(0), t(600), secs(600), 0.0), None);
         assert_eq!(schedule(t(0), t(-5), secs(0), 0.0), None);
-    }
-
-    #[test]
-    fn backoff_doubles_up_to_the_cap_and_jitter_halves_at_most() {
-        assert_eq!(backoff(1, 1.0), secs(1));
-        assert_eq!(backoff(2, 1.0), secs(2));
-        assert_eq!(backoff(4, 1.0), secs(8));
-        assert_eq!(backoff(7, 1.0), secs(60));
-        assert_eq!(backoff(u32::MAX, 1.0), secs(60));
-        assert_eq!(backoff(3, 0.0), secs(2));
     }
 
     /// Answers from a script; counts calls; an empty script means STS is down.

@@ -12,7 +12,19 @@ use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGua
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 
-use crate::config::LogFormat;
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One JSON object per line, for log collectors (the default when standard error is not a
+    /// terminal, as in a container).
+    Json,
+    /// Human-readable lines (the default at a terminal).
+    Pretty,
+}
+
+/// The `tracing` target of every audit line ([`crate::audit`] writes them). Defined here, where
+/// the filter keeps it on, so logging imports nothing above it.
+pub const AUDIT_TARGET: &str = "stsvend::audit";
 
 /// Log lines held in memory while standard error is slow. A line is a few hundred bytes, so this
 /// is a few megabytes at most; beyond it lines are dropped (and counted), never waited for.
@@ -74,8 +86,8 @@ fn filter(env: &HashMap<String, String>) -> (EnvFilter, bool) {
         Ok(filter) => (filter, false),
         Err(_) => (EnvFilter::new("info"), true),
     };
-    if !directives.contains(crate::audit::TARGET)
-        && let Ok(audit) = format!("{}=info", crate::audit::TARGET).parse()
+    if !directives.contains(AUDIT_TARGET)
+        && let Ok(audit) = format!("{AUDIT_TARGET}=info").parse()
     {
         filter = filter.add_directive(audit);
     }

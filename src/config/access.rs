@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use reqwest::Url;
 use secrecy::SecretString;
 
-use super::{Problems, RawProfile, Setting, shown};
+use super::setting::{Problems, RawProfile, Setting, shown};
 
 /// How a profile checks its callers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -310,7 +310,7 @@ fn parse_jwt(name: &str, raw: &RawProfile, problems: &mut Problems) -> Option<Jw
         }
     };
     let origin = |key: &str, env: &str| {
-        if name == super::DEFAULT_PROFILE {
+        if name == crate::profile_name::DEFAULT_PROFILE {
             format!("`{env}`")
         } else {
             format!("`profiles.{name}.{key}`")

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use secrecy::{ExposeSecret as _, SecretString};
 use subtle::ConstantTimeEq as _;
 
-use super::{Problems, Setting, shown};
+use super::setting::{Problems, Setting, shown};
 
 /// A token shorter than this could be guessed by a patient scanner; 32 is what
 /// `openssl rand -hex 16` prints.

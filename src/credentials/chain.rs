@@ -9,10 +9,12 @@ use std::path::PathBuf;
 
 use reqwest::Url;
 
-use super::{
-    Context, Credentials, CredentialsProvider, Detect, Found, SourceError, ecs, ini, oidc, profile,
-    renew, uri,
-};
+use super::error::SourceError;
+use super::found::Found;
+use super::provider::CredentialsProvider;
+use super::source::{Context, Detect};
+use super::value::Credentials;
+use super::{ecs, ini, oidc, profile, renew, uri};
 use crate::clock::Clock;
 use crate::sts::StsClient;
 

@@ -12,7 +12,11 @@ use std::time::Duration;
 
 use reqwest::{StatusCode, Url};
 
-use super::{Credentials, Detect, SourceError, flag, local_http_client, var};
+use super::env::{flag, var};
+use super::error::SourceError;
+use super::local::{credentials_from_json, local_http_client, read_small_body};
+use super::source::Detect;
+use super::value::Credentials;
 use crate::outbound::error_text as http_error;
 
 pub(super) const SOURCE: &str = "ecs_ram_role";
@@ -139,11 +143,9 @@ impl Ecs {
             .map_err(|f| SourceError::new(failure_text(f)))?;
         let path = format!("{CREDENTIALS_PATH}{}", self.role);
         match get(&self.http, &self.endpoint, &path, token.as_deref()).await {
-            Ok(Get::Body(body)) => {
-                super::credentials_from_json(body.as_bytes(), SOURCE).map_err(|why| {
-                    SourceError::new(format!("metadata service {why} for role `{}`", self.role))
-                })
-            }
+            Ok(Get::Body(body)) => credentials_from_json(body.as_bytes(), SOURCE).map_err(|why| {
+                SourceError::new(format!("metadata service {why} for role `{}`", self.role))
+            }),
             Ok(Get::NotFound) => Err(SourceError::new(format!(
                 "the metadata service has no credentials for role `{}` (is it attached to this instance?)",
                 self.role
@@ -232,6 +234,6 @@ async fn get(
 
 /// A metadata answer as text (capped, like every answer we read).
 async fn text(response: reqwest::Response) -> Result<String, String> {
-    let bytes = super::read_small_body(response).await?;
+    let bytes = read_small_body(response).await?;
     String::from_utf8(bytes).map_err(|_| "answered text that is not UTF-8".to_owned())
 }

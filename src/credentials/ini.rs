@@ -6,7 +6,11 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{Context, Detect, Found, ProfileKind, SourceError, var};
+use super::env::var;
+use super::error::SourceError;
+use super::found::Found;
+use super::profile_kind::ProfileKind;
+use super::source::{Context, Detect};
 
 pub(super) const SOURCE: &str = "credentials_file";
 

@@ -8,7 +8,9 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use super::{Credentials, SourceError, var};
+use super::env::var;
+use super::error::SourceError;
+use super::value::Credentials;
 use crate::sts::StsClient;
 use crate::sts::request::AssumeRoleWithOidc;
 
@@ -55,13 +57,13 @@ pub(super) fn detect(
         }
         return Ok(None);
     };
-    if !crate::config::valid_role_arn(role_arn) {
+    if !crate::sts::names::valid_role_arn(role_arn) {
         return Err(SourceError::new(format!(
             "ALIBABA_CLOUD_ROLE_ARN must be a RAM role ARN like acs:ram::1234567890123456:role/name, got {role_arn:?}"
         )));
     }
     let session_name = var(env, "ALIBABA_CLOUD_ROLE_SESSION_NAME").unwrap_or("stsvend");
-    if !crate::config::valid_session_name(session_name) {
+    if !crate::sts::names::valid_session_name(session_name) {
         return Err(SourceError::new(format!(
             "ALIBABA_CLOUD_ROLE_SESSION_NAME must be 2-32 of A-Z a-z 0-9 . @ _ -, got {session_name:?}"
         )));

@@ -8,7 +8,11 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::{Context, Detect, Found, ProfileKind, SourceError, flag, var};
+use super::env::{flag, var};
+use super::error::SourceError;
+use super::found::Found;
+use super::profile_kind::ProfileKind;
+use super::source::{Context, Detect};
 
 pub(super) const SOURCE: &str = "cli_profile";
 

@@ -7,7 +7,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 
-use super::{Credentials, CredentialsError, SourceError};
+use super::error::{CredentialsError, SourceError};
+use super::value::Credentials;
 use crate::clock::Clock;
 
 /// Credentials this close to expiry are not used any more: a request signed with them might
@@ -190,7 +191,7 @@ async fn run(temporary: Temporary, clock: Clock, tx: &watch::Sender<State>) {
             Err(error) => {
                 failures = failures.saturating_add(1);
                 crate::metrics::record_base_credentials_refresh(source, false);
-                let delay = crate::refresh::backoff(failures, rand::random::<f64>());
+                let delay = crate::backoff::backoff(failures, rand::random::<f64>());
                 let still_valid = tx
                     .borrow()
                     .current

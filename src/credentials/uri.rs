@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use reqwest::Url;
 
-use super::{Credentials, SourceError, local_http_client, var};
+use super::env::var;
+use super::error::SourceError;
+use super::local::{credentials_from_json, local_http_client, read_small_body};
+use super::value::Credentials;
 
 pub(super) const SOURCE: &str = "credentials_uri";
 
@@ -59,10 +62,10 @@ impl Uri {
             .await
             .map_err(|e| fail(crate::outbound::error_text(e)))?;
         let status = response.status();
-        let bytes = super::read_small_body(response).await.map_err(fail)?;
+        let bytes = read_small_body(response).await.map_err(fail)?;
         if !status.is_success() {
             return Err(fail(format!("answered HTTP {}", status.as_u16())));
         }
-        super::credentials_from_json(&bytes, SOURCE).map_err(fail)
+        credentials_from_json(&bytes, SOURCE).map_err(fail)
     }
 }

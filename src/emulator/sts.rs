@@ -277,7 +277,7 @@ fn assume_role(
         ));
     }
     let role_arn = require("RoleArn")?;
-    if !crate::config::valid_role_arn(role_arn) {
+    if !crate::sts::names::valid_role_arn(role_arn) {
         return Err(fault(
             400,
             "InvalidParameter.RoleArn",
