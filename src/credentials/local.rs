@@ -12,13 +12,8 @@ pub(super) fn local_http_client(
     connect: std::time::Duration,
     total: std::time::Duration,
 ) -> Result<reqwest::Client, SourceError> {
-    crate::sts::client::install_crypto_provider();
-    reqwest::Client::builder()
-        .user_agent(concat!("stsvend/", env!("CARGO_PKG_VERSION")))
-        .connect_timeout(connect)
-        .timeout(total)
+    crate::outbound::client_builder(connect, total)
         .no_proxy()
-        .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| SourceError::new(format!("cannot build an HTTP client: {e}")))
 }
