@@ -99,7 +99,7 @@ pub struct Claims {
 }
 
 /// Why a token was refused. Each variant is one check; none carries any part of the token.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum JwtError {
     /// No `Authorization: Bearer` header at all.
     #[error("no token")]
