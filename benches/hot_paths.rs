@@ -26,7 +26,7 @@ use tower::ServiceExt;
 use stsvend::auth::jwt::{JwtConfig, JwtVerifier};
 use stsvend::clock::Clock;
 use stsvend::config::{AuthMode, RateLimit};
-use stsvend::credentials::Credentials;
+use stsvend::credentials::{Credentials, Origin};
 use stsvend::http::limits::RateLimits;
 use stsvend::http::{AppState, ProfileState, public_router};
 use stsvend::refresh::{self, Activity, Snapshot, Token};
@@ -65,7 +65,7 @@ fn credentials() -> Credentials {
         "LTAI5tBenchAccessKeyId00",
         SecretString::from("BenchAccessKeySecret0123456789ab"),
         None,
-        "bench",
+        Origin::Environment,
     )
 }
 

@@ -17,7 +17,7 @@ use std::time::Duration;
 use reqwest::Url;
 use secrecy::SecretString;
 
-use crate::credentials::Credentials;
+use crate::credentials::{Credentials, Origin};
 pub use crate::profile_name::DEFAULT_PROFILE;
 use crate::profile_name::valid_profile_name;
 use crate::sts::AssumeRole;
@@ -400,6 +400,7 @@ fn read_file(file: &ConfigFile, raw: &mut Raw, problems: &mut Problems) {
         if let Some(value) = scalar(value, &origin(key), list, problems) {
             *slot = Some(Setting {
                 origin: origin(key),
+                place: Place::ConfigFile,
                 value,
             });
         }
@@ -456,6 +457,7 @@ fn read_file_profiles(
                     key,
                     Setting {
                         origin: origin(key),
+                        place: Place::ConfigFile,
                         value,
                     },
                 );
@@ -500,6 +502,7 @@ fn read_env(env: &HashMap<String, String>, raw: &mut Raw, problems: &mut Problem
     let get = |name: &str| {
         env.get(name).filter(|v| !v.is_empty()).map(|v| Setting {
             origin: format!("`{name}`"),
+            place: Place::Environment,
             value: v.clone(),
         })
     };
@@ -822,6 +825,7 @@ fn validate(raw: Raw, mode: Mode, problems: &mut Problems) -> Option<Config> {
         let default = raw_profiles.entry(DEFAULT_PROFILE.to_owned()).or_default();
         let dev_default = |value: &str| Setting {
             origin: "dev default".to_owned(),
+            place: Place::DevDefault,
             value: value.to_owned(),
         };
         if default.get("role_arn").is_none() {
@@ -986,10 +990,9 @@ fn parse_credentials(raw: &Raw, problems: &mut Problems) -> Option<Credentials> 
                 raw.security_token
                     .as_ref()
                     .map(|t| SecretString::from(t.value.clone())),
-                if id.origin.starts_with("`ALIBABA") {
-                    "environment"
-                } else {
-                    "config file"
+                match id.place {
+                    Place::Environment => Origin::Environment,
+                    Place::ConfigFile | Place::DevDefault => Origin::ConfigFile,
                 },
             ))
         }
@@ -1280,4 +1283,4 @@ mod tests;
 pub use access::{Access, AuthMode, JwtAlgorithm, JwtSettings, RateLimit};
 pub use admin::{AdminAccess, AdminToken, MIN_ADMIN_TOKEN_BYTES};
 pub use setting::Problem;
-use setting::{Problems, RawProfile, Setting, shown};
+use setting::{Place, Problems, RawProfile, Setting, shown};

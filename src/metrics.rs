@@ -210,11 +210,17 @@ pub fn record_log_lines_dropped(total: u64) {
 }
 
 /// Counts and times one request of the public router by its route pattern (`None`: no route
-/// matched, `route="unmatched"`); called by [`crate::http::edge`].
+/// matched, `route="unmatched"`) and the profile the route serves (`""` for none), which is
+/// asked for only when a route's handles are made; called by [`crate::http::edge`].
 ///
 /// Handles are looked up once per thread, route and status, then reused: building the labelled
 /// key and finding it in the registry on every request cost more than the rest of this function.
-pub fn record_request(route: Option<&str>, status: u16, elapsed: Duration) {
+pub fn record_request<'p>(
+    route: Option<&str>,
+    profile: impl FnOnce() -> &'p str,
+    status: u16,
+    elapsed: Duration,
+) {
     type Handles = (u16, Histogram, Counter);
     thread_local! {
         static HANDLES: RefCell<HashMap<Box<str>, Vec<Handles>>> = RefCell::new(HashMap::new());
@@ -225,11 +231,7 @@ pub fn record_request(route: Option<&str>, status: u16, elapsed: Duration) {
         counter.increment(1);
     };
     let make = || {
-        let profile = if route == "unmatched" {
-            ""
-        } else {
-            profile_of_route(route)
-        };
+        let profile = profile();
         (
             status,
             histogram!("stsvend_http_request_duration_seconds", "route" => route.to_owned()),
@@ -262,20 +264,6 @@ pub fn record_request(route: Option<&str>, status: u16, elapsed: Duration) {
         record(&handles);
         cache.entry(route.into()).or_default().push(handles);
     });
-}
-
-/// The profile a route pattern serves: `default` for `/get_sts_token`, the name for a
-/// configured `/get_sts_token/{name}`, and nothing for the catch-all `/get_sts_token/{profile}`
-/// (an unknown name) or any other route.
-fn profile_of_route(route: &str) -> &str {
-    match route.strip_prefix("/get_sts_token") {
-        Some("") => crate::profile_name::DEFAULT_PROFILE,
-        Some(rest) => match rest.strip_prefix('/') {
-            Some(name) if !name.is_empty() && !name.contains(['{', '/']) => name,
-            _ => "",
-        },
-        None => "",
-    }
 }
 
 /// The status as a label, without allocating for the statuses this service answers.
@@ -477,16 +465,6 @@ pub fn connections_closed(listener: &'static str, reason: &'static str) -> Count
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn routes_name_their_profile_and_nothing_else_does() {
-        assert_eq!(profile_of_route("/get_sts_token"), "default");
-        assert_eq!(profile_of_route("/get_sts_token/partner"), "partner");
-        assert_eq!(profile_of_route("/get_sts_token/{profile}"), "");
-        assert_eq!(profile_of_route("/get_sts_tokens"), "");
-        assert_eq!(profile_of_route("/healthz"), "");
-        assert_eq!(profile_of_route("/get_sts_token/"), "");
-    }
 
     #[test]
     fn sts_codes_are_kept_only_when_they_look_like_codes() {

@@ -97,7 +97,7 @@ impl fmt::Debug for Tls {
 impl Tls {
     /// Loads the files now: a certificate that cannot be used stops start-up.
     pub fn load(files: &TlsFiles) -> Result<Self, TlsError> {
-        crate::sts::client::install_crypto_provider();
+        crate::outbound::install_crypto_provider();
         let resolver = Arc::new(Resolver {
             current: RwLock::new(Arc::new(certified_key(files)?)),
         });

@@ -99,7 +99,7 @@ pub struct Claims {
 }
 
 /// Why a token was refused. Each variant is one check; none carries any part of the token.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum JwtError {
     /// No `Authorization: Bearer` header at all.
     #[error("no token")]
@@ -732,13 +732,8 @@ struct Cached {
 
 impl RemoteJwks {
     fn new(url: Url) -> Result<Self, JwtSetupError> {
-        crate::sts::client::install_crypto_provider();
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("stsvend/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(JWKS_CONNECT_TIMEOUT)
-            .timeout(JWKS_TIMEOUT)
-            // Configure the final URL: a redirect could silently move trust to another host.
-            .redirect(reqwest::redirect::Policy::none())
+        // No redirects: a redirect could silently move trust to another host.
+        let http = crate::outbound::client_builder(JWKS_CONNECT_TIMEOUT, JWKS_TIMEOUT)
             .build()
             .map_err(|e| JwtSetupError::HttpClient(transport_error(e)))?;
         Ok(Self {

@@ -150,6 +150,7 @@ mod tests {
     fn setting(value: &str) -> Setting {
         Setting {
             origin: "`X`".to_owned(),
+            place: crate::config::setting::Place::Environment,
             value: value.to_owned(),
         }
     }

@@ -22,8 +22,20 @@ impl fmt::Display for Problem {
 /// A raw value and where it came from.
 #[derive(Clone)]
 pub(super) struct Setting {
+    /// Where, for error lines: the variable, or the key and the file.
     pub(super) origin: String,
+    /// Where, for decisions that depend on it (whose credentials these are).
+    pub(super) place: Place,
     pub(super) value: String,
+}
+
+/// Which kind of place a setting came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Place {
+    Environment,
+    ConfigFile,
+    /// Filled in by `stsvend dev`.
+    DevDefault,
 }
 
 /// A profile's raw settings by file key (see [`super::PROFILE_SETTINGS`]).

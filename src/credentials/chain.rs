@@ -12,20 +12,20 @@ use reqwest::Url;
 use super::error::SourceError;
 use super::found::Found;
 use super::provider::CredentialsProvider;
-use super::source::{Context, Detect};
+use super::source::{Context, Detect, SourceName};
 use super::value::Credentials;
-use super::{ecs, ini, oidc, profile, renew, uri};
+use super::{renew, sources};
 use crate::clock::Clock;
 use crate::sts::StsClient;
 
-/// The sources in the order they are asked.
+/// The sources' names in the order they are asked ([`sources::all`] holds them in this order).
 pub const ORDER: [&str; 6] = [
-    "environment",
-    oidc::SOURCE,
-    profile::SOURCE,
-    ini::SOURCE,
-    ecs::SOURCE,
-    uri::SOURCE,
+    SourceName::Environment.as_str(),
+    SourceName::Oidc.as_str(),
+    SourceName::CliProfile.as_str(),
+    SourceName::CredentialsFile.as_str(),
+    SourceName::EcsRamRole.as_str(),
+    SourceName::CredentialsUri.as_str(),
 ];
 
 /// What the chain needs. `Debug` names the environment's variables, never their values.
@@ -131,168 +131,72 @@ impl ChainError {
 /// credentials are fetched once here (a source that cannot deliver is broken) and then renewed
 /// in the background.
 pub async fn load(inputs: ChainInputs<'_>) -> Result<Chain, ChainError> {
-    let mut decisions: Vec<Decision> = Vec::new();
-    let broken = |source: &'static str, error: SourceError, mut decisions: Vec<Decision>| {
-        decisions.push(Decision {
-            source,
-            verdict: Verdict::Broken(error.message.clone()),
-        });
-        fill_not_tried(&mut decisions);
-        ChainError::Broken {
-            source_name: source,
-            message: error.message,
-            decisions,
-        }
-    };
-    let mut sts =
-        StsClient::new(inputs.sts_endpoint.clone(), inputs.clock.clone()).map_err(|e| {
-            broken(
-                oidc::SOURCE,
-                SourceError::new(format!("cannot build the STS client: {e}")),
-                Vec::new(),
-            )
-        })?;
-    if let Some(budget) = &inputs.budget {
-        sts = sts.with_budget(budget.clone());
-    }
-    let ctx = Context {
-        env: inputs.env,
-        sts: &sts,
-        metadata_endpoint: &inputs.metadata_endpoint,
-    };
+    let sts = sts_client(&inputs)?;
     let home = inputs
         .env
         .get("HOME")
         .filter(|h| !h.is_empty())
         .map(PathBuf::from);
-
-    // 1. Environment.
-    let found = match inputs.configured {
-        Some(credentials) => {
-            // The key id is not secret, but logs elsewhere show only its first characters.
-            let id: String = credentials.access_key_id().chars().take(8).collect();
-            let why = format!("AccessKey {id}… from {}", describe_origin(&credentials));
-            Some((Found::Static(credentials), why))
+    let ctx = Context {
+        env: inputs.env,
+        home: home.as_deref(),
+        sts: &sts,
+        metadata_endpoint: &inputs.metadata_endpoint,
+    };
+    let mut decisions: Vec<Decision> = Vec::new();
+    for source in sources::all(inputs.configured) {
+        let name = source.name();
+        match source.detect(&ctx).await {
+            Ok(Detect::Skip(why)) => decisions.push(Decision {
+                source: name.as_str(),
+                verdict: Verdict::Skipped(why),
+            }),
+            Ok(Detect::Use((found, why))) => {
+                return choose(name, found, why, decisions, &inputs.clock).await;
+            }
+            Err(error) => return Err(broken(name, error, decisions)),
         }
-        None => {
-            decisions.push(skip(
-                "environment",
-                "ALIBABA_CLOUD_ACCESS_KEY_ID and ALIBABA_CLOUD_ACCESS_KEY_SECRET are not set",
-            ));
-            None
-        }
-    };
-    let found = match found {
-        Some(found) => Some(found),
-        // 2. OIDC (RRSA).
-        None => match oidc::detect(inputs.env, &sts) {
-            Ok(Some(oidc)) => {
-                let why = oidc.describe();
-                Some((
-                    Found::Temporary(Box::new(renew::Temporary::Oidc(oidc)), None),
-                    why,
-                ))
-            }
-            Ok(None) => {
-                decisions.push(skip(
-                    oidc::SOURCE,
-                    "ALIBABA_CLOUD_ROLE_ARN, ALIBABA_CLOUD_OIDC_PROVIDER_ARN and ALIBABA_CLOUD_OIDC_TOKEN_FILE are not set",
-                ));
-                None
-            }
-            Err(error) => return Err(broken(oidc::SOURCE, error, decisions)),
-        },
-    };
-    let found = match found {
-        Some(found) => Some(found),
-        // 3. CLI profile.
-        None => match profile::detect(home.as_deref(), &ctx) {
-            Ok(Detect::Use(found)) => Some(found),
-            Ok(Detect::Skip(why)) => {
-                decisions.push(skip(profile::SOURCE, &why));
-                None
-            }
-            Err(error) => return Err(broken(profile::SOURCE, error, decisions)),
-        },
-    };
-    let found = match found {
-        Some(found) => Some(found),
-        // 4. Credentials file.
-        None => match ini::detect(home.as_deref(), &ctx) {
-            Ok(Detect::Use(found)) => Some(found),
-            Ok(Detect::Skip(why)) => {
-                decisions.push(skip(ini::SOURCE, &why));
-                None
-            }
-            Err(error) => return Err(broken(ini::SOURCE, error, decisions)),
-        },
-    };
-    let found = match found {
-        Some(found) => Some(found),
-        // 5. ECS instance RAM role.
-        None => match ecs::detect(inputs.env, &inputs.metadata_endpoint).await {
-            Ok(Detect::Use((ecs, first))) => {
-                let why = ecs.describe();
-                Some((
-                    Found::Temporary(Box::new(renew::Temporary::Ecs(ecs)), Some(first)),
-                    why,
-                ))
-            }
-            Ok(Detect::Skip(why)) => {
-                decisions.push(skip(ecs::SOURCE, &why));
-                None
-            }
-            Err(error) => return Err(broken(ecs::SOURCE, error, decisions)),
-        },
-    };
-    let found = match found {
-        Some(found) => Some(found),
-        // 6. Credentials URI.
-        None => match uri::detect(inputs.env) {
-            Ok(Some(uri)) => {
-                let why = uri.describe();
-                Some((
-                    Found::Temporary(Box::new(renew::Temporary::Uri(uri)), None),
-                    why,
-                ))
-            }
-            Ok(None) => {
-                decisions.push(skip(
-                    uri::SOURCE,
-                    "ALIBABA_CLOUD_CREDENTIALS_URI is not set",
-                ));
-                None
-            }
-            Err(error) => return Err(broken(uri::SOURCE, error, decisions)),
-        },
-    };
+    }
+    Err(ChainError::NothingConfigured { decisions })
+}
 
-    let Some((found, why)) = found else {
-        return Err(ChainError::NothingConfigured { decisions });
-    };
-    let source = ORDER[decisions.len()];
+/// The STS client the OIDC source and `RamRoleArn` profiles call, spending from the budget.
+fn sts_client(inputs: &ChainInputs<'_>) -> Result<StsClient, ChainError> {
+    let sts = StsClient::new(inputs.sts_endpoint.clone(), inputs.clock.clone()).map_err(|e| {
+        let error = SourceError::new(format!("cannot build the STS client: {e}"));
+        broken(SourceName::Oidc, error, Vec::new())
+    })?;
+    Ok(match &inputs.budget {
+        Some(budget) => sts.with_budget(budget.clone()),
+        None => sts,
+    })
+}
+
+/// Makes the chosen source's provider. A configured source that cannot deliver now is broken
+/// now, not at the first token request: start-up fails with its error.
+async fn choose(
+    name: SourceName,
+    found: Found,
+    why: String,
+    mut decisions: Vec<Decision>,
+    clock: &Clock,
+) -> Result<Chain, ChainError> {
     let provider = match found {
         Found::Static(credentials) => CredentialsProvider::Static(credentials),
         Found::Temporary(temporary, first) => {
-            // A configured source that cannot deliver now is broken now, not at the first
-            // token request: start-up fails with its error.
             let first = match first {
                 Some(first) => first,
                 None => match temporary.fetch().await {
                     Ok(first) => first,
-                    Err(error) => return Err(broken(source, error, decisions)),
+                    Err(error) => return Err(broken(name, error, decisions)),
                 },
             };
-            CredentialsProvider::Renewing(renew::spawn(
-                *temporary,
-                Some(first),
-                inputs.clock.clone(),
-            ))
+            CredentialsProvider::Renewing(renew::spawn(*temporary, Some(first), clock.clone()))
         }
     };
-    crate::metrics::record_base_credentials_source(source);
+    crate::metrics::record_base_credentials_source(name.as_str());
     decisions.push(Decision {
-        source,
+        source: name.as_str(),
         verdict: Verdict::Chosen(why),
     });
     fill_not_tried(&mut decisions);
@@ -302,10 +206,17 @@ pub async fn load(inputs: ChainInputs<'_>) -> Result<Chain, ChainError> {
     })
 }
 
-fn skip(source: &'static str, why: &str) -> Decision {
-    Decision {
-        source,
-        verdict: Verdict::Skipped(why.to_owned()),
+/// The chain stopped at `name`, configured but broken; the later sources were not tried.
+fn broken(name: SourceName, error: SourceError, mut decisions: Vec<Decision>) -> ChainError {
+    decisions.push(Decision {
+        source: name.as_str(),
+        verdict: Verdict::Broken(error.message.clone()),
+    });
+    fill_not_tried(&mut decisions);
+    ChainError::Broken {
+        source_name: name.as_str(),
+        message: error.message,
+        decisions,
     }
 }
 
@@ -318,12 +229,16 @@ fn fill_not_tried(decisions: &mut Vec<Decision>) {
     }
 }
 
-fn describe_origin(credentials: &Credentials) -> &'static str {
-    if credentials.source() == "config file" {
-        "the config file"
-    } else if credentials.security_token().is_some() {
-        "ALIBABA_CLOUD_ACCESS_KEY_ID/_SECRET/_SECURITY_TOKEN"
-    } else {
-        "ALIBABA_CLOUD_ACCESS_KEY_ID/_SECRET"
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_chain_asks_its_sources_in_the_reported_order() {
+        let names: Vec<&str> = sources::all(None)
+            .iter()
+            .map(|source| source.name().as_str())
+            .collect();
+        assert_eq!(names, ORDER);
     }
 }

@@ -15,11 +15,13 @@ use reqwest::{StatusCode, Url};
 use super::env::{flag, var};
 use super::error::SourceError;
 use super::local::{credentials_from_json, local_http_client, read_small_body};
+use super::origin::Origin;
 use super::source::Detect;
 use super::value::Credentials;
 use crate::outbound::error_text as http_error;
 
-pub(super) const SOURCE: &str = "ecs_ram_role";
+/// The name renewals are counted and logged under.
+pub(super) const SOURCE: &str = Origin::EcsRamRole.as_str();
 const TOKEN_TTL_SECONDS: &str = "21600";
 const CREDENTIALS_PATH: &str = "latest/meta-data/ram/security-credentials/";
 
@@ -143,9 +145,10 @@ impl Ecs {
             .map_err(|f| SourceError::new(failure_text(f)))?;
         let path = format!("{CREDENTIALS_PATH}{}", self.role);
         match get(&self.http, &self.endpoint, &path, token.as_deref()).await {
-            Ok(Get::Body(body)) => credentials_from_json(body.as_bytes(), SOURCE).map_err(|why| {
-                SourceError::new(format!("metadata service {why} for role `{}`", self.role))
-            }),
+            Ok(Get::Body(body)) => credentials_from_json(body.as_bytes(), Origin::EcsRamRole)
+                .map_err(|why| {
+                    SourceError::new(format!("metadata service {why} for role `{}`", self.role))
+                }),
             Ok(Get::NotFound) => Err(SourceError::new(format!(
                 "the metadata service has no credentials for role `{}` (is it attached to this instance?)",
                 self.role

@@ -4,23 +4,19 @@
 //! The section is `ALIBABA_CLOUD_PROFILE` or `default`; `type` is `access_key`, `ram_role_arn` or
 //! `ecs_ram_role`. A section with `enable = false` is skipped, as the SDKs do.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use super::env::var;
 use super::error::SourceError;
 use super::found::Found;
+use super::origin::Origin;
 use super::profile_kind::ProfileKind;
 use super::source::{Context, Detect};
 
-pub(super) const SOURCE: &str = "credentials_file";
-
-pub(super) fn detect(
-    home: Option<&Path>,
-    ctx: &Context<'_>,
-) -> Result<Detect<(Found, String)>, SourceError> {
+pub(super) fn detect(ctx: &Context<'_>) -> Result<Detect<(Found, String)>, SourceError> {
     let (path, explicit) = match var(ctx.env, "ALIBABA_CLOUD_CREDENTIALS_FILE") {
         Some(path) => (PathBuf::from(path), true),
-        None => match home {
+        None => match ctx.home {
             Some(home) => (home.join(".alibabacloud").join("credentials.ini"), false),
             None => return Ok(Detect::Skip("HOME is not set".to_owned())),
         },
@@ -86,5 +82,8 @@ pub(super) fn detect(
         }
     };
     let description = format!("{what} (type {kind_name})");
-    Ok(Detect::Use((kind.build(SOURCE, &what, ctx)?, description)))
+    Ok(Detect::Use((
+        kind.build(Origin::CredentialsFile, &what, ctx)?,
+        description,
+    )))
 }

@@ -4,6 +4,7 @@
 use secrecy::SecretString;
 
 use super::error::SourceError;
+use super::origin::Origin;
 use super::value::Credentials;
 
 /// Short HTTP timeouts for local endpoints (metadata service, credentials URI), never proxied:
@@ -12,13 +13,8 @@ pub(super) fn local_http_client(
     connect: std::time::Duration,
     total: std::time::Duration,
 ) -> Result<reqwest::Client, SourceError> {
-    crate::sts::client::install_crypto_provider();
-    reqwest::Client::builder()
-        .user_agent(concat!("stsvend/", env!("CARGO_PKG_VERSION")))
-        .connect_timeout(connect)
-        .timeout(total)
+    crate::outbound::client_builder(connect, total)
         .no_proxy()
-        .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| SourceError::new(format!("cannot build an HTTP client: {e}")))
 }
@@ -35,10 +31,7 @@ pub(super) async fn read_small_body(response: reqwest::Response) -> Result<Vec<u
 
 /// The JSON both the metadata service and a credentials URI answer with:
 /// `{"Code":"Success","AccessKeyId","AccessKeySecret","SecurityToken","Expiration"}`.
-pub(super) fn credentials_from_json(
-    bytes: &[u8],
-    source: &'static str,
-) -> Result<Credentials, String> {
+pub(super) fn credentials_from_json(bytes: &[u8], origin: Origin) -> Result<Credentials, String> {
     #[derive(serde::Deserialize)]
     #[serde(rename_all = "PascalCase")]
     struct Body {
@@ -70,7 +63,7 @@ pub(super) fn credentials_from_json(
         id,
         SecretString::from(secret),
         Some(SecretString::from(token)),
-        source,
+        origin,
     )
     .expiring(expiration))
 }
@@ -82,7 +75,7 @@ mod tests {
     #[test]
     fn metadata_and_uri_answers_are_checked() {
         let ok = br#"{"Code":"Success","AccessKeyId":"STS.a","AccessKeySecret":"s","SecurityToken":"t","Expiration":"2026-11-26T12:00:00Z","LastUpdated":"x"}"#;
-        let credentials = credentials_from_json(ok, "test").unwrap();
+        let credentials = credentials_from_json(ok, Origin::CredentialsUri).unwrap();
         assert_eq!(credentials.access_key_id(), "STS.a");
         assert!(credentials.expiration().is_some());
         let cases: [(&[u8], &str); 4] = [
@@ -92,7 +85,7 @@ mod tests {
             (br#"{"Code":"Success","AccessKeyId":"a","AccessKeySecret":"s","SecurityToken":"t","Expiration":"later"}"#, "Expiration"),
         ];
         for (body, expected) in cases {
-            let error = credentials_from_json(body, "test").unwrap_err();
+            let error = credentials_from_json(body, Origin::CredentialsUri).unwrap_err();
             assert!(error.contains(expected), "{error}");
         }
     }

@@ -9,15 +9,17 @@
 //! 5. [`ecs`] — the ECS instance RAM role from the metadata service;
 //! 6. [`uri`] — `ALIBABA_CLOUD_CREDENTIALS_URI`.
 //!
-//! [`chain::load`] picks the first source that is configured. Unlike the official SDKs, a source
+//! Each source is one implementation of one trait ([`sources`]), and [`chain::load`] is a loop
+//! over them that picks the first source that is configured. Unlike the official SDKs, a source
 //! that is configured but broken stops the chain with its error rather than falling through to a
 //! different identity. Temporary credentials (OIDC, ECS, URI, a RamRoleArn profile) are renewed in
 //! the background by [`renew`].
 //!
-//! Beside the sources: [`value`] (the redacting credential value), [`provider`] (what signs
-//! `AssumeRole`), [`error`], [`source`] and [`found`] (how a source answers the chain),
-//! [`profile_kind`] (a CLI or INI profile's mode), [`local`] (the metadata service's and a
-//! credentials URI's HTTP and JSON), [`env`] (the SDKs' environment flags).
+//! Beside the sources: [`value`] (the redacting credential value) and [`origin`] (where it came
+//! from), [`provider`] (what signs `AssumeRole`), [`error`], [`source`] and [`found`] (how a
+//! source answers the chain), [`profile_kind`] (a CLI or INI profile's mode), [`local`] (the
+//! metadata service's and a credentials URI's HTTP and JSON), [`env`] (the SDKs' environment
+//! flags).
 
 pub mod chain;
 mod ecs;
@@ -27,14 +29,17 @@ mod found;
 mod ini;
 mod local;
 mod oidc;
+mod origin;
 mod profile;
 mod profile_kind;
 mod provider;
 pub mod renew;
 mod source;
+mod sources;
 mod uri;
 mod value;
 
 pub use error::{CredentialsError, SourceError};
+pub use origin::Origin;
 pub use provider::CredentialsProvider;
 pub use value::Credentials;

@@ -10,11 +10,13 @@ use std::path::PathBuf;
 
 use super::env::var;
 use super::error::SourceError;
+use super::origin::Origin;
 use super::value::Credentials;
 use crate::sts::StsClient;
 use crate::sts::request::AssumeRoleWithOidc;
 
-pub(super) const SOURCE: &str = "oidc";
+/// The name renewals are counted and logged under.
+pub(super) const SOURCE: &str = Origin::Oidc.as_str();
 const VARS: [&str; 3] = [
     "ALIBABA_CLOUD_ROLE_ARN",
     "ALIBABA_CLOUD_OIDC_PROVIDER_ARN",
@@ -127,7 +129,7 @@ impl Oidc {
         self.client
             .assume_role_with_oidc(&call)
             .await
-            .map(|issued| issued.into_credentials(SOURCE))
+            .map(|issued| issued.into_credentials(Origin::Oidc))
             .map_err(|e| SourceError::new(format!("AssumeRoleWithOIDC failed: {e}")))
     }
 }

@@ -4,17 +4,14 @@
 //! `RamRoleArn` and `EcsRamRole` are supported; the rest (OIDC, ChainableRamRoleArn, …) are
 //! refused by name. `ALIBABA_CLOUD_CLI_PROFILE_DISABLED=true` skips the file.
 
-use std::path::Path;
-
 use serde::Deserialize;
 
 use super::env::{flag, var};
 use super::error::SourceError;
 use super::found::Found;
+use super::origin::Origin;
 use super::profile_kind::ProfileKind;
 use super::source::{Context, Detect};
-
-pub(super) const SOURCE: &str = "cli_profile";
 
 #[derive(Deserialize)]
 struct File {
@@ -45,16 +42,13 @@ struct Profile {
     expired_seconds: u32,
 }
 
-pub(super) fn detect(
-    home: Option<&Path>,
-    ctx: &Context<'_>,
-) -> Result<Detect<(Found, String)>, SourceError> {
+pub(super) fn detect(ctx: &Context<'_>) -> Result<Detect<(Found, String)>, SourceError> {
     if flag(ctx.env, "ALIBABA_CLOUD_CLI_PROFILE_DISABLED") {
         return Ok(Detect::Skip(
             "turned off by ALIBABA_CLOUD_CLI_PROFILE_DISABLED=true".to_owned(),
         ));
     }
-    let Some(home) = home else {
+    let Some(home) = ctx.home else {
         return Ok(Detect::Skip("HOME is not set".to_owned()));
     };
     let path = home.join(".aliyun").join("config.json");
@@ -106,5 +100,8 @@ pub(super) fn detect(
         }
     };
     let mode = format!("{what} (mode {})", profile.mode);
-    Ok(Detect::Use((kind.build(SOURCE, &what, ctx)?, mode)))
+    Ok(Detect::Use((
+        kind.build(Origin::CliProfile, &what, ctx)?,
+        mode,
+    )))
 }

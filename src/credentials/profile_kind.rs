@@ -5,6 +5,7 @@ use secrecy::SecretString;
 
 use super::error::SourceError;
 use super::found::Found;
+use super::origin::Origin;
 use super::source::Context;
 use super::value::Credentials;
 use super::{ecs, renew};
@@ -36,7 +37,7 @@ impl ProfileKind {
     /// Turns a profile into credentials or a renewing source; `what` names the profile for errors.
     pub(super) fn build(
         self,
-        source: &'static str,
+        source: Origin,
         what: &str,
         ctx: &Context<'_>,
     ) -> Result<Found, SourceError> {

@@ -30,7 +30,7 @@ pub enum Temporary {
         client: crate::sts::StsClient,
         base: Credentials,
         call: crate::sts::AssumeRole,
-        source: &'static str,
+        source: super::origin::Origin,
     },
 }
 
@@ -40,7 +40,7 @@ impl Temporary {
             Self::Oidc(_) => super::oidc::SOURCE,
             Self::Ecs(_) => super::ecs::SOURCE,
             Self::Uri(_) => super::uri::SOURCE,
-            Self::RamRoleArn { source, .. } => source,
+            Self::RamRoleArn { source, .. } => source.as_str(),
         }
     }
 
@@ -57,7 +57,7 @@ impl Temporary {
             } => client
                 .assume_role(base, call)
                 .await
-                .map(|issued| issued.into_credentials(source))
+                .map(|issued| issued.into_credentials(*source))
                 .map_err(|e| {
                     SourceError::new(format!("AssumeRole for the profile's role failed: {e}"))
                 }),
@@ -232,11 +232,12 @@ mod tests {
 
     #[test]
     fn credentials_close_to_expiry_are_not_used() {
+        let origin = super::super::origin::Origin::Environment;
         let c =
-            Credentials::new("id", secrecy::SecretString::from("s"), None, "test").expiring(t(100));
+            Credentials::new("id", secrecy::SecretString::from("s"), None, origin).expiring(t(100));
         assert!(usable(&c, t(0)));
         assert!(!usable(&c, t(40)));
-        let permanent = Credentials::new("id", secrecy::SecretString::from("s"), None, "test");
+        let permanent = Credentials::new("id", secrecy::SecretString::from("s"), None, origin);
         assert!(usable(&permanent, t(1_000_000)));
     }
 }

@@ -9,9 +9,11 @@ use reqwest::Url;
 use super::env::var;
 use super::error::SourceError;
 use super::local::{credentials_from_json, local_http_client, read_small_body};
+use super::origin::Origin;
 use super::value::Credentials;
 
-pub(super) const SOURCE: &str = "credentials_uri";
+/// The name renewals are counted and logged under.
+pub(super) const SOURCE: &str = Origin::CredentialsUri.as_str();
 
 pub struct Uri {
     http: reqwest::Client,
@@ -66,6 +68,6 @@ impl Uri {
         if !status.is_success() {
             return Err(fail(format!("answered HTTP {}", status.as_u16())));
         }
-        credentials_from_json(&bytes, SOURCE).map_err(fail)
+        credentials_from_json(&bytes, Origin::CredentialsUri).map_err(fail)
     }
 }

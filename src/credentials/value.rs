@@ -6,6 +6,8 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 
+use super::origin::Origin;
+
 /// An AccessKey pair, optionally with the STS token that must accompany a temporary key.
 ///
 /// `Debug` never shows the secret or the token.
@@ -16,7 +18,7 @@ pub struct Credentials {
     security_token: Option<SecretString>,
     /// When temporary credentials stop working; `None` for a permanent AccessKey.
     expiration: Option<DateTime<Utc>>,
-    source: &'static str,
+    origin: Origin,
 }
 
 impl Credentials {
@@ -24,14 +26,14 @@ impl Credentials {
         access_key_id: impl Into<String>,
         access_key_secret: SecretString,
         security_token: Option<SecretString>,
-        source: &'static str,
+        origin: Origin,
     ) -> Self {
         Self {
             access_key_id: access_key_id.into(),
             access_key_secret,
             security_token,
             expiration: None,
-            source,
+            origin,
         }
     }
 
@@ -62,9 +64,14 @@ impl Credentials {
         self.expiration
     }
 
-    /// Which source produced these credentials, e.g. `environment`.
+    /// Where these credentials came from.
+    pub fn origin(&self) -> Origin {
+        self.origin
+    }
+
+    /// The origin's name, as logs and metrics show it, e.g. `environment`.
     pub fn source(&self) -> &'static str {
-        self.source
+        self.origin.as_str()
     }
 }
 
@@ -78,7 +85,7 @@ impl fmt::Debug for Credentials {
                 &self.security_token.as_ref().map(|_| "** redacted **"),
             )
             .field("expiration", &self.expiration)
-            .field("source", &self.source)
+            .field("source", &self.origin.as_str())
             .finish()
     }
 }
@@ -94,7 +101,7 @@ mod tests {
             "LTAI-id",
             SecretString::from("very-secret-value"),
             Some(SecretString::from("token-value")),
-            "environment",
+            Origin::Environment,
         );
         let shown = format!(
             "{credentials:?} {:?}",

@@ -52,7 +52,7 @@ impl Emulator {
             self.state.access_key_id.clone(),
             SecretString::from(self.state.access_key_secret().to_owned()),
             None,
-            "dev emulator",
+            crate::credentials::Origin::DevEmulator,
         )
     }
 

@@ -12,6 +12,7 @@
 //! and boxes a future per request, which on the token path cost as much as the handler.
 //! The connection-level limits (header read timeout, header size) are in [`crate::server`].
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,12 +41,29 @@ pub enum Methods {
     Routed,
 }
 
+/// The profile each token route serves, by route pattern, as the router registered it: the
+/// `profile` label of the request metrics. Routes not in it serve no profile (label `""`).
+#[derive(Debug, Clone, Default)]
+pub struct RouteProfiles(Arc<HashMap<String, String>>);
+
+impl RouteProfiles {
+    pub fn new(routes: impl IntoIterator<Item = (String, String)>) -> Self {
+        Self(Arc::new(routes.into_iter().collect()))
+    }
+
+    /// The profile `route` serves, or `""`.
+    pub fn of(&self, route: &str) -> &str {
+        self.0.get(route).map_or("", String::as_str)
+    }
+}
+
 /// What the middleware shares across requests: one in-flight cap per listener, shared by every
-/// router merged onto it, and the router's method rule.
+/// router merged onto it, the router's method rule and its routes' profiles.
 #[derive(Debug, Clone)]
 pub struct Edge {
     slots: Arc<Semaphore>,
     methods: Methods,
+    profiles: RouteProfiles,
 }
 
 impl Default for Edge {
@@ -53,17 +71,27 @@ impl Default for Edge {
         Self {
             slots: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
             methods: Methods::ReadOnly,
+            profiles: RouteProfiles::default(),
         }
     }
 }
 
 impl Edge {
-    /// The same in-flight cap, with another method rule (for routers merged onto one listener).
+    /// The same in-flight cap, with another method rule (for routers merged onto one listener)
+    /// and no route profiles.
     pub fn with_methods(&self, methods: Methods) -> Self {
         Self {
             slots: self.slots.clone(),
             methods,
+            profiles: RouteProfiles::default(),
         }
+    }
+
+    /// The same edge, labelling requests with the profiles of `profiles`.
+    #[must_use]
+    pub fn with_profiles(mut self, profiles: RouteProfiles) -> Self {
+        self.profiles = profiles;
+        self
     }
 }
 
@@ -93,8 +121,11 @@ pub async fn edge(State(edge): State<Edge>, mut request: Request, next: Next) ->
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
+    let route = route.as_ref().map(MatchedPath::as_str);
     crate::metrics::record_request(
-        route.as_ref().map(MatchedPath::as_str),
+        route,
+        // Looked up only when the metrics meet this route for the first time.
+        || route.map_or("", |route| edge.profiles.of(route)),
         response.status().as_u16(),
         started.elapsed(),
     );

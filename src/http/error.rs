@@ -5,6 +5,8 @@
 //! extension, and the request-id middleware (which knows the id) renders the body. That way even
 //! a caught panic or a 405 from the router gets the same shape.
 
+use std::time::Duration;
+
 use axum::body::Body;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -29,11 +31,8 @@ pub enum ApiError {
     /// 405: only `GET` (and `HEAD`) are served; the `Allow` header lists them.
     MethodNotAllowed,
     /// 401: the profile requires a JWT and the request has none or a bad one;
-    /// `WWW-Authenticate` says so too. `code`/`message` name the failed check.
-    Unauthorized {
-        code: &'static str,
-        message: &'static str,
-    },
+    /// `WWW-Authenticate` says so too. The code and message name the failed check.
+    Unauthorized(JwtError),
     /// 503: the request took longer than the deadline.
     RequestTimeout,
     /// 503: too many requests in flight; shed at once with `Retry-After: 1`.
@@ -79,7 +78,7 @@ impl ApiError {
         match self {
             Self::NotFound | Self::UnknownProfile => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::TokenUnavailable {
                 class: Some(FailureClass::Rejected),
@@ -112,7 +111,7 @@ impl ApiError {
                 "method_not_allowed",
                 "this endpoint only answers GET (and HEAD); see the Allow header",
             ),
-            Self::Unauthorized { code, message } => (*code, *message),
+            Self::Unauthorized(error) => (error.code(), error.description()),
             Self::RequestTimeout => (
                 "request_timeout",
                 "the request took too long and was abandoned; retry",
@@ -207,15 +206,15 @@ impl IntoResponse for ApiError {
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from(1u32));
             }
-            Self::Unauthorized { code, message } => {
+            Self::Unauthorized(error) => {
                 // RFC 6750 §3: the scheme, and for a bad token which check failed. The texts are
                 // ours and fixed, never the token.
-                let value = if *code == JwtError::Missing.code() {
+                let value = if *error == JwtError::Missing {
                     "Bearer realm=\"stsvend\"".to_owned()
                 } else {
                     format!(
                         "Bearer realm=\"stsvend\", error=\"invalid_token\", error_description=\"{}\"",
-                        message.replace(['"', '\\'], "'")
+                        error.description().replace(['"', '\\'], "'")
                     )
                 };
                 if let Ok(value) = HeaderValue::from_str(&value) {
@@ -238,6 +237,78 @@ impl IntoResponse for ApiError {
         }
         response.extensions_mut().insert(self.info());
         response
+    }
+}
+
+/// Why a token request was refused: the one value that gives the client's answer (its
+/// [`ApiError`]), the audit line's reason and the labels of `stsvend_rejections_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    /// The kill switch has the profile off.
+    Disabled,
+    /// The caller's address (or IPv6 prefix) is over its rate; retry after `wait`.
+    RateLimitIp { wait: Duration },
+    /// The JWT keys cannot be fetched (`jwt` mode; report mode serves the guest token).
+    KeysUnavailable,
+    /// A JWT check failed.
+    Auth(JwtError),
+    /// The caller's subject is over its rate; retry after `wait`.
+    RateLimitSubject { wait: Duration },
+    /// The caller's network has had its share of new per-caller tokens; retry after `wait`.
+    NewTokenLimitNetwork { wait: Duration },
+    /// No servable token: STS failed (`class`) or the first token is on its way (`None`).
+    NoToken {
+        class: Option<FailureClass>,
+        retry_after: Duration,
+    },
+}
+
+impl Rejection {
+    /// The words in the audit line's `reason`.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::Disabled => "profile disabled by the kill switch",
+            Self::RateLimitIp { .. } => "rate limit per address",
+            Self::KeysUnavailable => "jwt keys unavailable",
+            Self::Auth(error) => error.code(),
+            Self::RateLimitSubject { .. } => "rate limit per user",
+            Self::NewTokenLimitNetwork { .. } => "new-token limit per network",
+            Self::NoToken { .. } => "no token available",
+        }
+    }
+
+    /// The `reason` and `check` labels of `stsvend_rejections_total`.
+    pub fn labels(self) -> (&'static str, &'static str) {
+        match self {
+            Self::Disabled => ("disabled", ""),
+            Self::RateLimitIp { .. } => ("rate_limit_ip", ""),
+            Self::Auth(error) => ("auth", error.code()),
+            Self::RateLimitSubject { .. } => ("rate_limit_subject", ""),
+            Self::NewTokenLimitNetwork { .. } => ("new_token_limit_network", ""),
+            // The reason is the code of the error the client is answered with.
+            Self::KeysUnavailable | Self::NoToken { .. } => (ApiError::from(self).info().code, ""),
+        }
+    }
+}
+
+impl From<Rejection> for ApiError {
+    fn from(rejection: Rejection) -> Self {
+        // Round up, and never tell a client to retry immediately.
+        let secs = |wait: Duration| wait.as_secs().saturating_add(1);
+        match rejection {
+            Rejection::Disabled => Self::ProfileDisabled,
+            Rejection::KeysUnavailable => Self::JwtKeysUnavailable,
+            Rejection::Auth(error) => Self::Unauthorized(error),
+            Rejection::RateLimitIp { wait }
+            | Rejection::RateLimitSubject { wait }
+            | Rejection::NewTokenLimitNetwork { wait } => Self::RateLimited {
+                retry_after_secs: secs(wait),
+            },
+            Rejection::NoToken { class, retry_after } => Self::TokenUnavailable {
+                class,
+                retry_after_secs: secs(retry_after),
+            },
+        }
     }
 }
 

@@ -35,12 +35,9 @@ pub fn public_router(state: AppState) -> Router {
 /// the same listener share.
 pub fn public_router_on(state: AppState, edge: &edge::Edge) -> Router {
     let mut router = Router::new();
+    let profiles = route_profiles(state.profiles().iter().map(|p| p.name.as_str()));
     for profile in state.profiles() {
-        let path = if profile.name == DEFAULT_PROFILE {
-            "/get_sts_token".to_owned()
-        } else {
-            format!("/get_sts_token/{}", profile.name)
-        };
+        let path = token_path(&profile.name);
         let for_handler = profile.clone();
         let route = get(move |State(state): State<AppState>, request: Request| {
             token::serve(state, for_handler.clone(), request)
@@ -92,7 +89,28 @@ pub fn public_router_on(state: AppState, edge: &edge::Edge) -> Router {
         )
         .fallback(|| async { ApiError::NotFound })
         .with_state(state);
-    harden(router, edge.with_methods(edge::Methods::ReadOnly))
+    let edge = edge
+        .with_methods(edge::Methods::ReadOnly)
+        .with_profiles(profiles);
+    harden(router, edge)
+}
+
+/// The profile each token route serves, for the request metrics.
+fn route_profiles<'a>(names: impl Iterator<Item = &'a str>) -> edge::RouteProfiles {
+    let default = (token_path(DEFAULT_PROFILE), DEFAULT_PROFILE.to_owned());
+    edge::RouteProfiles::new(
+        std::iter::once(default).chain(names.map(|name| (token_path(name), name.to_owned()))),
+    )
+}
+
+/// The token route of profile `name`. `/get_sts_token` is the default profile's whether or not
+/// it is configured (unconfigured, the route answers `unknown_profile`, counted under `default`).
+fn token_path(name: &str) -> String {
+    if name == DEFAULT_PROFILE {
+        "/get_sts_token".to_owned()
+    } else {
+        format!("/get_sts_token/{name}")
+    }
 }
 
 /// Puts every route of `router` (its fallback too) behind the same layers, from the outside in:
@@ -205,4 +223,20 @@ fn request_span(request: &Request) -> tracing::Span {
         path = %request.uri().path(),
         request_id = %id,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_name_their_profile_and_nothing_else_does() {
+        let profiles = route_profiles(["partner"].into_iter());
+        assert_eq!(profiles.of("/get_sts_token"), "default");
+        assert_eq!(profiles.of("/get_sts_token/partner"), "partner");
+        assert_eq!(profiles.of("/get_sts_token/{profile}"), "");
+        assert_eq!(profiles.of("/get_sts_tokens"), "");
+        assert_eq!(profiles.of("/healthz"), "");
+        assert_eq!(profiles.of("/get_sts_token/"), "");
+    }
 }

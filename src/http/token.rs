@@ -16,7 +16,7 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 
 use super::client_ip::client_ip;
-use super::error::{ApiError, RequestId};
+use super::error::{ApiError, Rejection, RequestId};
 use super::state::{AppState, ProfileState};
 use crate::audit;
 use crate::auth::jwt::JwtError;
@@ -25,7 +25,6 @@ use crate::callers::{CallerKey, Origin, Refusal};
 use crate::config::AuthMode;
 use crate::metrics::{self, CacheResult};
 use crate::refresh::{self, Unavailable};
-use crate::sts::FailureClass;
 
 /// How long a request may wait for a shared token that is being fetched right now. STS answers
 /// in well under a second; a longer wait would only pile up connections during an outage.
@@ -56,17 +55,13 @@ pub async fn serve(
         subject: None,
     };
     if !profile.enabled.load(Ordering::Relaxed) {
-        return Err(deny(
-            &caller,
-            Rejection::Disabled,
-            ApiError::ProfileDisabled,
-        ));
+        return Err(deny(&caller, Rejection::Disabled));
     }
     let grouping = profile.limits.grouping();
     // An IPv6 caller is its prefix: one host owns the whole /64.
     let caller_net = grouping.caller(ip);
     if let Err(wait) = profile.limits.check_ip(caller_net) {
-        return Err(deny(&caller, Rejection::RateLimitIp, rate_limited(wait)));
+        return Err(deny(&caller, Rejection::RateLimitIp { wait }));
     }
 
     let jwt_subject = match (profile.auth, &profile.verifier) {
@@ -81,23 +76,14 @@ pub async fn serve(
                 // Our key server is down: not the caller's fault, so no 401 that would send them
                 // to log in again, and no would-be denial to count in report mode.
                 (Err(JwtError::KeysUnavailable), AuthMode::Jwt) => {
-                    return Err(deny(
-                        &caller,
-                        Rejection::KeysUnavailable,
-                        ApiError::JwtKeysUnavailable,
-                    ));
+                    return Err(deny(&caller, Rejection::KeysUnavailable));
                 }
                 (Err(JwtError::KeysUnavailable), _) => {
                     tracing::warn!(profile = %profile.name, "report mode: JWT keys unavailable; serving the guest token");
                     None
                 }
                 (Err(error), AuthMode::Jwt) => {
-                    let (code, message) = (error.code(), error.description());
-                    return Err(deny(
-                        &caller,
-                        Rejection::Auth(code),
-                        ApiError::Unauthorized { code, message },
-                    ));
+                    return Err(deny(&caller, Rejection::Auth(error)));
                 }
                 (Err(error), _) => {
                     profile.would_deny.fetch_add(1, Ordering::Relaxed);
@@ -120,11 +106,7 @@ pub async fn serve(
     if let Some(id) = caller_id
         && let Err(wait) = profile.limits.check_subject(id)
     {
-        return Err(deny(
-            &caller,
-            Rejection::RateLimitSubject,
-            rate_limited(wait),
-        ));
+        return Err(deny(&caller, Rejection::RateLimitSubject { wait }));
     }
 
     let key = CallerKey {
@@ -144,8 +126,7 @@ pub async fn serve(
                 Err(Refusal::NetworkLimit { retry_after }) => {
                     return Err(deny(
                         &caller,
-                        Rejection::NewTokenLimitNetwork,
-                        rate_limited(retry_after),
+                        Rejection::NewTokenLimitNetwork { wait: retry_after },
                     ));
                 }
             }
@@ -174,68 +155,18 @@ pub async fn serve(
             )
                 .into_response())
         }
-        Err(Unavailable { class, retry_after }) => Err(deny(
-            &caller,
-            Rejection::NoToken(class),
-            ApiError::TokenUnavailable {
-                class,
-                // Round up, and never tell a client to retry immediately.
-                retry_after_secs: retry_after.as_secs().saturating_add(1),
-            },
-        )),
-    }
-}
-
-/// Why a request was refused.
-#[derive(Debug, Clone, Copy)]
-enum Rejection {
-    Disabled,
-    RateLimitIp,
-    KeysUnavailable,
-    /// A JWT check failed; the [`JwtError`] code.
-    Auth(&'static str),
-    RateLimitSubject,
-    /// The caller's network has had its share of new per-caller tokens.
-    NewTokenLimitNetwork,
-    NoToken(Option<FailureClass>),
-}
-
-impl Rejection {
-    /// The words in the audit line's `reason`.
-    fn reason(self) -> &'static str {
-        match self {
-            Self::Disabled => "profile disabled by the kill switch",
-            Self::RateLimitIp => "rate limit per address",
-            Self::KeysUnavailable => "jwt keys unavailable",
-            Self::Auth(code) => code,
-            Self::RateLimitSubject => "rate limit per user",
-            Self::NewTokenLimitNetwork => "new-token limit per network",
-            Self::NoToken(_) => "no token available",
-        }
-    }
-
-    /// The `reason` and `check` labels of `stsvend_rejections_total`.
-    fn labels(self) -> (&'static str, &'static str) {
-        match self {
-            Self::Disabled => ("disabled", ""),
-            Self::RateLimitIp => ("rate_limit_ip", ""),
-            Self::KeysUnavailable => ("jwt_keys_unavailable", ""),
-            Self::Auth(code) => ("auth", code),
-            Self::RateLimitSubject => ("rate_limit_subject", ""),
-            Self::NewTokenLimitNetwork => ("new_token_limit_network", ""),
-            Self::NoToken(None) => ("token_not_ready", ""),
-            Self::NoToken(Some(FailureClass::Unavailable)) => ("sts_unavailable", ""),
-            Self::NoToken(Some(FailureClass::Rejected)) => ("sts_rejected", ""),
+        Err(Unavailable { class, retry_after }) => {
+            Err(deny(&caller, Rejection::NoToken { class, retry_after }))
         }
     }
 }
 
-/// Counts and audits a refusal; every refusal goes through here, once.
-fn deny(caller: &audit::Caller<'_>, rejection: Rejection, error: ApiError) -> ApiError {
+/// Counts and audits a refusal, and answers it; every refusal goes through here, once.
+fn deny(caller: &audit::Caller<'_>, rejection: Rejection) -> ApiError {
     let (reason, check) = rejection.labels();
     metrics::record_rejection(caller.profile, reason, check);
     audit::denied(caller, rejection.reason());
-    error
+    rejection.into()
 }
 
 /// The token from `Authorization: Bearer <token>`, or why there is none.
@@ -249,10 +180,4 @@ fn bearer(headers: &HeaderMap) -> Result<&str, JwtError> {
         return Err(JwtError::Malformed);
     }
     Ok(token.trim())
-}
-
-fn rate_limited(wait: Duration) -> ApiError {
-    ApiError::RateLimited {
-        retry_after_secs: wait.as_secs().saturating_add(1),
-    }
 }

@@ -10,6 +10,8 @@ use super::response::{self, ApiErrorBody, IssuedCredentials, MalformedResponse, 
 use crate::clock::Clock;
 use crate::credentials::Credentials;
 use crate::metrics::{self, StsOutcome};
+/// Re-exported where it lived before `outbound` owned it: the integration tests call it here.
+pub use crate::outbound::install_crypto_provider;
 use crate::outbound::{BodyError, error_text, read_capped};
 
 /// How long one STS call may take in all. STS answers in tens of milliseconds; a call that takes
@@ -158,14 +160,8 @@ pub struct StsClient {
 
 impl StsClient {
     pub fn new(endpoint: Url, clock: Clock) -> Result<Self, reqwest::Error> {
-        install_crypto_provider();
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("stsvend/", env!("CARGO_PKG_VERSION")))
-            .timeout(REQUEST_TIMEOUT)
-            .connect_timeout(CONNECT_TIMEOUT)
-            // STS never redirects; following one could send the signed request elsewhere.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()?;
+        // STS never redirects; following one could send the signed request elsewhere.
+        let http = crate::outbound::client_builder(CONNECT_TIMEOUT, REQUEST_TIMEOUT).build()?;
         Ok(Self {
             http,
             endpoint,
@@ -288,14 +284,6 @@ impl StsClient {
             Err(reason) => Err(StsError::Malformed { status, reason }),
         }
     }
-}
-
-/// Makes ring the process's rustls crypto provider. reqwest is built without a default one (so
-/// no C toolchain is needed for aws-lc), and building any reqwest client before this panics.
-/// Safe to call any number of times.
-pub fn install_crypto_provider() {
-    // Fails only if a provider is already installed, which is what we want anyway.
-    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 /// reqwest's errors print the URL, and ours carries the signature and any security token in its

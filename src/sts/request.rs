@@ -187,8 +187,12 @@ mod tests {
     /// PROTOCOL.md §2.3 V1: the same parameters signed by the official SDKs.
     #[test]
     fn assume_role_with_policy_matches_the_official_vector() {
-        let credentials =
-            Credentials::new("testid", SecretString::from("testsecret"), None, "test");
+        let credentials = Credentials::new(
+            "testid",
+            SecretString::from("testsecret"),
+            None,
+            crate::credentials::Origin::Environment,
+        );
         let signed = call().sign(
             &credentials,
             at("2024-01-02T03:04:05Z"),
@@ -205,12 +209,17 @@ mod tests {
 
     #[test]
     fn a_security_token_is_sent_and_signed() {
-        let plain = Credentials::new("testid", SecretString::from("testsecret"), None, "test");
+        let plain = Credentials::new(
+            "testid",
+            SecretString::from("testsecret"),
+            None,
+            crate::credentials::Origin::Environment,
+        );
         let with_token = Credentials::new(
             "testid",
             SecretString::from("testsecret"),
             Some(SecretString::from("CAIS+tok/en==")),
-            "test",
+            crate::credentials::Origin::Environment,
         );
         let t = at("2024-01-02T03:04:05Z");
         let a = call().sign(&plain, t, "n");

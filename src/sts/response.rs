@@ -65,12 +65,15 @@ impl IssuedCredentials {
     }
 
     /// These credentials as the service's own base credentials (role chaining, RRSA).
-    pub fn into_credentials(self, source: &'static str) -> crate::credentials::Credentials {
+    pub fn into_credentials(
+        self,
+        origin: crate::credentials::Origin,
+    ) -> crate::credentials::Credentials {
         crate::credentials::Credentials::new(
             self.access_key_id,
             self.access_key_secret,
             Some(self.security_token),
-            source,
+            origin,
         )
         .expiring(self.expiration)
     }

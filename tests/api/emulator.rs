@@ -13,7 +13,7 @@ use reqwest::Url;
 use secrecy::SecretString;
 use serde_json::Value;
 use stsvend::clock::Clock;
-use stsvend::credentials::Credentials;
+use stsvend::credentials::{Credentials, Origin};
 use stsvend::emulator::Emulator;
 use stsvend::sts::request::{API_VERSION, SignedRequest, TIMESTAMP_FORMAT};
 use stsvend::sts::signature;
@@ -424,7 +424,7 @@ async fn the_client_reports_a_wrong_secret_as_signature_does_not_match() {
         emulator.credentials().access_key_id(),
         SecretString::from("wrong-secret"),
         None,
-        "test",
+        Origin::Environment,
     );
     assert_eq!(
         refused(&emulator, &wrong, &call()).await,
@@ -454,7 +454,7 @@ async fn an_unknown_access_key_id_is_not_found() {
         "LTAI5tNobodyKnowsThisKey",
         SecretString::from("whatever"),
         None,
-        "test",
+        Origin::Environment,
     );
     assert_eq!(
         refused(&emulator, &stranger, &call()).await,
@@ -720,7 +720,7 @@ async fn minted_credentials_can_assume_a_role_again_with_their_security_token() 
         id.clone(),
         SecretString::from(secret.clone()),
         Some(SecretString::from(token.clone())),
-        "test",
+        Origin::Environment,
     );
     let second = client(&emulator)
         .assume_role(
@@ -749,7 +749,12 @@ async fn minted_credentials_without_their_security_token_are_refused() {
         .await
         .unwrap();
     let (id, secret, token, _) = fields(&issued);
-    let tokenless = Credentials::new(id.clone(), SecretString::from(secret.clone()), None, "test");
+    let tokenless = Credentials::new(
+        id.clone(),
+        SecretString::from(secret.clone()),
+        None,
+        Origin::Environment,
+    );
     assert_eq!(
         refused(&emulator, &tokenless, &call()).await,
         (400, "MissingSecurityToken".to_owned())
@@ -770,7 +775,7 @@ async fn minted_credentials_without_their_security_token_are_refused() {
         id,
         SecretString::from(secret),
         Some(SecretString::from(other_token)),
-        "test",
+        Origin::Environment,
     );
     let (status, code) = refused(&emulator, &mismatched, &call()).await;
     assert_eq!(status, 400);
@@ -802,7 +807,7 @@ async fn minted_credentials_stop_working_when_they_expire() {
         id,
         SecretString::from(secret),
         Some(SecretString::from(token)),
-        "test",
+        Origin::Environment,
     );
     let jump = |seconds| async move {
         tokio::time::pause();
