@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use stsvend::cmd::serve::ServeError;
 use stsvend::cmd::{check, healthcheck, serve};
 use stsvend::config::{self, Config, ConfigFile, Mode};
+use stsvend::sts::names::DurationSeconds;
 use stsvend::{shutdown, telemetry};
 
 /// Exit code for an invalid configuration or command line.
@@ -41,7 +42,7 @@ enum Command {
         /// The emulator's tokens expire SECONDS after issue, whatever was asked, to watch
         /// refreshes happen quickly (below STS's 900 s minimum: dev only). stsvend keeps
         /// STSVEND_MIN_REMAINING_SECONDS of each token back, so set that well below SECONDS.
-        #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u32).range(60..=43200))]
+        #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u32).range(60..=i64::from(*DurationSeconds::RANGE.end())))]
         token_lifetime: Option<u32>,
     },
     /// Exit 0 if a running stsvend answers /healthz (for container HEALTHCHECK; no shell needed).
