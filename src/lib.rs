@@ -13,7 +13,8 @@
 //! - [`sts`]: the V1 signer, the `AssumeRole` request and response, session policies;
 //! - [`credentials`]: the service's own AccessKey, held in redacting types;
 //! - [`emulator`]: the local STS behind `stsvend dev` and the integration tests;
-//! - [`check`]: `stsvend check`, the operator's dry run;
+//! - [`cmd`]: the subcommands' work: `serve` and `dev` wiring, `check` (the operator's dry run)
+//!   and `healthcheck`;
 //! - [`metrics`], [`audit`]: Prometheus series and the one-line-per-token audit log;
 //! - [`clock`], [`backoff`], [`profile_name`], [`outbound`], [`telemetry`], [`shutdown`]: small
 //!   infrastructure that imports nothing above it.
@@ -23,12 +24,11 @@ pub mod audit;
 pub mod auth;
 pub mod backoff;
 pub mod callers;
-pub mod check;
 pub mod clock;
+pub mod cmd;
 pub mod config;
 pub mod credentials;
 pub mod emulator;
-pub mod healthcheck;
 pub mod http;
 pub mod metrics;
 pub mod network;

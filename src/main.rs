@@ -2,22 +2,15 @@
 //! the same service against a built-in STS emulator, with no cloud account.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
-use std::sync::Arc;
-use stsvend::clock::Clock;
+use stsvend::cmd::serve::ServeError;
+use stsvend::cmd::{check, healthcheck, serve};
 use stsvend::config::{self, Config, ConfigFile, Mode};
-use stsvend::credentials::CredentialsProvider;
-use stsvend::credentials::chain::{self, ChainError, ChainInputs};
-use stsvend::emulator::Emulator;
-use stsvend::emulator::sls::DevLogFile;
-use stsvend::startup::{App, StartupError};
-use stsvend::sts::budget::StsBudget;
+use stsvend::sts::names::DurationSeconds;
 use stsvend::{shutdown, telemetry};
 
 /// Exit code for an invalid configuration or command line.
@@ -49,7 +42,7 @@ enum Command {
         /// The emulator's tokens expire SECONDS after issue, whatever was asked, to watch
         /// refreshes happen quickly (below STS's 900 s minimum: dev only). stsvend keeps
         /// STSVEND_MIN_REMAINING_SECONDS of each token back, so set that well below SECONDS.
-        #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u32).range(60..=43200))]
+        #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u32).range(60..=i64::from(*DurationSeconds::RANGE.end())))]
         token_lifetime: Option<u32>,
     },
     /// Exit 0 if a running stsvend answers /healthz (for container HEALTHCHECK; no shell needed).
@@ -70,18 +63,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(Command::Healthcheck { url }) = &cli.command {
-        #[allow(clippy::disallowed_methods)] // the healthcheck reads one variable and exits
-        let admin = std::env::var("STSVEND_ADMIN_LISTEN").ok();
-        let url = url
-            .clone()
-            .unwrap_or_else(|| stsvend::healthcheck::default_url(admin.as_deref()));
-        return match stsvend::healthcheck::check(&url, std::time::Duration::from_secs(3)) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(why) => {
-                eprintln!("stsvend: unhealthy: {why}");
-                ExitCode::FAILURE
-            }
-        };
+        return healthcheck(url.clone());
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -99,29 +81,9 @@ fn main() -> ExitCode {
         let _entered = runtime.enter();
         shutdown::survive_hangup()
     };
-    // The one read of the process environment; everything else gets this map.
-    #[allow(clippy::disallowed_methods)]
-    let env: HashMap<String, String> = std::env::vars_os()
-        .map(|(k, v)| {
-            (
-                k.to_string_lossy().into_owned(),
-                v.to_string_lossy().into_owned(),
-            )
-        })
-        .collect();
-    let mut token_lifetime = None;
-    let (mode, check) = match cli.command {
-        Some(Command::Dev {
-            allow_remote,
-            token_lifetime: lifetime,
-        }) => {
-            token_lifetime = lifetime;
-            (Mode::Dev { allow_remote }, None)
-        }
-        Some(Command::Check { live }) => (Mode::Serve, Some(live)),
-        Some(Command::Serve | Command::Healthcheck { .. }) | None => (Mode::Serve, None),
-    };
-    let config = match load_config(cli.config, &env, mode) {
+    let env = process_env();
+    let run = Run::from(cli.command);
+    let config = match load_config(cli.config, &env, run.mode) {
         Ok(config) => config,
         Err(lines) => {
             for line in lines {
@@ -130,29 +92,16 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    // A token is served only while more than the minimum remaining validity is left; leave at
-    // least a minute of serving per token, or every token would be refused on arrival.
-    if let Some(lifetime) = token_lifetime
-        && config.min_remaining.as_secs() + 60 > u64::from(lifetime)
-    {
-        eprintln!(
-            "stsvend: --token-lifetime {lifetime} leaves under 60 s to serve each token, since {} s of it are kept back (STSVEND_MIN_REMAINING_SECONDS); set STSVEND_MIN_REMAINING_SECONDS to at most {}",
-            config.min_remaining.as_secs(),
-            lifetime.saturating_sub(60)
-        );
+    if let Err(line) = check_token_lifetime(run.token_lifetime, &config) {
+        eprintln!("stsvend: {line}");
         return ExitCode::from(EXIT_CONFIG);
     }
-    if let Some(live) = check {
+    if let Some(live) = run.check {
         // `check` talks to a person: plain lines on stdout, log lines only if RUST_LOG asks.
         let _log_guard = env
             .contains_key("RUST_LOG")
             .then(|| telemetry::init(&env, config.log_format));
-        let outcome = runtime.block_on(stsvend::check::run(
-            &config,
-            &env,
-            live,
-            &mut std::io::stdout(),
-        ));
+        let outcome = runtime.block_on(check::run(&config, &env, live, &mut std::io::stdout()));
         return ExitCode::from(outcome.exit_code());
     }
     // Kept until main returns: dropping it flushes the buffered log lines.
@@ -163,39 +112,104 @@ fn main() -> ExitCode {
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
-    match runtime.block_on(run(config, mode, token_lifetime, &env)) {
+    let served = runtime.block_on(serve::run(config, run.mode, run.token_lifetime, &env));
+    exit_code(served)
+}
+
+/// `stsvend healthcheck`: no runtime, no settings but the admin address.
+fn healthcheck(url: Option<String>) -> ExitCode {
+    #[allow(clippy::disallowed_methods)] // the healthcheck reads one variable and exits
+    let admin = std::env::var("STSVEND_ADMIN_LISTEN").ok();
+    let url = url.unwrap_or_else(|| healthcheck::default_url(admin.as_deref()));
+    match healthcheck::check(&url, std::time::Duration::from_secs(3)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(Failure::Credentials(error)) => {
+        Err(why) => {
+            eprintln!("stsvend: unhealthy: {why}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The one read of the process environment; everything else gets this map.
+fn process_env() -> HashMap<String, String> {
+    #[allow(clippy::disallowed_methods)]
+    std::env::vars_os()
+        .map(|(k, v)| {
+            (
+                k.to_string_lossy().into_owned(),
+                v.to_string_lossy().into_owned(),
+            )
+        })
+        .collect()
+}
+
+/// What the command asks for, besides the settings.
+struct Run {
+    mode: Mode,
+    /// `Some(live)` for `stsvend check [--live]`.
+    check: Option<bool>,
+    /// `stsvend dev --token-lifetime`.
+    token_lifetime: Option<u32>,
+}
+
+impl From<Option<Command>> for Run {
+    fn from(command: Option<Command>) -> Self {
+        let serve = |check| Self {
+            mode: Mode::Serve,
+            check,
+            token_lifetime: None,
+        };
+        match command {
+            Some(Command::Dev {
+                allow_remote,
+                token_lifetime,
+            }) => Self {
+                mode: Mode::Dev { allow_remote },
+                check: None,
+                token_lifetime,
+            },
+            Some(Command::Check { live }) => serve(Some(live)),
+            Some(Command::Serve | Command::Healthcheck { .. }) | None => serve(None),
+        }
+    }
+}
+
+/// A token is served only while more than the minimum remaining validity is left; leave at
+/// least a minute of serving per token, or every token would be refused on arrival.
+fn check_token_lifetime(token_lifetime: Option<u32>, config: &Config) -> Result<(), String> {
+    match token_lifetime {
+        Some(lifetime) if config.min_remaining.as_secs() + 60 > u64::from(lifetime) => {
+            Err(format!(
+                "--token-lifetime {lifetime} leaves under 60 s to serve each token, since {} s of it are kept back (STSVEND_MIN_REMAINING_SECONDS); set STSVEND_MIN_REMAINING_SECONDS to at most {}",
+                config.min_remaining.as_secs(),
+                lifetime.saturating_sub(60)
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Configuration problems exit 2; anything else that stops the service, 1.
+fn exit_code(served: Result<(), ServeError>) -> ExitCode {
+    match served {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(ServeError::Credentials(error)) => {
             for decision in error.decisions() {
                 eprintln!("stsvend:   {decision}");
             }
             eprintln!("stsvend: {error}");
             ExitCode::from(EXIT_CONFIG)
         }
-        Err(Failure::Setup(error)) => {
+        Err(error) if error.is_configuration() => {
             eprintln!("stsvend: {:#}", anyhow::Error::from(error));
             ExitCode::from(EXIT_CONFIG)
         }
-        Err(Failure::Runtime(error)) => {
+        Err(error) => {
+            let error = anyhow::Error::from(error);
             tracing::error!("{error:#}");
             eprintln!("stsvend: {error:#}");
             ExitCode::FAILURE
         }
-    }
-}
-
-/// How `run` can fail.
-enum Failure {
-    /// The credential chain found nothing usable: a configuration problem (exit 2).
-    Credentials(ChainError),
-    /// A setting that only fails when used (a JWKS file): also exit 2.
-    Setup(StartupError),
-    Runtime(anyhow::Error),
-}
-
-impl<E: Into<anyhow::Error>> From<E> for Failure {
-    fn from(error: E) -> Self {
-        Self::Runtime(error.into())
     }
 }
 
@@ -232,175 +246,4 @@ fn load_config(
             .map(|p| format!("invalid setting {p}"))
             .collect()
     })
-}
-
-/// What the admin listener's `/metrics` serves. The log writer's dropped-line count is handed to
-/// metrics at each render, here: metrics sits below telemetry and does not ask it.
-fn metrics_page(metrics: stsvend::metrics::Metrics) -> stsvend::admin::RenderMetrics {
-    Arc::new(move || {
-        if let Some(dropped) = telemetry::dropped_log_lines() {
-            stsvend::metrics::record_log_lines_dropped(dropped);
-        }
-        metrics.render()
-    })
-}
-
-async fn run(
-    mut config: Config,
-    mode: Mode,
-    token_lifetime: Option<u32>,
-    env: &HashMap<String, String>,
-) -> Result<(), Failure> {
-    let clock = Clock::System;
-    // Installed before anything records (the credential chain records its chosen source).
-    let metrics = stsvend::metrics::install();
-    // One budget for every AssumeRole of the process: token profiles and base credentials.
-    let budget = Arc::new(StsBudget::new(config.sts_budget_per_second));
-    // Dropped at the end of this function, after the service has stopped.
-    let mut emulator = None;
-    let mut dev_routes = None;
-    let mut dev_log_file = None;
-    let credentials = match mode {
-        Mode::Dev { .. } => {
-            let started = Emulator::start(clock.clone())
-                .await
-                .context("cannot start the STS emulator")?;
-            config.sts_endpoint = started.endpoint();
-            if let Some(seconds) = token_lifetime {
-                started.set_token_lifetime(seconds);
-            }
-            let credentials = CredentialsProvider::Static(started.credentials());
-            // The file is a convenience: with no writable temp directory (a read-only root, as
-            // in the container check) the sink keeps its logs in memory and the pages work.
-            let temp = std::env::temp_dir();
-            let file = match DevLogFile::create_in(&temp) {
-                Ok(file) => Some(file),
-                Err(error) => {
-                    tracing::warn!(%error, dir = %temp.display(), "cannot create a private directory for the dev log file; logs are kept in memory only (see /dev/logs)");
-                    None
-                }
-            };
-            dev_log_file = file.as_ref().map(|file| file.path().to_owned());
-            let mut routes = stsvend::emulator::sls::router(started.sls_sink(file));
-            if let Some(dir) = example_dir() {
-                routes =
-                    routes.nest_service("/dev/example", tower_http::services::ServeDir::new(dir));
-            }
-            dev_routes = Some(routes);
-            emulator = Some(started);
-            credentials
-        }
-        Mode::Serve => {
-            let chain = chain::load(ChainInputs {
-                env,
-                configured: config.credentials.clone(),
-                sts_endpoint: config.sts_endpoint.clone(),
-                metadata_endpoint: config.ecs_metadata_endpoint.clone(),
-                clock: clock.clone(),
-                budget: Some(budget.clone()),
-            })
-            .await
-            .map_err(Failure::Credentials)?;
-            let (source, why) = chain.chosen();
-            tracing::info!(source, detail = why, "credentials for calling STS");
-            chain.provider
-        }
-    };
-    let render = metrics_page(metrics);
-    let app = App::build_with(
-        &config,
-        credentials.clone(),
-        clock,
-        budget,
-        Some(render),
-        dev_routes,
-    )
-    .await
-    .map_err(|error| match error {
-        // A JWKS file, a key setting or TLS files that cannot be used (a certificate and a
-        // key that do not match) are configuration problems.
-        StartupError::Jwt { .. } | StartupError::Tls(_) => Failure::Setup(error),
-        other => Failure::Runtime(other.into()),
-    })?;
-    let addr = app.local_addr().context("cannot read the bound address")?;
-    for profile in &config.profiles {
-        tracing::info!(
-            profile = %profile.name,
-            role_arn = %profile.call.role_arn,
-            duration_s = profile.call.duration_seconds,
-            scope = %profile.scope.to_string(),
-            "profile configured"
-        );
-    }
-    let admin_addr = app.admin_addr().context("cannot read the admin address")?;
-    tracing::info!(%addr, %admin_addr, tls = config.tls.is_some(), sts = %config.sts_endpoint, credentials = credentials.source(), "listening");
-    if emulator.is_some() {
-        print_dev_banner(addr, admin_addr, &config, dev_log_file.as_deref());
-    }
-    app.run_until(shutdown::signal()).await?;
-    drop(emulator);
-    Ok(())
-}
-
-/// `examples/browser`, found from the working directory or next to the repository the binary
-/// was built in, for `stsvend dev`'s `/dev/example/`.
-fn example_dir() -> Option<PathBuf> {
-    let from_cwd = PathBuf::from("examples/browser");
-    if from_cwd.is_dir() {
-        return Some(from_cwd);
-    }
-    let built_in = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/browser");
-    built_in.is_dir().then_some(built_in)
-}
-
-fn print_dev_banner(
-    addr: SocketAddr,
-    admin_addr: SocketAddr,
-    config: &Config,
-    log_file: Option<&std::path::Path>,
-) {
-    let host = if addr.ip().is_unspecified() {
-        SocketAddr::new([127, 0, 0, 1].into(), addr.port())
-    } else {
-        addr
-    };
-    println!();
-    println!("  stsvend dev — tokens come from a built-in STS emulator.");
-    println!(
-        "  These are NOT real Alibaba Cloud credentials: SLS and every other service will reject them."
-    );
-    println!();
-    for profile in &config.profiles {
-        let path = if profile.name == config::DEFAULT_PROFILE {
-            "/get_sts_token".to_owned()
-        } else {
-            format!("/get_sts_token/{}", profile.name)
-        };
-        println!(
-            "  profile {:<10} http://{host}{path}  ({})",
-            profile.name, profile.scope
-        );
-    }
-    if !addr.ip().is_loopback() {
-        println!();
-        println!("  listening on {addr}: reachable from other hosts (--allow-remote)");
-    }
-    println!(
-        "  admin: http://{admin_addr}/metrics, /readyz, POST /admin/profiles/NAME/disable|enable"
-    );
-    println!(
-        "  local SLS sink: tracker host http://{host}/sls/<project>; logs at http://{host}/dev/logs"
-    );
-    if let Some(file) = log_file {
-        println!(
-            "                  (also written to {}, kept after exit)",
-            file.display()
-        );
-    }
-    if example_dir().is_some() {
-        println!("  example page: http://{host}/dev/example/");
-    }
-    println!();
-    println!("  try:  curl -s http://{host}/get_sts_token");
-    println!();
 }

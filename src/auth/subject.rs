@@ -14,7 +14,9 @@
 
 use sha1::{Digest, Sha1};
 
-const MAX_LEN: usize = 32;
+use crate::sts::names::SessionName;
+
+const MAX_LEN: usize = SessionName::MAX_LEN;
 /// 16 hex digits: 64 bits of the hash.
 const HASH_HEX: usize = 16;
 /// What is left of the 32 characters for the readable part of a hashed name.
@@ -46,10 +48,6 @@ pub fn caller_id(issuer: Option<&str>, subject: &str) -> CallerId {
     CallerId(id)
 }
 
-fn allowed(c: char) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, '.' | '@' | '_' | '-')
-}
-
 /// True for text that ends like a hashed name: `_` and 16 lower-case hex digits.
 pub fn has_hashed_shape(name: &str) -> bool {
     let bytes = name.as_bytes();
@@ -62,13 +60,12 @@ pub fn has_hashed_shape(name: &str) -> bool {
 
 /// The `RoleSessionName` for `subject`. Pure and deterministic.
 pub fn session_name(subject: &str) -> String {
-    let valid = (2..=MAX_LEN).contains(&subject.len()) && subject.chars().all(allowed);
-    if valid && !has_hashed_shape(subject) {
+    if SessionName::parse(subject).is_some() && !has_hashed_shape(subject) {
         return subject.to_owned();
     }
     let mut name: String = subject
         .chars()
-        .map(|c| if allowed(c) { c } else { '-' })
+        .map(|c| if SessionName::allowed_char(c) { c } else { '-' })
         .take(MAX_READABLE)
         .collect();
     name.push('_');
@@ -83,8 +80,10 @@ pub fn session_name(subject: &str) -> String {
 mod tests {
     use super::*;
 
+    /// The rule written out again, so these tests do not check the names module against itself.
     fn valid(name: &str) -> bool {
-        (2..=MAX_LEN).contains(&name.len()) && name.chars().all(allowed)
+        let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '@' | '_' | '-');
+        (2..=32).contains(&name.len()) && name.chars().all(allowed)
     }
 
     #[test]

@@ -8,7 +8,10 @@ use std::path::PathBuf;
 use reqwest::Url;
 use secrecy::SecretString;
 
-use super::setting::{Problems, RawProfile, Setting, shown};
+use super::problems::{Problems, shown};
+use super::raw::{RawProfile, profile_origin};
+use super::settings::Key;
+use super::values::{flag, items};
 
 /// How a profile checks its callers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,252 +105,256 @@ pub struct Access {
     pub bind_source_ip: bool,
 }
 
-/// One phone fetches a token every five minutes; a carrier-grade NAT address can front
-/// thousands of them, and an app-launch spike arrives all at once. 1200 a minute with a burst
-/// of 300 lets that through while capping a single abusive address at 20 requests a second.
-const DEFAULT_PER_MINUTE: u32 = 1200;
-const DEFAULT_BURST: u32 = 300;
 /// HS256 keys shorter than this are guessable (RFC 7518 §3.2 asks for at least the hash size).
 const MIN_HS256_SECRET_BYTES: usize = 32;
 
 pub(super) fn parse(name: &str, raw: &RawProfile, problems: &mut Problems) -> Option<Access> {
     // Any problem added while parsing this profile's access settings means no `Access`.
-    let problems_before = problems.0.len();
-    let fail = |setting: &Setting, message: String, problems: &mut Problems| {
-        problems.add(&setting.origin, message);
-    };
-    let auth = match raw.get("auth") {
-        None => AuthMode::None,
-        Some(s) => match s.value.trim() {
-            "none" => AuthMode::None,
-            "jwt" => AuthMode::Jwt,
-            "report" => AuthMode::Report,
-            other => {
-                fail(
-                    s,
-                    format!("must be none, jwt or report, got {}", shown(other)),
-                    problems,
-                );
-                AuthMode::None
-            }
-        },
-    };
-    let jwt_keys = [
-        "jwt_hs256_secret",
-        "jwt_jwks_url",
-        "jwt_jwks_file",
-        "jwt_issuer",
-        "jwt_audience",
-        "jwt_algorithms",
-        "jwt_accept_any_audience",
-    ];
+    let problems_before = problems.count();
+    let auth = auth_mode(name, raw, problems);
     let jwt = if auth == AuthMode::None {
-        for key in jwt_keys {
-            if let Some(s) = raw.get(key) {
-                fail(
-                    s,
-                    format!(
-                        "is set but profile `{name}` does not check JWTs; set its auth to jwt (or report)"
-                    ),
-                    problems,
-                );
-            }
-        }
+        refuse_jwt_settings(name, raw, problems);
         None
     } else {
         parse_jwt(name, raw, problems)
     };
-
-    let number =
-        |key: &str, default: u32, max: u32, problems: &mut Problems| -> Option<NonZeroU32> {
-            match raw.get(key) {
-                None => NonZeroU32::new(default),
-                Some(s) => match s
-                    .value
-                    .trim()
-                    .parse::<u32>()
-                    .ok()
-                    .filter(|n| (1..=max).contains(n))
-                {
-                    Some(n) => NonZeroU32::new(n),
-                    None => {
-                        problems.add(
-                            &s.origin,
-                            format!(
-                                "must be a whole number from 1 to {max}, got {}",
-                                shown(&s.value)
-                            ),
-                        );
-                        None
-                    }
-                },
-            }
-        };
-    let per_minute = number(
-        "rate_limit_per_minute",
-        DEFAULT_PER_MINUTE,
-        6_000_000,
-        problems,
-    );
-    let burst = number("rate_limit_burst", DEFAULT_BURST, 1_000_000, problems);
-
-    let mut cors_origins = Vec::new();
-    if let Some(s) = raw.get("cors_origins") {
-        for origin in s.value.split(',').map(str::trim).filter(|o| !o.is_empty()) {
-            match parse_origin(origin) {
-                Ok(origin) => cors_origins.push(origin),
-                Err(why) => fail(s, why, problems),
-            }
-        }
-    }
-
-    let bind_source_ip = flag(raw.get("bind_source_ip"), problems);
-
-    if problems.0.len() > problems_before {
+    let rate_limit = rate_limit(name, raw, problems);
+    let cors_origins = cors_origins(raw, problems);
+    let bind_source_ip = flag(raw.or_default(name, Key::BindSourceIp).as_ref(), problems);
+    if problems.count() > problems_before {
         return None;
     }
     Some(Access {
         auth,
         jwt,
-        rate_limit: RateLimit {
-            per_minute: per_minute?,
-            burst: burst?,
-        },
+        rate_limit: rate_limit?,
         cors_origins,
         bind_source_ip,
     })
 }
 
-/// A `true`/`false` setting, false when unset.
-fn flag(setting: Option<&Setting>, problems: &mut Problems) -> bool {
-    let Some(s) = setting else {
-        return false;
+fn auth_mode(name: &str, raw: &RawProfile, problems: &mut Problems) -> AuthMode {
+    let Some(s) = raw.or_default(name, Key::Auth) else {
+        return AuthMode::None;
     };
-    match s.value.trim().to_ascii_lowercase().as_str() {
-        "true" => true,
-        "false" => false,
-        _ => {
+    match s.value.trim() {
+        "none" => AuthMode::None,
+        "jwt" => AuthMode::Jwt,
+        "report" => AuthMode::Report,
+        other => {
             problems.add(
                 &s.origin,
-                format!("must be true or false, got {}", shown(&s.value)),
+                format!("must be none, jwt or report, got {}", shown(other)),
             );
-            false
+            AuthMode::None
         }
     }
 }
 
-fn parse_jwt(name: &str, raw: &RawProfile, problems: &mut Problems) -> Option<JwtSettings> {
-    let problems_before = problems.0.len();
-    let hs256_secret = raw.get("jwt_hs256_secret").and_then(|s| {
-        // Never echo the secret, not even its length.
-        if s.value.len() < MIN_HS256_SECRET_BYTES {
-            problems.add(
-                &s.origin,
-                format!("must be at least {MIN_HS256_SECRET_BYTES} bytes of random data"),
-            );
-            None
-        } else {
-            Some(SecretString::from(s.value.clone()))
-        }
-    });
-    let jwks_url = raw.get("jwt_jwks_url").and_then(|s| {
-        let url = Url::parse(s.value.trim()).ok().filter(|u| {
-            let loopback = matches!(u.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
-            u.scheme() == "https" || (u.scheme() == "http" && loopback)
-        });
-        if url.is_none() {
+/// JWT settings on a profile that checks no JWT are a mistake worth stopping for.
+fn refuse_jwt_settings(name: &str, raw: &RawProfile, problems: &mut Problems) {
+    const JWT_KEYS: [Key; 7] = [
+        Key::JwtHs256Secret,
+        Key::JwtJwksUrl,
+        Key::JwtJwksFile,
+        Key::JwtIssuer,
+        Key::JwtAudience,
+        Key::JwtAlgorithms,
+        Key::JwtAcceptAnyAudience,
+    ];
+    for key in JWT_KEYS {
+        if let Some(s) = raw.get(key) {
             problems.add(
                 &s.origin,
                 format!(
-                    "must be an https:// URL (http:// only for loopback), got {}",
+                    "is set but profile `{name}` does not check JWTs; set its auth to jwt (or report)"
+                ),
+            );
+        }
+    }
+}
+
+fn rate_limit(name: &str, raw: &RawProfile, problems: &mut Problems) -> Option<RateLimit> {
+    let mut number = |key: Key, max: u32| -> Option<NonZeroU32> {
+        let s = raw.or_default(name, key)?;
+        let n = s
+            .value
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=max).contains(n))
+            .and_then(NonZeroU32::new);
+        if n.is_none() {
+            problems.add(
+                &s.origin,
+                format!(
+                    "must be a whole number from 1 to {max}, got {}",
                     shown(&s.value)
                 ),
             );
         }
-        url
-    });
+        n
+    };
+    let per_minute = number(Key::RateLimitPerMinute, 6_000_000);
+    let burst = number(Key::RateLimitBurst, 1_000_000);
+    Some(RateLimit {
+        per_minute: per_minute?,
+        burst: burst?,
+    })
+}
+
+fn cors_origins(raw: &RawProfile, problems: &mut Problems) -> Vec<String> {
+    let mut origins = Vec::new();
+    if let Some(s) = raw.get(Key::CorsOrigins) {
+        for origin in items(s) {
+            match parse_origin(origin) {
+                Ok(origin) => origins.push(origin),
+                Err(why) => problems.add(&s.origin, why),
+            }
+        }
+    }
+    origins
+}
+
+fn parse_jwt(name: &str, raw: &RawProfile, problems: &mut Problems) -> Option<JwtSettings> {
+    let problems_before = problems.count();
+    let hs256_secret = hs256_secret(raw, problems);
+    let jwks_url = jwks_url(raw, problems);
     let jwks_file = raw
-        .get("jwt_jwks_file")
+        .get(Key::JwtJwksFile)
         .map(|s| PathBuf::from(s.value.trim()));
-    let text = |key: &str| {
+    let text = |key: Key| {
         raw.get(key)
             .map(|s| s.value.trim().to_owned())
             .filter(|v| !v.is_empty())
     };
-    let issuer = text("jwt_issuer");
-    let audience = text("jwt_audience");
+    let issuer = text(Key::JwtIssuer);
+    let audience = text(Key::JwtAudience);
+    let has_hs256 = raw.get(Key::JwtHs256Secret).is_some();
     let has_jwks = jwks_url.is_some() || jwks_file.is_some();
-
-    let algorithms = match raw.get("jwt_algorithms") {
-        Some(s) => {
-            let mut algorithms = Vec::new();
-            for item in s.value.split(',').map(str::trim).filter(|a| !a.is_empty()) {
-                match item.to_ascii_uppercase().as_str() {
-                    "HS256" => algorithms.push(JwtAlgorithm::Hs256),
-                    "RS256" => algorithms.push(JwtAlgorithm::Rs256),
-                    "ES256" => algorithms.push(JwtAlgorithm::Es256),
-                    _ => {
-                        problems.add(
-                            &s.origin,
-                            format!("supports HS256, RS256 and ES256, got {}", shown(item)),
-                        );
-                    }
-                }
-            }
-            algorithms.dedup();
-            algorithms
-        }
-        // By default, whatever the configured keys can verify.
-        None => {
-            let mut algorithms = Vec::new();
-            if raw.get("jwt_hs256_secret").is_some() {
-                algorithms.push(JwtAlgorithm::Hs256);
-            }
-            if has_jwks {
-                algorithms.extend([JwtAlgorithm::Rs256, JwtAlgorithm::Es256]);
-            }
-            algorithms
-        }
-    };
-    let origin = |key: &str, env: &str| {
-        if name == crate::profile_name::DEFAULT_PROFILE {
-            format!("`{env}`")
-        } else {
-            format!("`profiles.{name}.{key}`")
-        }
-    };
-    if raw.get("jwt_hs256_secret").is_none() && !has_jwks {
+    let algorithms = algorithms(raw, has_hs256, has_jwks, problems);
+    if !has_hs256 && !has_jwks {
         problems.add(
-            origin("jwt_hs256_secret", "STSVEND_JWT_HS256_SECRET"),
+            profile_origin(name, Key::JwtHs256Secret),
             format!("profile `{name}` checks JWTs but has no key: set STSVEND_JWT_HS256_SECRET, STSVEND_JWT_JWKS_URL or STSVEND_JWT_JWKS_FILE"),
         );
         return None;
     }
-    if algorithms.contains(&JwtAlgorithm::Hs256) && raw.get("jwt_hs256_secret").is_none() {
+    check_algorithms_have_keys(name, &algorithms, has_hs256, has_jwks, problems);
+    let accept_any_audience = flag(raw.get(Key::JwtAcceptAnyAudience), problems);
+    check_issuer_and_audience(name, &issuer, &audience, accept_any_audience, problems);
+    (problems.count() == problems_before).then_some(JwtSettings {
+        hs256_secret,
+        jwks_url,
+        jwks_file,
+        issuer,
+        audience,
+        algorithms,
+        accept_any_audience,
+    })
+}
+
+fn hs256_secret(raw: &RawProfile, problems: &mut Problems) -> Option<SecretString> {
+    let s = raw.get(Key::JwtHs256Secret)?;
+    // Never echo the secret, not even its length.
+    if s.value.len() < MIN_HS256_SECRET_BYTES {
         problems.add(
-            origin("jwt_algorithms", "STSVEND_JWT_ALGORITHMS"),
-            "includes HS256 but no HS256 secret is set",
+            &s.origin,
+            format!("must be at least {MIN_HS256_SECRET_BYTES} bytes of random data"),
         );
+        None
+    } else {
+        Some(SecretString::from(s.value.clone()))
+    }
+}
+
+fn jwks_url(raw: &RawProfile, problems: &mut Problems) -> Option<Url> {
+    let s = raw.get(Key::JwtJwksUrl)?;
+    let url = Url::parse(s.value.trim()).ok().filter(|u| {
+        let loopback = matches!(u.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
+        u.scheme() == "https" || (u.scheme() == "http" && loopback)
+    });
+    if url.is_none() {
+        problems.add(
+            &s.origin,
+            format!(
+                "must be an https:// URL (http:// only for loopback), got {}",
+                shown(&s.value)
+            ),
+        );
+    }
+    url
+}
+
+/// The algorithms listed, or by default whatever the configured keys can verify.
+fn algorithms(
+    raw: &RawProfile,
+    has_hs256: bool,
+    has_jwks: bool,
+    problems: &mut Problems,
+) -> Vec<JwtAlgorithm> {
+    let mut algorithms = Vec::new();
+    let Some(s) = raw.get(Key::JwtAlgorithms) else {
+        if has_hs256 {
+            algorithms.push(JwtAlgorithm::Hs256);
+        }
+        if has_jwks {
+            algorithms.extend([JwtAlgorithm::Rs256, JwtAlgorithm::Es256]);
+        }
+        return algorithms;
+    };
+    for item in items(s) {
+        match item.to_ascii_uppercase().as_str() {
+            "HS256" => algorithms.push(JwtAlgorithm::Hs256),
+            "RS256" => algorithms.push(JwtAlgorithm::Rs256),
+            "ES256" => algorithms.push(JwtAlgorithm::Es256),
+            _ => {
+                problems.add(
+                    &s.origin,
+                    format!("supports HS256, RS256 and ES256, got {}", shown(item)),
+                );
+            }
+        }
+    }
+    algorithms.dedup();
+    algorithms
+}
+
+fn check_algorithms_have_keys(
+    name: &str,
+    algorithms: &[JwtAlgorithm],
+    has_hs256: bool,
+    has_jwks: bool,
+    problems: &mut Problems,
+) {
+    let origin = profile_origin(name, Key::JwtAlgorithms);
+    if algorithms.contains(&JwtAlgorithm::Hs256) && !has_hs256 {
+        problems.add(&origin, "includes HS256 but no HS256 secret is set");
     }
     if algorithms.iter().any(|a| *a != JwtAlgorithm::Hs256) && !has_jwks {
         problems.add(
-            origin("jwt_algorithms", "STSVEND_JWT_ALGORITHMS"),
+            &origin,
             "includes RS256/ES256 but no JWKS URL or file is set",
         );
     }
     if algorithms.is_empty() {
-        problems.add(
-            origin("jwt_algorithms", "STSVEND_JWT_ALGORITHMS"),
-            "names no algorithm",
-        );
+        problems.add(&origin, "names no algorithm");
     }
-    let accept_any_audience = flag(raw.get("jwt_accept_any_audience"), problems);
-    // A shared identity provider signs tokens for many apps with the same keys; only the
-    // issuer and audience tell ours apart, so both are required unless the operator says not.
-    match (&issuer, &audience, accept_any_audience) {
+}
+
+/// A shared identity provider signs tokens for many apps with the same keys; only the issuer
+/// and audience tell ours apart, so both are required unless the operator says not.
+fn check_issuer_and_audience(
+    name: &str,
+    issuer: &Option<String>,
+    audience: &Option<String>,
+    accept_any_audience: bool,
+    problems: &mut Problems,
+) {
+    match (issuer, audience, accept_any_audience) {
         (Some(_), Some(_), false) | (_, None, true) => {}
         (_, Some(_), true) => problems.add(
-            origin("jwt_accept_any_audience", "STSVEND_JWT_ACCEPT_ANY_AUDIENCE"),
+            profile_origin(name, Key::JwtAcceptAnyAudience),
             "is true but an audience is set (STSVEND_JWT_AUDIENCE); unset one of them",
         ),
         (issuer, audience, false) => {
@@ -357,22 +364,13 @@ fn parse_jwt(name: &str, raw: &RawProfile, problems: &mut Problems) -> Option<Jw
                 _ => "no audience is set",
             };
             problems.add(
-                origin("jwt_audience", "STSVEND_JWT_AUDIENCE"),
+                profile_origin(name, Key::JwtAudience),
                 format!(
                     "profile `{name}` checks JWTs but {missing}: any token its keys verify would do, including one your identity provider issued for another app. Set STSVEND_JWT_ISSUER and STSVEND_JWT_AUDIENCE (the `iss` and `aud` of your tokens), or STSVEND_JWT_ACCEPT_ANY_AUDIENCE=true to accept that"
                 ),
             );
         }
     }
-    (problems.0.len() == problems_before).then_some(JwtSettings {
-        hs256_secret,
-        jwks_url,
-        jwks_file,
-        issuer,
-        audience,
-        algorithms,
-        accept_any_audience,
-    })
 }
 
 /// An exact browser origin: `scheme://host[:port]`, nothing else.

@@ -9,7 +9,8 @@ use std::net::SocketAddr;
 use secrecy::{ExposeSecret as _, SecretString};
 use subtle::ConstantTimeEq as _;
 
-use super::setting::{Problems, Setting, shown};
+use super::problems::{Problems, shown};
+use super::setting::Setting;
 
 /// A token shorter than this could be guessed by a patient scanner; 32 is what
 /// `openssl rand -hex 16` prints.

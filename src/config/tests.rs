@@ -1,4 +1,7 @@
 use super::*;
+use std::time::Duration;
+
+use crate::sts::policy;
 
 /// A table row: what is tested, the environment changes, the text a problem must contain.
 type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, &'a str);

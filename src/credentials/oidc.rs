@@ -13,6 +13,7 @@ use super::error::SourceError;
 use super::origin::Origin;
 use super::value::Credentials;
 use crate::sts::StsClient;
+use crate::sts::names::{DurationSeconds, RoleArn, SessionName};
 use crate::sts::request::AssumeRoleWithOidc;
 
 /// The name renewals are counted and logged under.
@@ -23,7 +24,7 @@ const VARS: [&str; 3] = [
     "ALIBABA_CLOUD_OIDC_TOKEN_FILE",
 ];
 /// Base credentials are renewed well before this; an hour is what the SDKs ask for.
-const DURATION_SECONDS: u32 = 3600;
+const DURATION_SECONDS: u32 = DurationSeconds::DEFAULT.get();
 /// STS accepts OIDC tokens of 4 to 20000 characters.
 const MAX_TOKEN_BYTES: u64 = 20_000;
 
@@ -59,15 +60,16 @@ pub(super) fn detect(
         }
         return Ok(None);
     };
-    if !crate::sts::names::valid_role_arn(role_arn) {
+    if RoleArn::parse(role_arn).is_none() {
         return Err(SourceError::new(format!(
             "ALIBABA_CLOUD_ROLE_ARN must be a RAM role ARN like acs:ram::1234567890123456:role/name, got {role_arn:?}"
         )));
     }
-    let session_name = var(env, "ALIBABA_CLOUD_ROLE_SESSION_NAME").unwrap_or("stsvend");
-    if !crate::sts::names::valid_session_name(session_name) {
+    let session_name = var(env, "ALIBABA_CLOUD_ROLE_SESSION_NAME").unwrap_or(SessionName::DEFAULT);
+    if SessionName::parse(session_name).is_none() {
         return Err(SourceError::new(format!(
-            "ALIBABA_CLOUD_ROLE_SESSION_NAME must be 2-32 of A-Z a-z 0-9 . @ _ -, got {session_name:?}"
+            "ALIBABA_CLOUD_ROLE_SESSION_NAME must be {}, got {session_name:?}",
+            SessionName::RULE
         )));
     }
     let oidc = Oidc {

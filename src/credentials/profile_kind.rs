@@ -9,6 +9,7 @@ use super::origin::Origin;
 use super::source::Context;
 use super::value::Credentials;
 use super::{ecs, renew};
+use crate::sts::names::{DurationSeconds, RoleArn, SessionName};
 
 /// What a profile asks for, in the modes that make sense for a server.
 pub(super) enum ProfileKind {
@@ -69,25 +70,30 @@ impl ProfileKind {
                 duration_seconds,
             } => {
                 let role_arn = required(role_arn, "role arn")?;
-                if !crate::sts::names::valid_role_arn(&role_arn) {
+                let Some(role_arn) = RoleArn::parse(&role_arn) else {
                     return Err(SourceError::new(format!(
                         "{what}: {role_arn:?} is not a RAM role ARN"
                     )));
-                }
+                };
                 let session_name = session_name
                     .filter(|s| !s.is_empty())
-                    .unwrap_or_else(|| "stsvend".to_owned());
-                if !crate::sts::names::valid_session_name(&session_name) {
+                    .unwrap_or_else(|| SessionName::DEFAULT.to_owned());
+                let Some(session_name) = SessionName::parse(&session_name) else {
                     return Err(SourceError::new(format!(
-                        "{what}: session name {session_name:?} must be 2-32 of A-Z a-z 0-9 . @ _ -"
+                        "{what}: session name {session_name:?} must be {}",
+                        SessionName::RULE
                     )));
-                }
-                let duration_seconds = duration_seconds.filter(|d| *d > 0).unwrap_or(3600);
-                if !(900..=43200).contains(&duration_seconds) {
+                };
+                let duration_seconds = duration_seconds
+                    .filter(|d| *d > 0)
+                    .unwrap_or(DurationSeconds::DEFAULT.get());
+                let Some(duration_seconds) = DurationSeconds::new(duration_seconds) else {
                     return Err(SourceError::new(format!(
-                        "{what}: duration {duration_seconds} is outside 900-43200 seconds"
+                        "{what}: duration {duration_seconds} is outside {}-{} seconds",
+                        DurationSeconds::RANGE.start(),
+                        DurationSeconds::RANGE.end()
                     )));
-                }
+                };
                 Found::Temporary(
                     Box::new(renew::Temporary::RamRoleArn {
                         client: ctx.sts.clone(),
@@ -98,9 +104,9 @@ impl ProfileKind {
                             source,
                         ),
                         call: crate::sts::AssumeRole {
-                            role_arn,
-                            role_session_name: session_name,
-                            duration_seconds,
+                            role_arn: role_arn.into(),
+                            role_session_name: session_name.into(),
+                            duration_seconds: duration_seconds.get(),
                             policy: None,
                         },
                         source,

@@ -24,6 +24,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 
 use crate::clock::Clock;
+use crate::sts::names::{DurationSeconds, RoleArn, SessionName};
 use crate::sts::policy::{self, PolicyError};
 use crate::sts::request::{API_VERSION, TIMESTAMP_FORMAT};
 use crate::sts::response::EXPIRATION_FORMAT;
@@ -31,9 +32,6 @@ use crate::sts::signature;
 
 /// STS rejects requests whose `Timestamp` is further than this from its own clock.
 const TIMESTAMP_WINDOW_SECONDS: i64 = 15 * 60;
-/// The emulated role's `MaxSessionDuration`, as if the operator had raised it to the maximum, so
-/// that any duration stsvend accepts also works in dev.
-const MAX_SESSION_DURATION: u32 = 43200;
 /// Bounds on remembered nonces and minted credentials, so a flood cannot grow memory forever.
 const MAX_REMEMBERED: usize = 100_000;
 
@@ -277,7 +275,7 @@ fn assume_role(
         ));
     }
     let role_arn = require("RoleArn")?;
-    if !crate::sts::names::valid_role_arn(role_arn) {
+    if RoleArn::parse(role_arn).is_none() {
         return Err(fault(
             400,
             "InvalidParameter.RoleArn",
@@ -285,22 +283,20 @@ fn assume_role(
         ));
     }
     let session_name = require("RoleSessionName")?;
-    let session_ok = (2..=64).contains(&session_name.len())
-        && session_name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '@' | '_' | '-'));
-    if !session_ok {
+    if !SessionName::accepted_by_sts(session_name) {
         return Err(fault(
             400,
             "InvalidParameter.RoleSessionName",
             "The parameter RoleSessionName is wrongly formed.",
         ));
     }
+    // The emulated role's `MaxSessionDuration` is as if the operator had raised it to the
+    // maximum, so that any duration stsvend accepts also works in dev.
     let duration = match get("DurationSeconds") {
-        None => 3600,
-        Some(text) => match text.parse::<u32>() {
-            Ok(n) if (900..=MAX_SESSION_DURATION).contains(&n) => n,
-            _ => {
+        None => DurationSeconds::DEFAULT.get(),
+        Some(text) => match text.parse::<u32>().ok().and_then(DurationSeconds::new) {
+            Some(n) => n.get(),
+            None => {
                 return Err(fault(
                     400,
                     "InvalidParameter.DurationSeconds",

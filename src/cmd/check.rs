@@ -6,6 +6,7 @@ use std::io::Write;
 
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::credentials::Credentials;
 use crate::credentials::chain::{self, ChainInputs};
 use crate::sts::StsClient;
 
@@ -40,25 +41,7 @@ pub async fn run(
     let mut say = |line: String| {
         let _ = writeln!(out, "{line}");
     };
-    say(format!(
-        "settings: OK, {} profile(s), STS at {}",
-        config.profiles.len(),
-        config.sts_endpoint
-    ));
-    for profile in &config.profiles {
-        say(format!(
-            "  profile {:<12} role {}  session {}  {}s  {}",
-            profile.name,
-            profile.call.role_arn,
-            profile.call.role_session_name,
-            profile.call.duration_seconds,
-            profile.scope
-        ));
-    }
-    for warning in &config.warnings {
-        say(format!("  warning: {warning}"));
-    }
-
+    report_settings(config, &mut say);
     say("credential chain (in the official SDKs' order):".to_owned());
     let clock = Clock::System;
     let loaded = chain::load(ChainInputs {
@@ -107,7 +90,47 @@ pub async fn run(
         );
         return Outcome::Ok;
     }
+    assume_each_role(config, &base, clock, &mut say).await
+}
 
+/// The profiles, the settings given and the warnings.
+fn report_settings(config: &Config, say: &mut impl FnMut(String)) {
+    say(format!(
+        "settings: OK, {} profile(s), STS at {}",
+        config.profiles.len(),
+        config.sts_endpoint
+    ));
+    for profile in &config.profiles {
+        say(format!(
+            "  profile {:<12} role {}  session {}  {}s  {}",
+            profile.name,
+            profile.call.role_arn,
+            profile.call.role_session_name,
+            profile.call.duration_seconds,
+            profile.scope
+        ));
+    }
+    // From the settings table: what the operator set, so a value that did not take is seen.
+    // Secrets are never shown (`config::Given` holds none).
+    say(format!(
+        "  {} setting(s) given; the others have their defaults (the README's settings table)",
+        config.given.len()
+    ));
+    for given in &config.given {
+        say(format!("    {} = {}", given.setting, given.value));
+    }
+    for warning in &config.warnings {
+        say(format!("  warning: {warning}"));
+    }
+}
+
+/// `--live`: one `AssumeRole` per profile, with the base credentials.
+async fn assume_each_role(
+    config: &Config,
+    base: &Credentials,
+    clock: Clock,
+    say: &mut impl FnMut(String),
+) -> Outcome {
     let client = match StsClient::new(config.sts_endpoint.clone(), clock) {
         Ok(client) => client,
         Err(error) => {
@@ -117,7 +140,7 @@ pub async fn run(
     };
     let mut outcome = Outcome::Ok;
     for profile in &config.profiles {
-        match client.assume_role(&base, &profile.call).await {
+        match client.assume_role(base, &profile.call).await {
             Ok(issued) => {
                 say(format!(
                     "profile {}: OK, AssumeRole issued {}… valid until {} (STS request {})",

@@ -1,0 +1,7 @@
+//! The `stsvend` subcommands' work, below the command line that `main` parses: `serve` and
+//! `dev` (one wiring, with the emulator in place of STS for `dev`), `check` and `healthcheck`.
+
+pub mod check;
+pub mod dev;
+pub mod healthcheck;
+pub mod serve;

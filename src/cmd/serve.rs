@@ -1,0 +1,145 @@
+//! `stsvend serve` and `stsvend dev`: base credentials (the chain, or the emulator's), the app,
+//! the start-up log lines, and serving until a shutdown signal.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::dev;
+use crate::admin::RenderMetrics;
+use crate::clock::Clock;
+use crate::config::{Config, Mode};
+use crate::credentials::CredentialsProvider;
+use crate::credentials::chain::{self, ChainError, ChainInputs};
+use crate::metrics::{self, Metrics};
+use crate::startup::{App, StartupError};
+use crate::sts::budget::StsBudget;
+use crate::{shutdown, telemetry};
+
+/// How serving can fail.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The credential chain found nothing usable: a configuration problem (exit 2).
+    #[error(transparent)]
+    Credentials(ChainError),
+    /// A setting that only fails when used (a JWKS file, TLS files): also exit 2.
+    #[error(transparent)]
+    Setup(StartupError),
+    #[error("cannot start the STS emulator")]
+    Emulator(#[source] std::io::Error),
+    #[error(transparent)]
+    Startup(StartupError),
+    #[error("cannot read the bound address")]
+    Address(#[source] std::io::Error),
+    #[error("cannot read the admin address")]
+    AdminAddress(#[source] std::io::Error),
+    #[error(transparent)]
+    Serve(std::io::Error),
+}
+
+impl ServeError {
+    /// Whether the operator's settings are at fault (exit 2) rather than the run.
+    pub fn is_configuration(&self) -> bool {
+        matches!(self, Self::Credentials(_) | Self::Setup(_))
+    }
+}
+
+/// Serves until a shutdown signal. In `dev` mode the emulator replaces STS and supplies the
+/// base credentials; `token_lifetime` shortens its tokens.
+pub async fn run(
+    mut config: Config,
+    mode: Mode,
+    token_lifetime: Option<u32>,
+    env: &HashMap<String, String>,
+) -> Result<(), ServeError> {
+    let clock = Clock::System;
+    // Installed before anything records (the credential chain records its chosen source).
+    let metrics = metrics::install();
+    // One budget for every AssumeRole of the process: token profiles and base credentials.
+    let budget = Arc::new(StsBudget::new(config.sts_budget_per_second));
+    // Dropped at the end of this function, after the service has stopped.
+    let (credentials, dev, dev_routes) = match mode {
+        Mode::Dev { .. } => {
+            let (dev, routes) = dev::start(clock.clone(), token_lifetime)
+                .await
+                .map_err(ServeError::Emulator)?;
+            config.sts_endpoint = dev.emulator.endpoint();
+            (dev.credentials.clone(), Some(dev), Some(routes))
+        }
+        Mode::Serve => {
+            let credentials = chain_credentials(&config, env, &clock, &budget).await?;
+            (credentials, None, None)
+        }
+    };
+    let app = App::build_with(
+        &config,
+        credentials.clone(),
+        clock,
+        budget,
+        Some(metrics_page(metrics)),
+        dev_routes,
+    )
+    .await
+    .map_err(|error| match error {
+        // A JWKS file, a key setting or TLS files that cannot be used (a certificate and a
+        // key that do not match) are configuration problems.
+        StartupError::Jwt { .. } | StartupError::Tls(_) => ServeError::Setup(error),
+        other => ServeError::Startup(other),
+    })?;
+    let addr = app.local_addr().map_err(ServeError::Address)?;
+    log_profiles(&config);
+    let admin_addr = app.admin_addr().map_err(ServeError::AdminAddress)?;
+    tracing::info!(%addr, %admin_addr, tls = config.tls.is_some(), sts = %config.sts_endpoint, credentials = credentials.source(), "listening");
+    if let Some(dev) = &dev {
+        dev::print_banner(addr, admin_addr, &config, dev.log_file.as_deref());
+    }
+    app.run_until(shutdown::signal())
+        .await
+        .map_err(ServeError::Serve)?;
+    drop(dev);
+    Ok(())
+}
+
+/// The base credentials from the chain, in the official SDKs' order.
+async fn chain_credentials(
+    config: &Config,
+    env: &HashMap<String, String>,
+    clock: &Clock,
+    budget: &Arc<StsBudget>,
+) -> Result<CredentialsProvider, ServeError> {
+    let chain = chain::load(ChainInputs {
+        env,
+        configured: config.credentials.clone(),
+        sts_endpoint: config.sts_endpoint.clone(),
+        metadata_endpoint: config.ecs_metadata_endpoint.clone(),
+        clock: clock.clone(),
+        budget: Some(budget.clone()),
+    })
+    .await
+    .map_err(ServeError::Credentials)?;
+    let (source, why) = chain.chosen();
+    tracing::info!(source, detail = why, "credentials for calling STS");
+    Ok(chain.provider)
+}
+
+fn log_profiles(config: &Config) {
+    for profile in &config.profiles {
+        tracing::info!(
+            profile = %profile.name,
+            role_arn = %profile.call.role_arn,
+            duration_s = profile.call.duration_seconds,
+            scope = %profile.scope.to_string(),
+            "profile configured"
+        );
+    }
+}
+
+/// What the admin listener's `/metrics` serves. The log writer's dropped-line count is handed to
+/// metrics at each render, here: metrics sits below telemetry and does not ask it.
+fn metrics_page(metrics: Metrics) -> RenderMetrics {
+    Arc::new(move || {
+        if let Some(dropped) = telemetry::dropped_log_lines() {
+            metrics::record_log_lines_dropped(dropped);
+        }
+        metrics.render()
+    })
+}

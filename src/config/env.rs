@@ -1,0 +1,60 @@
+//! Reading the environment into [`Raw`], over what the file gave, and refusing `STSVEND_`
+//! variables that are not in the settings table.
+
+use std::collections::HashMap;
+
+use super::problems::{Problems, name_shown};
+use super::raw::Raw;
+use super::setting::{Place, Setting};
+use super::settings::{self, Level};
+use crate::profile_name::DEFAULT_PROFILE;
+
+pub(super) fn read(env: &HashMap<String, String>, raw: &mut Raw, problems: &mut Problems) {
+    // An empty variable counts as unset.
+    let get = |name: &str| {
+        env.get(name).filter(|v| !v.is_empty()).map(|v| Setting {
+            origin: format!("`{name}`"),
+            place: Place::Environment,
+            value: v.clone(),
+        })
+    };
+    for spec in settings::at(Level::Global) {
+        if let Some(setting) = get(spec.env) {
+            raw.global.insert(spec.key, setting);
+        }
+    }
+    // The per-profile variables configure the profile named `default`.
+    if settings::at(Level::Profile).any(|spec| get(spec.env).is_some()) {
+        let profile = raw.profiles.entry(DEFAULT_PROFILE.to_owned()).or_default();
+        for spec in settings::at(Level::Profile) {
+            if let Some(setting) = get(spec.env) {
+                profile.0.insert(spec.key, setting);
+            }
+        }
+    }
+    refuse_unknown(env, problems);
+}
+
+/// A typo such as `STSVEND_LOGSTORES` must not silently hand out tokens with every permission
+/// of the role: any `STSVEND_` variable not in the table is a problem, with the nearest name.
+fn refuse_unknown(env: &HashMap<String, String>, problems: &mut Problems) {
+    let mut unknown: Vec<&String> = env
+        .keys()
+        .filter(|k| k.starts_with("STSVEND_") && !settings::stsvend_env_names().any(|n| n == *k))
+        .collect();
+    unknown.sort();
+    for name in unknown {
+        let suggestion = settings::stsvend_env_names()
+            .map(|known| (strsim::levenshtein(name, known), known))
+            .filter(|(distance, _)| *distance <= 3)
+            .min()
+            .map(|(_, known)| format!("; did you mean `{known}`?"))
+            .unwrap_or_default();
+        problems.add(
+            format!("`{}`", name_shown(name)),
+            format!(
+                "is not a setting this version knows{suggestion} (see the README's settings table)"
+            ),
+        );
+    }
+}
