@@ -2,6 +2,10 @@
 //! it and publishes the current token; request handlers only read. The rules are the engine's
 //! ([`crate::tokens::schedule::plan_token`], [`crate::tokens::keeper`]): served only while at
 //! least `min_remaining` remains, renewed ahead, one call in flight, backoff on failure.
+//!
+//! Handlers reach it through [`Tokens`] and readiness through [`SharedToken::is_servable`];
+//! both read only the `watch` channel, so a keeper that fills the channel from elsewhere (a
+//! store shared between replicas) changes neither.
 
 use std::future::Future;
 use std::pin::Pin;
