@@ -29,9 +29,10 @@ use stsvend::config::{AuthMode, RateLimit};
 use stsvend::credentials::{Credentials, Origin};
 use stsvend::http::limits::RateLimits;
 use stsvend::http::{AppState, ProfileState, public_router};
-use stsvend::refresh::{self, Activity, Snapshot, Token};
 use stsvend::sts::policy::{bound_to_source_ip, logstore_policy, parse_logstores};
 use stsvend::sts::{AssumeRole, IssuedCredentials, signature};
+use stsvend::tokens::shared::{self, SharedToken, Snapshot};
+use stsvend::tokens::token::Token;
 
 const ROLE_ARN: &str = "acs:ram::1234567890123456:role/sls-web-upload";
 const HS256_SECRET: &str = "bench-secret-bench-secret-bench-secret-0123";
@@ -198,11 +199,7 @@ fn servable_snapshot() -> Snapshot {
         "stsvend".into(),
         Instant::now() + Duration::from_secs(3600),
     );
-    Snapshot {
-        token: Some(Arc::new(token)),
-        activity: Activity::Waiting,
-        next_attempt: None,
-    }
+    Snapshot::serving(Arc::new(token), None)
 }
 
 fn bench_cached(c: &mut Criterion) {
@@ -212,7 +209,7 @@ fn bench_cached(c: &mut Criterion) {
 
     c.bench_function("cached/servable_token", |b| {
         b.iter(|| {
-            rt.block_on(refresh::servable_token(
+            rt.block_on(shared::servable_token(
                 black_box(&rx),
                 Duration::from_secs(5),
             ))
@@ -223,7 +220,11 @@ fn bench_cached(c: &mut Criterion) {
     let unlimited = NonZeroU32::MAX;
     let profile = ProfileState {
         name: "default".to_owned(),
-        shared: rx.clone(),
+        shared: SharedToken::new(
+            "default".to_owned(),
+            rx.clone(),
+            Arc::new(tokio::sync::Notify::new()),
+        ),
         callers: None,
         limits: RateLimits::new(RateLimit {
             per_minute: unlimited,
@@ -235,7 +236,6 @@ fn bench_cached(c: &mut Criterion) {
         cors_origins: Vec::new(),
         would_deny: AtomicU64::new(0),
         enabled: AtomicBool::new(true),
-        reset: Arc::new(tokio::sync::Notify::new()),
     };
     let state = AppState::new(vec![profile], Vec::new(), Clock::System);
     let router = public_router(state);

@@ -18,7 +18,7 @@ use std::net::IpAddr;
 
 use sha1::{Digest, Sha1};
 
-use crate::refresh::Token;
+use crate::tokens::token::Token;
 
 /// The `tracing` target of every audit line.
 pub use crate::telemetry::AUDIT_TARGET as TARGET;

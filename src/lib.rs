@@ -3,10 +3,10 @@
 //!
 //! A map of the crate, in the order a request meets it:
 //! - [`config`]: environment and TOML file → one validated [`config::Config`];
-//! - [`startup`]: builds the STS client, one refresher per profile, the routers, the listeners;
+//! - [`startup`]: builds the STS client, one token keeper per profile, the routers, the listeners;
 //! - [`server`], [`tls`]: the accept loop (limits, graceful shutdown) and reloadable HTTPS;
-//! - [`refresh`]: the background task that owns the shared token's STS calls and publishes it;
-//! - [`callers`]: per-subject / per-address tokens, cached in bounded memory;
+//! - [`tokens`]: the refresh-ahead engine: the shared per-profile token, per-caller tokens in
+//!   bounded memory, and the one interface the HTTP layer asks them through;
 //! - [`auth`]: JWT verification and subject → session name;
 //! - [`admin`]: the admin listener: health, readiness, metrics, the kill switch;
 //! - [`http`]: `GET /get_sts_token[/{profile}]`, `/healthz`, `/readyz`, the error shape;
@@ -16,14 +16,12 @@
 //! - [`cmd`]: the subcommands' work: `serve` and `dev` wiring, `check` (the operator's dry run)
 //!   and `healthcheck`;
 //! - [`metrics`], [`audit`]: Prometheus series and the one-line-per-token audit log;
-//! - [`clock`], [`backoff`], [`profile_name`], [`outbound`], [`telemetry`], [`shutdown`]: small
+//! - [`clock`], [`profile_name`], [`outbound`], [`telemetry`], [`shutdown`]: small
 //!   infrastructure that imports nothing above it.
 
 pub mod admin;
 pub mod audit;
 pub mod auth;
-pub mod backoff;
-pub mod callers;
 pub mod clock;
 pub mod cmd;
 pub mod config;
@@ -34,10 +32,10 @@ pub mod metrics;
 pub mod network;
 pub mod outbound;
 pub mod profile_name;
-pub mod refresh;
 pub mod server;
 pub mod shutdown;
 pub mod startup;
 pub mod sts;
 pub mod telemetry;
 pub mod tls;
+pub mod tokens;

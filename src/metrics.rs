@@ -11,8 +11,8 @@
 //! | `stsvend_http_request_duration_seconds` | `route` | [`record_request`] |
 //! | `stsvend_sts_calls_total` | `action`, `outcome`, `code` | `sts::client` (every call, and every call the budget refused) |
 //! | `stsvend_sts_call_duration_seconds` | `action` | `sts::client` |
-//! | `stsvend_token_cache_total` | `profile`, `result` | `http::token` (shared token: `hit`), `callers` (`hit`/`miss`) |
-//! | `stsvend_token_expiry_seconds` | `profile` | `refresh` (on publish and every [`EXPIRY_GAUGE_EVERY`]) |
+//! | `stsvend_token_cache_total` | `profile`, `result` | `tokens::shared` (`hit`), `tokens::callers` (`hit`/`miss`) |
+//! | `stsvend_token_expiry_seconds` | `profile` | `tokens::shared` (on publish and every [`EXPIRY_GAUGE_EVERY`]) |
 //! | `stsvend_rejections_total` | `profile`, `reason`, `check` | `http::token`, at each refusal |
 //! | `stsvend_report_mode_would_deny_total` | `profile`, `check` | `http::token` |
 //! | `stsvend_base_credentials_info` | `source` | `credentials::chain` (the chosen source) |

@@ -15,17 +15,18 @@ use std::sync::atomic::{AtomicBool, AtomicU64};
 use jsonwebtoken::Algorithm;
 
 use crate::auth::jwt::{JwtConfig, JwtSetupError, JwtVerifier};
-use crate::callers::CallerTokens;
 use crate::clock::Clock;
 use crate::config::{AuthMode, Config, JwtAlgorithm, JwtSettings};
 use crate::credentials::CredentialsProvider;
 use crate::http::ProfileState;
 use crate::http::limits::RateLimits;
 use crate::http::{self, AppState};
-use crate::refresh::{self, StsFetcher};
 use crate::sts::StsClient;
 use crate::sts::budget::StsBudget;
 use crate::tls::{Tls, TlsError};
+use crate::tokens::callers::{self, CallerTokens};
+use crate::tokens::shared::{self, StsFetcher};
+use crate::tokens::store::Tokens;
 use crate::{admin, server};
 
 /// Once asked to stop, how long in-flight requests get before the process exits anyway. Below
@@ -126,10 +127,10 @@ pub struct App {
     cancel: CancellationToken,
 }
 
-fn caller_settings(config: &Config) -> crate::callers::CallerSettings {
-    crate::callers::CallerSettings {
+fn caller_settings(config: &Config) -> callers::CallerSettings {
+    callers::CallerSettings {
         min_remaining: config.min_remaining,
-        max_bytes: crate::callers::MAX_CACHE_BYTES,
+        max_bytes: callers::MAX_CACHE_BYTES,
         new_tokens_per_network_per_minute: Some(config.new_tokens_per_network_per_minute),
     }
 }
@@ -199,14 +200,13 @@ impl App {
                 credentials: credentials.clone(),
                 call: profile.call.clone(),
             };
-            let reset = Arc::new(tokio::sync::Notify::new());
-            let (shared, _task) = refresh::spawn(
+            let (shared, _task) = shared::spawn(
                 profile.name.clone(),
                 fetcher,
                 clock.clone(),
                 config.min_remaining,
                 cancel.child_token(),
-                reset.clone(),
+                Arc::new(tokio::sync::Notify::new()),
             );
             let access = &profile.access;
             let verifier = access
@@ -219,7 +219,7 @@ impl App {
                     source,
                 })?;
             let per_caller = access.auth != AuthMode::None || access.bind_source_ip;
-            let callers = per_caller.then(|| {
+            let callers = per_caller.then(|| -> Arc<dyn Tokens> {
                 CallerTokens::with_settings(
                     profile.name.clone(),
                     profile.call.clone(),
@@ -241,7 +241,6 @@ impl App {
                 cors_origins: access.cors_origins.clone(),
                 would_deny: AtomicU64::new(0),
                 enabled: AtomicBool::new(true),
-                reset,
             });
         }
         let state = AppState::new(profiles, config.trusted_proxies.clone(), clock);

@@ -40,7 +40,7 @@ fn readiness(state: &AppState) -> (bool, Map<String, Value>) {
         // profiles still work, and taking the pod out of rotation would not help.
         let status = if !profile.enabled.load(std::sync::atomic::Ordering::Relaxed) {
             "disabled"
-        } else if profile.shared.borrow().servable(now).is_some() {
+        } else if profile.shared.is_servable(now) {
             "ready"
         } else {
             ready = false;

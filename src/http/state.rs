@@ -1,19 +1,18 @@
-//! Shared state of the HTTP handlers: per profile, the published shared token, the per-caller
-//! cache, the rate limiters and the JWT verifier.
+//! Shared state of the HTTP handlers: per profile, the shared token, the per-caller tokens, the
+//! rate limiters and the JWT verifier.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 
 use ipnet::IpNet;
-use tokio::sync::watch;
 
 use super::limits::RateLimits;
 use crate::auth::jwt::JwtVerifier;
-use crate::callers::CallerTokens;
 use crate::clock::Clock;
 use crate::config::AuthMode;
-use crate::refresh::Snapshot;
+use crate::tokens::shared::SharedToken;
+use crate::tokens::store::Tokens;
 
 /// Everything a request for one profile needs.
 #[derive(Debug)]
@@ -21,10 +20,10 @@ pub struct ProfileState {
     pub name: String,
     /// The profile's shared (guest) token. In `jwt` mode it is never handed out; it still
     /// proves, for `/readyz`, that STS issues tokens for this profile.
-    pub shared: watch::Receiver<Snapshot>,
+    pub shared: SharedToken,
     /// Per-subject / per-address tokens; present when the profile checks JWTs or binds tokens
     /// to the caller's address.
-    pub callers: Option<Arc<CallerTokens>>,
+    pub callers: Option<Arc<dyn Tokens>>,
     pub limits: RateLimits,
     pub auth: AuthMode,
     pub verifier: Option<JwtVerifier>,
@@ -35,8 +34,6 @@ pub struct ProfileState {
     pub would_deny: AtomicU64,
     /// The kill switch: while false, no token of this profile is handed out.
     pub enabled: AtomicBool,
-    /// Tells the shared refresher to drop its token and fetch a new one.
-    pub reset: Arc<tokio::sync::Notify>,
 }
 
 impl ProfileState {
@@ -51,7 +48,7 @@ impl ProfileState {
             if let Some(callers) = &self.callers {
                 callers.clear().await;
             }
-            self.reset.notify_one();
+            self.shared.clear().await;
         }
         tracing::warn!(profile = %self.name, enabled, "kill switch changed");
     }

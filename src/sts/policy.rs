@@ -19,7 +19,7 @@ pub const MAX_POLICY_LEN: usize = 2048;
 pub const POST_LOGS_ACTION: &str = "log:PostLogStoreLogs";
 
 /// Why a policy or a logstore reference was refused.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum PolicyError {
     #[error("is not valid JSON ({0})")]
     NotJson(String),
@@ -180,6 +180,22 @@ pub fn bound_to_source_network(
     policy: Option<&str>,
     network: IpNet,
 ) -> Result<String, PolicyError> {
+    let text = with_source_deny(policy, &source_text(network))?;
+    check_len(&text)?;
+    Ok(text)
+}
+
+/// How `acs:SourceIp` names `network`. Only hex digits, `.`, `:` and `/`: nothing JSON escapes.
+fn source_text(network: IpNet) -> String {
+    if network.prefix_len() == network.max_prefix_len() {
+        network.addr().to_string()
+    } else {
+        network.trunc().to_string()
+    }
+}
+
+/// `policy` (or every permission) with the `Deny` statement for any source but `source`, minified.
+fn with_source_deny(policy: Option<&str>, source: &str) -> Result<String, PolicyError> {
     let mut doc: Value = match policy {
         Some(text) => {
             serde_json::from_str(text).map_err(|e| PolicyError::NotJson(e.to_string()))?
@@ -193,20 +209,53 @@ pub fn bound_to_source_network(
         .get_mut("Statement")
         .and_then(Value::as_array_mut)
         .ok_or(PolicyError::NoStatements)?;
-    let source = if network.prefix_len() == network.max_prefix_len() {
-        network.addr().to_string()
-    } else {
-        network.trunc().to_string()
-    };
     statements.push(json!({
         "Effect": "Deny",
         "Action": "*",
         "Resource": "*",
         "Condition": { "NotIpAddress": { "acs:SourceIp": source } },
     }));
-    let text = doc.to_string();
-    check_len(&text)?;
-    Ok(text)
+    Ok(doc.to_string())
+}
+
+/// [`bound_to_source_network`] for one policy and many networks: the document is parsed and
+/// serialised once, here, and each network's text is spliced into the place its address goes.
+/// Per-caller tokens bound to their caller's address use it, one per profile.
+#[derive(Debug, Clone)]
+pub struct SourceBoundPolicy {
+    /// The minified document up to the address in the `Deny` statement, and after it.
+    head: String,
+    tail: String,
+}
+
+impl SourceBoundPolicy {
+    pub fn new(policy: Option<&str>) -> Result<Self, PolicyError> {
+        // Two renderings that differ only in the address: they part where the address starts.
+        // (A marker searched for in one rendering could also occur in the operator's policy.)
+        let a = with_source_deny(policy, "a")?;
+        let b = with_source_deny(policy, "b")?;
+        let at = a
+            .bytes()
+            .zip(b.bytes())
+            .position(|(x, y)| x != y)
+            .unwrap_or(a.len());
+        Ok(Self {
+            head: a[..at].to_owned(),
+            tail: a.get(at + 1..).unwrap_or_default().to_owned(),
+        })
+    }
+
+    /// The policy narrowed to requests from `network`, byte for byte as
+    /// [`bound_to_source_network`] writes it.
+    pub fn for_network(&self, network: IpNet) -> Result<String, PolicyError> {
+        let source = source_text(network);
+        let mut text = String::with_capacity(self.head.len() + source.len() + self.tail.len());
+        text.push_str(&self.head);
+        text.push_str(&source);
+        text.push_str(&self.tail);
+        check_len(&text)?;
+        Ok(text)
+    }
 }
 
 /// The source network whose text is longest, for IPv6 callers grouped by `ipv6_prefix` bits:
@@ -359,6 +408,63 @@ mod tests {
             .unwrap();
             assert!(other.len() <= p64.len(), "{source}");
         }
+    }
+
+    #[test]
+    fn a_policy_bound_once_gives_every_network_the_same_bytes_as_binding_it_anew() {
+        let stores = parse_logstores("my-proj/web-log,other/ab").unwrap();
+        let logstores = logstore_policy(&stores).unwrap();
+        // Keys after "Statement", and the splice markers' letters everywhere.
+        let tricky = r#"{"Version":"1","Statement":[{"Effect":"Allow","Action":"a","Resource":"b"}],"Zeta":"ab"}"#;
+        let networks: Vec<IpNet> = [
+            "198.51.100.7/32",
+            "198.51.100.0/24",
+            "2001:db8:1:2::/64",
+            "2001:db8::1/128",
+        ]
+        .iter()
+        .map(|n| n.parse().unwrap())
+        .collect();
+        for policy in [None, Some(logstores.as_str()), Some(tricky)] {
+            let bound = SourceBoundPolicy::new(policy).unwrap();
+            for &network in &networks {
+                assert_eq!(
+                    bound.for_network(network).unwrap(),
+                    bound_to_source_network(policy, network).unwrap(),
+                    "{policy:?} {network}"
+                );
+            }
+        }
+        assert_eq!(
+            SourceBoundPolicy::new(Some("{")).unwrap_err(),
+            bound_to_source_network(Some("{"), networks[0]).unwrap_err()
+        );
+        assert_eq!(
+            SourceBoundPolicy::new(Some(r#"{"Version":"1"}"#)).unwrap_err(),
+            PolicyError::NoStatements
+        );
+        // The longest policy that still fits for the IPv4 address: too long for the IPv6 prefix.
+        let policy_of = |n: usize| {
+            format!(
+                r#"{{"Version":"1","Statement":[{{"Effect":"Allow","Action":"*","Resource":"{}"}}]}}"#,
+                "a".repeat(n)
+            )
+        };
+        let long = (1800..MAX_POLICY_LEN)
+            .map(policy_of)
+            .take_while(|p| bound_to_source_network(Some(p), networks[0]).is_ok())
+            .last()
+            .unwrap();
+        let bound = SourceBoundPolicy::new(Some(&long)).unwrap();
+        assert!(bound.for_network(networks[0]).is_ok());
+        assert_eq!(
+            bound.for_network(networks[2]),
+            bound_to_source_network(Some(&long), networks[2])
+        );
+        assert!(matches!(
+            bound.for_network(networks[2]),
+            Err(PolicyError::TooLong { .. })
+        ));
     }
 
     #[test]

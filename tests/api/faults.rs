@@ -1,6 +1,7 @@
 //! Fault injection (issue #8): STS misbehaving at the byte level, per kind. For each: what the
 //! client sees, that the cached token keeps flowing while it is servable, that the service
-//! recovers by itself when STS comes back, and that retries follow `backoff::backoff` (no storm).
+//! recovers by itself when STS comes back, and that retries follow `tokens::schedule::backoff`
+//! (no storm).
 //!
 //! `failures.rs` covers the status and code of each failure on a cold start; this file drives a
 //! warm service through each fault. The kinds run side by side, each on its own thread with its
@@ -10,9 +11,9 @@
 use std::future::Future;
 use std::time::Duration;
 
-use stsvend::backoff::backoff;
 use stsvend::clock::Clock;
 use stsvend::sts::client::{MAX_BODY_BYTES, REQUEST_TIMEOUT};
+use stsvend::tokens::schedule::backoff;
 
 use crate::helpers::{
     Answer, LogCapture, ROLE_ARN, RawReply, RawSts, TestApp, eventually, jump_ahead, spawn_app,

@@ -169,11 +169,11 @@ async fn a_flood_of_distinct_client_addresses_keeps_memory_bounded_and_limits_wo
 /// minutes to fill).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_distinct_subjects_stays_within_the_per_caller_cache_bound() {
-    use stsvend::callers::{CallerKey, CallerTokens};
     use stsvend::clock::Clock;
     use stsvend::credentials::CredentialsProvider;
     use stsvend::emulator::Emulator;
     use stsvend::sts::{AssumeRole, StsClient};
+    use stsvend::tokens::{CallerKey, CallerTokens};
 
     const BOUND: u64 = 256 * 1024;
     const SUBJECTS: usize = 600;

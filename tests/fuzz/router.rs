@@ -22,8 +22,9 @@ use stsvend::clock::Clock;
 use stsvend::config::{AuthMode, RateLimit};
 use stsvend::http::limits::RateLimits;
 use stsvend::http::{AppState, ProfileState, public_router};
-use stsvend::refresh::{Activity, Snapshot, Token};
 use stsvend::sts::IssuedCredentials;
+use stsvend::tokens::shared::{SharedToken, Snapshot};
+use stsvend::tokens::token::Token;
 use tokio::runtime::Runtime;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -47,11 +48,7 @@ fn servable_snapshot() -> Snapshot {
         "stsvend".into(),
         Instant::now() + Duration::from_secs(3600),
     );
-    Snapshot {
-        token: Some(Arc::new(token)),
-        activity: Activity::Waiting,
-        next_attempt: None,
-    }
+    Snapshot::serving(Arc::new(token), None)
 }
 
 fn profile(
@@ -73,7 +70,11 @@ fn profile(
     });
     ProfileState {
         name: name.to_owned(),
-        shared,
+        shared: SharedToken::new(
+            name.to_owned(),
+            shared,
+            Arc::new(tokio::sync::Notify::new()),
+        ),
         callers: None,
         limits: RateLimits::new(RateLimit {
             per_minute: NonZeroU32::MAX,
@@ -85,7 +86,6 @@ fn profile(
         cors_origins,
         would_deny: AtomicU64::new(0),
         enabled: AtomicBool::new(true),
-        reset: Arc::new(tokio::sync::Notify::new()),
     }
 }
 

@@ -1,0 +1,87 @@
+//! The one interface the HTTP layer asks for tokens through: [`Tokens`], "a servable token for
+//! this key, fetching at most once". The shared per-profile token
+//! ([`crate::tokens::shared::SharedToken`]) and the per-caller cache
+//! ([`crate::tokens::callers::CallerTokens`]) both implement it; a store shared between replicas
+//! can implement it too, and the handler does not change.
+//!
+//! The trait is object-safe (the HTTP state holds `Arc<dyn Tokens>`), so its futures are boxed:
+//! one small allocation per request, against a handler that already does far more.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+use super::token::Token;
+use crate::auth::subject::CallerId;
+use crate::sts::FailureClass;
+
+/// Whom a token is for.
+#[derive(Debug, Clone, Hash, PartialEq, Eq)]
+pub struct CallerKey {
+    /// The exact (issuer, subject) of a JWT caller.
+    pub caller: Option<CallerId>,
+    /// The `RoleSessionName` derived from the JWT subject.
+    pub session_name: Option<String>,
+    /// The caller's address (an IPv6 caller's prefix), when the profile binds tokens to it;
+    /// the token's policy allows exactly this network.
+    pub ip: Option<IpNet>,
+}
+
+/// Where a request comes from, as the new-token limit and the budget's fair queue group it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Origin {
+    /// IPv4 /24, IPv6 /64 by default: what the new-token limit counts.
+    pub network: IpNet,
+    /// IPv4 /16, IPv6 /48: only orders waiting callers.
+    pub wide: IpNet,
+}
+
+impl Origin {
+    /// For callers whose address is not known (tests driving a cache directly): no new-token
+    /// limit applies.
+    pub const UNKNOWN: Self = Self {
+        network: IpNet::V4(ipnet::Ipv4Net::new_assert(
+            std::net::Ipv4Addr::UNSPECIFIED,
+            0,
+        )),
+        wide: IpNet::V4(ipnet::Ipv4Net::new_assert(
+            std::net::Ipv4Addr::UNSPECIFIED,
+            0,
+        )),
+    };
+}
+
+/// Why no token can be handed out right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unavailable {
+    /// What the last attempt ran into; `None` while the first call has not finished.
+    pub class: Option<FailureClass>,
+    /// When it is worth asking again.
+    pub retry_after: Duration,
+}
+
+/// Why no token was handed out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// STS or the budget could not give one now.
+    Unavailable(Unavailable),
+    /// The caller's network has had its share of new tokens; a 429.
+    NetworkLimit { retry_after: Duration },
+}
+
+/// What [`Tokens::token`] returns.
+pub type TokenFuture<'a> = Pin<Box<dyn Future<Output = Result<Arc<Token>, Refusal>> + Send + 'a>>;
+
+/// Somewhere servable tokens come from.
+pub trait Tokens: Send + Sync + std::fmt::Debug {
+    /// A token for `key` that may be served now: a held one, or one fetched for it, where every
+    /// request for the same key that arrives meanwhile shares that one fetch. `origin` is what
+    /// a fetch is counted against.
+    fn token(&self, key: CallerKey, origin: Origin) -> TokenFuture<'_>;
+
+    /// Drops every token held, so none handed out so far is handed out again (the kill switch).
+    fn clear(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
+}

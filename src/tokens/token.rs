@@ -1,0 +1,103 @@
+//! A token ready to hand out: the `/get_sts_token` response body, serialised once per token
+//! rather than per request, and the non-secret facts the audit log needs.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use tokio::time::Instant;
+
+use crate::sts::IssuedCredentials;
+
+/// `Debug` leaves the body out: it holds the secret and the security token.
+pub struct Token {
+    /// The exact `/get_sts_token` response body. Holds secrets; never log it.
+    pub body: Bytes,
+    pub key_id_prefix: String,
+    pub expiration: DateTime<Utc>,
+    /// `expiration` as the response and the audit log write it, formatted once per token.
+    pub expiration_text: String,
+    /// After this moment the token has less than `min_remaining` left and is not served.
+    pub serve_until: Instant,
+    /// The `RoleSessionName` it was issued for, for the audit log.
+    pub role_session_name: String,
+    /// STS's `RequestId` for the call that issued it, for the audit log.
+    pub sts_request_id: Option<String>,
+    /// Set by the first request that receives the token (see [`Token::take_fresh`]).
+    served: AtomicBool,
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Token")
+            .field("body", &"** redacted **")
+            .field("key_id_prefix", &self.key_id_prefix)
+            .field("expiration", &self.expiration)
+            .field("serve_until", &self.serve_until)
+            .field("role_session_name", &self.role_session_name)
+            .field("sts_request_id", &self.sts_request_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Token {
+    pub fn new(
+        issued: &IssuedCredentials,
+        role_session_name: String,
+        serve_until: Instant,
+    ) -> Self {
+        Self {
+            body: issued.response_body(),
+            key_id_prefix: issued.key_id_prefix().to_owned(),
+            expiration: issued.expiration,
+            expiration_text: issued
+                .expiration
+                .format(crate::sts::response::EXPIRATION_FORMAT)
+                .to_string(),
+            serve_until,
+            role_session_name,
+            sts_request_id: issued.request_id.clone(),
+            served: AtomicBool::new(false),
+        }
+    }
+
+    /// True exactly once: for the first request that receives this token (the audit log calls
+    /// it `fresh`; later requests are served from a cache). Reads before it writes, so the
+    /// common case (already served) does not contend on the cache line.
+    pub fn take_fresh(&self) -> bool {
+        !self.served.load(Ordering::Relaxed) && !self.served.swap(true, Ordering::Relaxed)
+    }
+
+    /// Whether it may still be handed out at `now`.
+    pub fn servable(&self, now: Instant) -> bool {
+        now < self.serve_until
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::SecretString;
+
+    #[test]
+    fn a_token_debug_never_shows_the_body() {
+        let issued = IssuedCredentials::new(
+            "STS.debugcheck",
+            SecretString::from("body-secret-value"),
+            SecretString::from("body-token-value"),
+            DateTime::from_timestamp(1_790_003_600, 0).unwrap(),
+            None,
+        );
+        let token = Token::new(&issued, "stsvend".into(), Instant::now());
+        let shown = format!("{token:?}");
+        assert!(
+            std::str::from_utf8(&token.body)
+                .unwrap()
+                .contains("body-secret-value")
+        );
+        assert!(
+            !shown.contains("body-secret-value") && !shown.contains("body-token-value"),
+            "{shown}"
+        );
+    }
+}
