@@ -135,39 +135,87 @@ fn caller_settings(config: &Config) -> callers::CallerSettings {
     }
 }
 
-impl App {
-    /// Binds the listener and starts the refreshers (they fetch the first tokens right away).
-    pub async fn build(
-        config: &Config,
-        credentials: CredentialsProvider,
-        clock: Clock,
-    ) -> Result<Self, StartupError> {
-        let budget = Arc::new(StsBudget::new(config.sts_budget_per_second));
-        Self::build_with_budget(config, credentials, clock, budget).await
+/// The parts an [`App`] is built from: the validated config, the base credentials and the clock
+/// (required, so [`App::builder`] takes them), and the optional parts only some callers have.
+#[must_use = "an AppBuilder does nothing until `build` is awaited"]
+pub struct AppBuilder<'c> {
+    config: &'c Config,
+    credentials: CredentialsProvider,
+    clock: Clock,
+    budget: Option<Arc<StsBudget>>,
+    metrics: Option<admin::RenderMetrics>,
+    extra_routes: Option<Router>,
+}
+
+impl std::fmt::Debug for AppBuilder<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The config and credentials print their own (redacted) forms; a metrics renderer is a
+        // closure with nothing to show.
+        f.debug_struct("AppBuilder")
+            .field("config", &self.config)
+            .field("credentials", &self.credentials)
+            .field("budget", &self.budget)
+            .field("metrics", &self.metrics.is_some())
+            .field("extra_routes", &self.extra_routes.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppBuilder<'_> {
+    /// Spends from a budget shared with other AssumeRole callers (the credential chain's
+    /// `RamRoleArn` profiles). Without one the app gets its own, of `sts_budget_per_second`.
+    pub fn budget(mut self, budget: Arc<StsBudget>) -> Self {
+        self.budget = Some(budget);
+        self
     }
 
-    /// As [`App::build`], spending from a budget shared with other AssumeRole callers (the
-    /// credential chain's `RamRoleArn` profiles).
-    pub async fn build_with_budget(
-        config: &Config,
-        credentials: CredentialsProvider,
-        clock: Clock,
-        budget: Arc<StsBudget>,
-    ) -> Result<Self, StartupError> {
-        Self::build_with(config, credentials, clock, budget, None, None).await
+    /// The metrics page the admin listener serves (none: `/metrics` is not routed).
+    pub fn metrics(mut self, metrics: admin::RenderMetrics) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
-    /// The general form: a shared budget, for the admin listener a metrics renderer, and extra
-    /// public routes (`stsvend dev`'s SLS sink and example page), hardened like the token
+    /// Extra public routes (`stsvend dev`'s SLS sink and example page), hardened like the token
     /// routes but with the methods they route (`POST` for the sink).
-    pub async fn build_with(
+    pub fn extra_routes(mut self, routes: Router) -> Self {
+        self.extra_routes = Some(routes);
+        self
+    }
+
+    /// Binds the listeners and starts the refreshers (they fetch the first tokens right away).
+    pub async fn build(self) -> Result<App, StartupError> {
+        App::build_from(self).await
+    }
+}
+
+impl App {
+    /// Starts building the service; [`AppBuilder`] has the optional parts.
+    pub fn builder(
         config: &Config,
         credentials: CredentialsProvider,
         clock: Clock,
-        budget: Arc<StsBudget>,
-        metrics: Option<admin::RenderMetrics>,
-        extra_routes: Option<Router>,
-    ) -> Result<Self, StartupError> {
+    ) -> AppBuilder<'_> {
+        AppBuilder {
+            config,
+            credentials,
+            clock,
+            budget: None,
+            metrics: None,
+            extra_routes: None,
+        }
+    }
+
+    async fn build_from(parts: AppBuilder<'_>) -> Result<Self, StartupError> {
+        let AppBuilder {
+            config,
+            credentials,
+            clock,
+            budget,
+            metrics,
+            extra_routes,
+        } = parts;
+        let budget =
+            budget.unwrap_or_else(|| Arc::new(StsBudget::new(config.sts_budget_per_second)));
         let tls = config
             .tls
             .as_ref()

@@ -70,16 +70,13 @@ pub async fn run(
             (credentials, None, None)
         }
     };
-    let app = App::build_with(
-        &config,
-        credentials.clone(),
-        clock,
-        budget,
-        Some(metrics_page(metrics)),
-        dev_routes,
-    )
-    .await
-    .map_err(|error| match error {
+    let mut builder = App::builder(&config, credentials.clone(), clock)
+        .budget(budget)
+        .metrics(metrics_page(metrics));
+    if let Some(routes) = dev_routes {
+        builder = builder.extra_routes(routes);
+    }
+    let app = builder.build().await.map_err(|error| match error {
         // A JWKS file, a key setting or TLS files that cannot be used (a certificate and a
         // key that do not match) are configuration problems.
         StartupError::Jwt { .. } | StartupError::Tls(_) => ServeError::Setup(error),

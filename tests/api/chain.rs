@@ -14,8 +14,8 @@ use stsvend::credentials::chain::{self, Chain, ChainError, ChainInputs, ORDER, V
 
 use crate::helpers::{
     ClosedPort, METADATA_CREDENTIALS_PATH, METADATA_TOKEN, MetadataCredentials, MetadataToken,
-    MockCredentialsUri, MockMetadata, MockSts, ROLE_ARN, Reply, TempDir, UriReply, eventually,
-    start_with_provider,
+    MockCredentialsUri, MockMetadata, MockSts, ROLE_ARN, Reply, TempDir, TestApp, UriReply,
+    eventually,
 };
 
 const ECS_ROLE: &str = "EcsChainRole";
@@ -1073,18 +1073,16 @@ async fn the_service_keeps_vending_while_its_base_credentials_rotate() {
     let chain = chosen(world.load(&env, false).await, "credentials URI");
     chain.provider.credentials().await.unwrap();
 
-    let settings: HashMap<String, String> = [
-        ("STSVEND_ROLE_ARN", ROLE_ARN),
-        ("STSVEND_STS_ENDPOINT", world.sts.endpoint().as_str()),
-        ("STSVEND_LISTEN", "127.0.0.1:0"),
-        ("STSVEND_ADMIN_LISTEN", "127.0.0.1:0"),
-        ("STSVEND_MIN_REMAINING_SECONDS", "3"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect();
-    let config = config::load(None, &settings, Mode::Serve).expect("valid settings");
-    let app = start_with_provider(&config, chain.provider.clone()).await;
+    // No AccessKey in the settings: the service calls STS with what the chain found.
+    let app = TestApp::builder(&world.sts.endpoint())
+        .env(&[
+            ("ALIBABA_CLOUD_ACCESS_KEY_ID", ""),
+            ("ALIBABA_CLOUD_ACCESS_KEY_SECRET", ""),
+            ("STSVEND_MIN_REMAINING_SECONDS", "3"),
+        ])
+        .credentials(chain.provider.clone())
+        .start()
+        .await;
 
     let base_ids = || {
         let mut ids: Vec<String> = world

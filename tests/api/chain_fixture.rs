@@ -15,7 +15,7 @@ use stsvend::config::{self, Mode};
 use stsvend::credentials::chain::{self, ChainError, ChainInputs};
 
 use crate::helpers::{
-    ClosedPort, FixedSts, MockCredentialsUri, MockMetadata, ROLE_ARN, TempDir, UriReply,
+    ClosedPort, MockCredentialsUri, MockMetadata, MockSts, ROLE_ARN, Reply, TempDir, UriReply,
 };
 
 const FIXTURE: &str = include_str!("../fixtures/credential_chain_decisions.json");
@@ -58,7 +58,7 @@ impl Outcome {
 /// The fixture's mocks: an STS answering with a fixed AccessKeyId per action, a metadata service
 /// with the fixture's role, a credentials URI; all fixed ids from the fixture's `mocks` section.
 struct Mocks {
-    sts: FixedSts,
+    sts: MockSts,
     metadata: MockMetadata,
     uri: MockCredentialsUri,
     closed: ClosedPort,
@@ -71,11 +71,19 @@ impl Mocks {
                 .as_str()
                 .unwrap_or_else(|| panic!("fixture mocks.{key}"))
         };
-        let sts = FixedSts::start(&[
-            ("AssumeRoleWithOIDC", id("oidc_access_key_id")),
-            ("AssumeRole", id("ram_role_arn_access_key_id")),
-        ])
-        .await;
+        let sts = MockSts::start(vec![]).await;
+        for (action, key) in [
+            ("AssumeRoleWithOIDC", "oidc_access_key_id"),
+            ("AssumeRole", "ram_role_arn_access_key_id"),
+        ] {
+            let reply = Reply::Fixed {
+                access_key_id: id(key).to_owned(),
+                lifetime: 6 * 3600,
+            };
+            sts.for_action(action, reply);
+        }
+        // Any other action is a request the fixture did not record.
+        sts.set_fallback(Reply::error(400, "MissingParameter"));
         let metadata = MockMetadata::start(id("ecs_role_name"), id("ecs_access_key_id")).await;
         let uri = MockCredentialsUri::start(vec![]).await;
         uri.set_fallback(UriReply::Fixed {

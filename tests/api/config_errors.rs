@@ -6,7 +6,7 @@ use std::io::Read as _;
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::helpers::{ROLE_ARN, TempFile};
+use crate::helpers::{ROLE_ARN, TempDir, TempFile};
 
 /// A settings set that is valid: each case spoils part of it. The endpoint is a loopback port
 /// nobody serves, so a configuration wrongly accepted never reaches the real STS.
@@ -418,10 +418,8 @@ fn a_config_file_that_is_not_toml_does_not_echo_its_secret() {
 
 #[test]
 fn an_unreadable_config_path_is_one_clear_line() {
-    let missing = std::env::temp_dir().join(format!(
-        "stsvend-test-{}-missing.toml",
-        uuid::Uuid::new_v4().simple()
-    ));
+    let dir = TempDir::new();
+    let missing = dir.path.join("missing.toml");
     let missing = missing.to_str().unwrap();
     let run = fails(&["--config", missing], &[]);
     assert_eq!(run.lines().len(), 1, "{}", run.stderr);
@@ -429,8 +427,7 @@ fn an_unreadable_config_path_is_one_clear_line() {
     assert!(line.contains("--config"), "{line}");
 
     // A directory is not a readable file either.
-    let dir = std::env::temp_dir();
-    let run = fails(&["--config", dir.to_str().unwrap()], &[]);
+    let run = fails(&["--config", dir.path_str()], &[]);
     assert_eq!(run.lines().len(), 1, "{}", run.stderr);
 }
 

@@ -7,7 +7,7 @@ use serde_json::Value;
 use stsvend::clock::Clock;
 use stsvend::emulator::Emulator;
 
-use crate::helpers::{MockSts, ROLE_ARN, Reply, eventually, spawn_app};
+use crate::helpers::{MockSts, ROLE_ARN, Reply, TestApp, eventually};
 
 /// Fetches the token and returns status, `Retry-After` and body; checks the error shape.
 async fn error_of(app: &crate::helpers::TestApp) -> (u16, Option<u64>, Value) {
@@ -40,7 +40,7 @@ async fn error_of(app: &crate::helpers::TestApp) -> (u16, Option<u64>, Value) {
 async fn outcome(reply: Reply) -> (u16, Option<u64>, Value, String) {
     let mock = MockSts::start(vec![]).await;
     mock.set_fallback(reply);
-    let app = spawn_app(&mock.endpoint(), &[], None).await;
+    let app = TestApp::builder(&mock.endpoint()).start().await;
     let (status, retry_after, body) = error_of(&app).await;
     (status, retry_after, body, mock.endpoint())
 }
@@ -148,7 +148,7 @@ async fn unreachable_sts_is_503_with_retry_after() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let endpoint = format!("http://{}/", closed.local_addr().unwrap());
     drop(closed);
-    let app = spawn_app(&endpoint, &[], None).await;
+    let app = TestApp::builder(&endpoint).start().await;
     let (status, retry_after, body) = error_of(&app).await;
     assert_eq!(status, 503);
     assert_eq!(body["error"]["code"], "sts_unavailable");
@@ -159,15 +159,13 @@ async fn unreachable_sts_is_503_with_retry_after() {
 async fn a_wrong_secret_is_refused_by_the_emulator_and_reported_as_502() {
     let emulator = Emulator::start(Clock::System).await.unwrap();
     let key_id = emulator.credentials().access_key_id().to_owned();
-    let app = spawn_app(
-        emulator.endpoint().as_str(),
-        &[
+    let app = TestApp::builder(emulator.endpoint().as_str())
+        .env(&[
             ("ALIBABA_CLOUD_ACCESS_KEY_ID", &key_id),
             ("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "not-the-secret"),
-        ],
-        None,
-    )
-    .await;
+        ])
+        .start()
+        .await;
     let (status, _, body) = error_of(&app).await;
     assert_eq!(status, 502, "{body}");
     assert_eq!(body["error"]["code"], "sts_rejected");
@@ -181,7 +179,7 @@ async fn a_slow_first_call_makes_requests_wait_then_503_not_hang() {
         Reply::Success { lifetime: 3600 },
     )])
     .await;
-    let app = spawn_app(&mock.endpoint(), &[], None).await;
+    let app = TestApp::builder(&mock.endpoint()).start().await;
     let started = tokio::time::Instant::now();
     let (status, retry_after, body) = error_of(&app).await;
     let waited = started.elapsed();
@@ -200,12 +198,10 @@ async fn a_cached_token_keeps_flowing_through_an_outage_and_service_recovers_by_
     // Tokens live 8 s, 3 s must remain: servable 5 s, renewal due after ~2.5 s.
     let mock = MockSts::start(vec![Reply::Success { lifetime: 8 }]).await;
     mock.set_fallback(Reply::error(400, "Throttling.User"));
-    let app = spawn_app(
-        &mock.endpoint(),
-        &[("STSVEND_MIN_REMAINING_SECONDS", "3")],
-        None,
-    )
-    .await;
+    let app = TestApp::builder(&mock.endpoint())
+        .env(&[("STSVEND_MIN_REMAINING_SECONDS", "3")])
+        .start()
+        .await;
     let first: Value = app.get("/get_sts_token").await.json().await.unwrap();
 
     // Renewal starts failing at ~2.5 s; the first token is still served until ~5 s.

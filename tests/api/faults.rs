@@ -16,8 +16,8 @@ use stsvend::sts::client::{MAX_BODY_BYTES, REQUEST_TIMEOUT};
 use stsvend::tokens::schedule::backoff;
 
 use crate::helpers::{
-    Answer, LogCapture, ROLE_ARN, RawReply, RawSts, TestApp, eventually, jump_ahead, spawn_app,
-    spawn_app_with_clock, sts_time_in, success_body,
+    Answer, LogCapture, ROLE_ARN, RawReply, RawSts, TestApp, eventually, expiration_in, jump_ahead,
+    success_body,
 };
 
 /// The key id and secret of every token STS "issues" in a faulty answer: none may ever be served
@@ -151,12 +151,10 @@ async fn through(fault: Fault, logs: LogCapture) -> Measured {
     let what = fault.name;
     let sts = RawSts::start(vec![RawReply::Success { lifetime: LIFETIME }]).await;
     sts.set_fallback(fault.reply.clone());
-    let app = spawn_app(
-        &sts.endpoint(),
-        &[("STSVEND_MIN_REMAINING_SECONDS", MIN_REMAINING)],
-        None,
-    )
-    .await;
+    let app = TestApp::builder(&sts.endpoint())
+        .env(&[("STSVEND_MIN_REMAINING_SECONDS", MIN_REMAINING)])
+        .start()
+        .await;
     let first = token(&app).await;
     assert_eq!(first.status, 200, "{what}: {}", first.body);
     let first_key = first.access_key_id().unwrap();
@@ -328,7 +326,7 @@ fn a_warm_service_rides_out_each_sts_fault_and_recovers_by_itself() {
             "200 with a mistyped AccessKeyId",
             ok_body_with(&format!(
                 r#"{{"AccessKeyId":12345,"AccessKeySecret":"{NEVER_SECRET}","SecurityToken":"t","Expiration":"{}"}}"#,
-                sts_time_in(3600)
+                expiration_in(3600)
             )),
             "`Credentials`",
             None,
@@ -351,7 +349,7 @@ fn a_warm_service_rides_out_each_sts_fault_and_recovers_by_itself() {
             "200 with an Expiration in the past",
             RawReply::Raw {
                 status: 200,
-                body: success_body(NEVER_KEY, NEVER_SECRET, &sts_time_in(-60)),
+                body: success_body(NEVER_KEY, NEVER_SECRET, &expiration_in(-60)),
             },
             "minimum remaining validity",
             Some("clock"),
@@ -459,13 +457,10 @@ async fn sts_slower_than_the_client_timeout_is_abandoned_while_the_cached_token_
     sts.set_fallback(RawReply::Hang);
     // The service's wall clock follows tokio's, so jumping tokio time moves both: no test waits
     // out a half-life or a 10 s timeout.
-    let app = spawn_app_with_clock(
-        &sts.endpoint(),
-        &[],
-        None,
-        Clock::following_tokio(Clock::System.now()),
-    )
-    .await;
+    let app = TestApp::builder(&sts.endpoint())
+        .clock(Clock::following_tokio(Clock::System.now()))
+        .start()
+        .await;
     let first = token(&app).await;
     assert_eq!(first.status, 200, "{}", first.body);
     let key = first.access_key_id().unwrap();
@@ -523,12 +518,10 @@ async fn sts_slower_than_the_client_timeout_is_abandoned_while_the_cached_token_
 async fn refused_connections_keep_the_cached_token_flowing_until_sts_listens_again() {
     let (logs, _guard) = LogCapture::start();
     let sts = RawSts::start(vec![RawReply::Success { lifetime: LIFETIME }]).await;
-    let app = spawn_app(
-        &sts.endpoint(),
-        &[("STSVEND_MIN_REMAINING_SECONDS", MIN_REMAINING)],
-        None,
-    )
-    .await;
+    let app = TestApp::builder(&sts.endpoint())
+        .env(&[("STSVEND_MIN_REMAINING_SECONDS", MIN_REMAINING)])
+        .start()
+        .await;
     let first = token(&app).await;
     assert_eq!(first.status, 200, "{}", first.body);
     let key = first.access_key_id().unwrap();

@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use crate::helpers::{
     Answer, JWT_AUDIENCE, JWT_ISSUER, MockSts, TestApp, bearer, hs256_jwt, sample, scrape,
-    spawn_app,
 };
 
 const SPRAY: usize = 3000;
@@ -30,7 +29,7 @@ async fn bound_app(mock: &MockSts, extra: &[(&str, &str)]) -> TestApp {
         ("STSVEND_TRUSTED_PROXIES", "127.0.0.1/32"),
     ];
     env.extend_from_slice(extra);
-    let app = spawn_app(&mock.endpoint(), &env, None).await;
+    let app = TestApp::builder(&mock.endpoint()).env(&env).start().await;
     app.wait_ready().await;
     app
 }
@@ -191,17 +190,15 @@ async fn a_spray_over_an_ipv4_slash_16_leaves_every_new_caller_from_elsewhere_se
 #[tokio::test]
 async fn forty_addresses_in_one_ipv6_slash_64_share_one_rate_limit_bucket() {
     let mock = MockSts::start(vec![]).await;
-    let app = spawn_app(
-        &mock.endpoint(),
-        &[
+    let app = TestApp::builder(&mock.endpoint())
+        .env(&[
             ("STSVEND_LOGSTORE", "my-proj/web-log"),
             ("STSVEND_TRUSTED_PROXIES", "127.0.0.1/32"),
             ("STSVEND_RATE_LIMIT_PER_MINUTE", "1"),
             ("STSVEND_RATE_LIMIT_BURST", "1"),
-        ],
-        None,
-    )
-    .await;
+        ])
+        .start()
+        .await;
     app.wait_ready().await;
     let mut statuses = Vec::new();
     for i in 1..=40 {
@@ -282,9 +279,8 @@ async fn new_tokens_per_network_are_limited_with_a_429_and_counted() {
 #[tokio::test]
 async fn a_subject_shaped_like_another_users_session_name_gets_its_own_credentials() {
     let mock = MockSts::start(vec![]).await;
-    let app = spawn_app(
-        &mock.endpoint(),
-        &[
+    let app = TestApp::builder(&mock.endpoint())
+        .env(&[
             ("STSVEND_AUTH", "jwt"),
             ("STSVEND_JWT_HS256_SECRET", crate::helpers::JWT_SECRET),
             ("STSVEND_JWT_ISSUER", JWT_ISSUER),
@@ -293,10 +289,9 @@ async fn a_subject_shaped_like_another_users_session_name_gets_its_own_credentia
             ("STSVEND_TRUSTED_PROXIES", "127.0.0.1/32"),
             ("STSVEND_RATE_LIMIT_PER_MINUTE", "1"),
             ("STSVEND_RATE_LIMIT_BURST", "1"),
-        ],
-        None,
-    )
-    .await;
+        ])
+        .start()
+        .await;
     app.wait_ready().await;
     let as_user = |subject: &str, ip: &str| {
         let mut headers = forwarded_for(ip);

@@ -12,8 +12,8 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use crate::helpers::{
-    Answer, JWT_SECRET, MockSts, TempDir, TestApp, bearer, free_port, hs256_key, jwt_claims, send,
-    sign_jwt, spawn_app,
+    Answer, JWT_SECRET, Launch, MockSts, ServiceProcess, TempDir, TestApp, bearer, hs256_key,
+    jwt_claims, send, sign_jwt,
 };
 use crate::openapi::{check_answer, fetch_document};
 
@@ -111,7 +111,7 @@ async fn token_served(app: &TestApp) -> bool {
 #[tokio::test]
 async fn a_cross_site_text_plain_or_form_post_cannot_switch_vending_off() {
     let mock = MockSts::start(vec![]).await;
-    let app = spawn_app(&mock.endpoint(), &[], None).await;
+    let app = TestApp::builder(&mock.endpoint()).start().await;
     let disable = "/admin/profiles/default/disable";
     // What a web page's <form> or no-cors fetch can send without a preflight.
     for content_type in [
@@ -163,7 +163,7 @@ async fn a_cross_site_text_plain_or_form_post_cannot_switch_vending_off() {
 #[tokio::test]
 async fn a_method_no_admin_route_serves_gets_405_not_the_post_rule() {
     let mock = MockSts::start(vec![]).await;
-    let app = spawn_app(&mock.endpoint(), &[], None).await;
+    let app = TestApp::builder(&mock.endpoint()).start().await;
     for (method, path) in [
         ("TRACE", "/healthz"),
         ("TRACE", "/metrics"),
@@ -184,7 +184,7 @@ async fn a_method_no_admin_route_serves_gets_405_not_the_post_rule() {
 #[tokio::test]
 async fn a_foreign_origin_is_refused_and_the_listeners_own_accepted() {
     let mock = MockSts::start(vec![]).await;
-    let app = spawn_app(&mock.endpoint(), &[], None).await;
+    let app = TestApp::builder(&mock.endpoint()).start().await;
     let admin = app.admin_addr;
     for origin in ["https://evil.example", "null", "http://127.0.0.1:1"] {
         let post = curl_post(
@@ -222,12 +222,10 @@ async fn a_foreign_origin_is_refused_and_the_listeners_own_accepted() {
 #[tokio::test]
 async fn a_rebinding_host_is_refused_while_addresses_localhost_and_listed_names_are_served() {
     let mock = MockSts::start(vec![]).await;
-    let app = spawn_app(
-        &mock.endpoint(),
-        &[("STSVEND_ADMIN_HOSTS", SERVICE_NAME)],
-        None,
-    )
-    .await;
+    let app = TestApp::builder(&mock.endpoint())
+        .env(&[("STSVEND_ADMIN_HOSTS", SERVICE_NAME)])
+        .start()
+        .await;
     let admin = app.admin_addr;
     for path in ["/metrics", "/readyz", "/healthz"] {
         let answer = raw(admin, &get_with_host(path, REBINDING_HOST, "")).await;
@@ -271,12 +269,10 @@ async fn a_rebinding_host_is_refused_while_addresses_localhost_and_listed_names_
 #[tokio::test]
 async fn the_admin_token_is_required_when_set_on_metrics_and_the_kill_switch_only() {
     let mock = MockSts::start(vec![]).await;
-    let app = spawn_app(
-        &mock.endpoint(),
-        &[("STSVEND_ADMIN_TOKEN", ADMIN_TOKEN)],
-        None,
-    )
-    .await;
+    let app = TestApp::builder(&mock.endpoint())
+        .env(&[("STSVEND_ADMIN_TOKEN", ADMIN_TOKEN)])
+        .start()
+        .await;
     let admin = app.admin_addr;
     let disable = "/admin/profiles/default/disable";
     let missing = raw(admin, &curl_post(admin, disable, &["X-Stsvend-Admin: 1"])).await;
@@ -345,37 +341,26 @@ async fn the_admin_token_is_required_when_set_on_metrics_and_the_kill_switch_onl
     }
 }
 
-/// The `stsvend` binary with both listeners on chosen loopback ports, stdout and stderr
-/// discarded; killed on drop.
+/// The `stsvend` binary with both listeners on loopback ports reserved for it (or one port
+/// for both); killed on drop.
 struct Binary {
-    child: tokio::process::Child,
+    process: ServiceProcess,
     public: SocketAddr,
     admin: SocketAddr,
 }
 
 impl Binary {
     async fn start(args: &[&str], env: &[(&str, &str)], shared_port: bool) -> Self {
-        let public = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let admin = if shared_port {
-            public
-        } else {
-            SocketAddr::from(([127, 0, 0, 1], free_port()))
+        let mut env = env.to_vec();
+        env.push(("STSVEND_LOG_FORMAT", "json"));
+        let launch = Launch {
+            shared_admin_port: shared_port,
+            ..Launch::default()
         };
-        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_stsvend"))
-            .args(args)
-            .env_clear()
-            .envs(env.iter().copied())
-            .env("STSVEND_LISTEN", public.to_string())
-            .env("STSVEND_ADMIN_LISTEN", admin.to_string())
-            .env("STSVEND_LOG_FORMAT", "json")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("can start the stsvend binary");
+        let process = ServiceProcess::spawn_with(args, &env, launch);
+        let (public, admin) = (process.addr, process.admin_addr);
         let binary = Self {
-            child,
+            process,
             public,
             admin,
         };
@@ -446,7 +431,7 @@ async fn the_runbook_curl_lines_work_on_the_real_binary_with_a_token_file() {
     .await;
     assert_eq!(metrics.status, 200, "Prometheus with its bearer token");
     assert!(metrics.body.contains("stsvend_profile_enabled"));
-    drop(service.child);
+    drop(service.process);
 }
 
 /// Checks that an answer carries the hardening layer's marks.
@@ -531,7 +516,7 @@ async fn every_kind_of_route_has_a_request_id_and_nosniff() {
                 "{route} counted (shared port: {shared_port})"
             );
         }
-        drop(service.child);
+        drop(service.process);
     }
 }
 
@@ -596,17 +581,15 @@ async fn a_jwt_profile_without_issuer_and_audience_does_not_start() {
 #[tokio::test]
 async fn the_explicit_opt_out_accepts_a_token_for_another_audience() {
     let mock = MockSts::start(vec![]).await;
-    let app = spawn_app(
-        &mock.endpoint(),
-        &[
+    let app = TestApp::builder(&mock.endpoint())
+        .env(&[
             ("STSVEND_AUTH", "jwt"),
             ("STSVEND_JWT_HS256_SECRET", JWT_SECRET),
             ("STSVEND_JWT_ACCEPT_ANY_AUDIENCE", "true"),
             ("STSVEND_LOGSTORE", "my-proj/web-log"),
-        ],
-        None,
-    )
-    .await;
+        ])
+        .start()
+        .await;
     let mut claims = jwt_claims("alice");
     claims["aud"] = Value::from("another-app");
     let token = sign_jwt(jsonwebtoken::Algorithm::HS256, None, &claims, &hs256_key());
@@ -622,7 +605,7 @@ async fn public_readiness_names_no_profile_while_the_admin_one_does() {
         role_arn = "acs:ram::1234567890123456:role/sls-web-tracking"
         logstore = "my-proj/web-log"
     "#;
-    let app = spawn_app(&mock.endpoint(), &[], Some(file)).await;
+    let app = TestApp::builder(&mock.endpoint()).file(file).start().await;
     app.wait_ready().await;
     let client = &app.client;
     let switched = client
@@ -662,7 +645,7 @@ async fn an_options_that_is_not_a_preflight_gets_the_documented_204_with_allow_w
         logstore = "my-proj/web-log"
         cors_origins = ["https://app.example.com"]
     "#;
-    let app = spawn_app(&mock.endpoint(), &[], Some(file)).await;
+    let app = TestApp::builder(&mock.endpoint()).file(file).start().await;
     let (doc, _) = fetch_document(&app, &app.addr.to_string()).await;
     let options = |path: &str, headers: &[(&str, &str)]| {
         let mut request = app.client.request(reqwest::Method::OPTIONS, app.url(path));

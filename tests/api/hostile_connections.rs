@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
-use crate::helpers::{ServiceProcess, TempFile, eventually, free_port, http_client, sample};
+use crate::helpers::{ServiceProcess, TempFile, eventually, http_client, sample};
 
 /// The client preface of HTTP/2 and an empty SETTINGS frame; after it the client says nothing.
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -21,49 +21,29 @@ const CAP: usize = 50;
 /// A fresh client is served within this, hostile crowd or not.
 const FRESH_LIMIT: Duration = Duration::from_secs(2);
 
-/// `stsvend dev` on free loopback ports, with its admin listener's address known so the test
-/// can read `/metrics`. Killed when dropped.
+/// `stsvend dev` on loopback ports reserved for it, with its admin listener's address known so
+/// the test can read `/metrics`. Killed when dropped.
 struct Service {
-    child: tokio::process::Child,
+    _process: ServiceProcess,
     addr: SocketAddr,
     admin: SocketAddr,
 }
 
 impl Service {
     async fn start(extra: &[(&str, &str)]) -> Self {
-        for _attempt in 0..3 {
-            let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-            let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
-            let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_stsvend"))
-                .arg("dev")
-                .env_clear()
-                .env("STSVEND_LISTEN", addr.to_string())
-                .env("STSVEND_ADMIN_LISTEN", admin.to_string())
-                // One loopback address sends everything: rate limits are not under test here.
-                .env("STSVEND_RATE_LIMIT_PER_MINUTE", "6000000")
-                .env("STSVEND_RATE_LIMIT_BURST", "1000000")
-                .env("RUST_LOG", "warn")
-                .envs(extra.iter().copied())
-                .stdin(std::process::Stdio::null())
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .kill_on_drop(true)
-                .spawn()
-                .expect("can start the stsvend binary");
-            let mut service = Self { child, addr, admin };
-            let client = http_client(Duration::from_secs(1));
-            let url = format!("http://{admin}/healthz");
-            let healthy = eventually(Duration::from_secs(10), || {
-                let (client, url) = (client.clone(), url.clone());
-                async move { matches!(client.get(url).send().await, Ok(r) if r.status() == 200) }
-            })
-            .await;
-            if healthy {
-                return service;
-            }
-            let _ = service.child.kill().await;
+        let mut env = vec![
+            // One loopback address sends everything: rate limits are not under test here.
+            ("STSVEND_RATE_LIMIT_PER_MINUTE", "6000000"),
+            ("STSVEND_RATE_LIMIT_BURST", "1000000"),
+            ("RUST_LOG", "warn"),
+        ];
+        env.extend_from_slice(extra);
+        let process = ServiceProcess::start(&["dev"], &env).await;
+        Self {
+            addr: process.addr,
+            admin: process.admin_addr,
+            _process: process,
         }
-        panic!("stsvend dev did not become healthy on free ports in 3 attempts");
     }
 
     fn url(&self, path: &str) -> String {
@@ -374,12 +354,8 @@ async fn one_address_holds_at_most_its_cap_while_another_still_connects() {
 #[tokio::test]
 async fn a_per_address_cap_out_of_range_stops_start_up_naming_the_setting() {
     for value in ["0", "1000001", "many"] {
-        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let mut service = ServiceProcess::spawn(
-            &["dev"],
-            &[("STSVEND_MAX_CONNECTIONS_PER_ADDRESS", value)],
-            addr,
-        );
+        let mut service =
+            ServiceProcess::spawn(&["dev"], &[("STSVEND_MAX_CONNECTIONS_PER_ADDRESS", value)]);
         let status = service.wait_exit(Duration::from_secs(10)).await;
         let (_, stderr) = service.output().await;
         assert_eq!(status.and_then(|s| s.code()), Some(2), "{value}: {stderr}");

@@ -4,7 +4,6 @@
 //! stops the process.
 
 use std::net::SocketAddr;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +12,7 @@ use tokio::net::TcpStream;
 
 use crate::helpers::{
     MockSts, ROLE_ARN, ServiceProcess, TEST_KEY_ID, TEST_KEY_SECRET, TempDir, eventually,
-    free_port, http_client, sample,
+    http_client, sample,
 };
 
 /// How long a process gets to exit after SIGTERM.
@@ -110,7 +109,6 @@ async fn sighup_during_start_up_does_not_stop_the_process() {
     let metadata = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let metadata_url = format!("http://{}/", metadata.local_addr().unwrap());
     let home = TempDir::new();
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
     let mut service = ServiceProcess::spawn(
         &["serve"],
         &[
@@ -119,7 +117,6 @@ async fn sighup_during_start_up_does_not_stop_the_process() {
             ("STSVEND_LOGSTORE", "hostile-project/web-logs"),
             ("STSVEND_ECS_METADATA_ENDPOINT", &metadata_url),
         ],
-        addr,
     );
     // The credential chain asks the metadata service: start-up is under way, nothing listens.
     let (connection, _) = tokio::time::timeout(Duration::from_secs(10), metadata.accept())
@@ -214,11 +211,9 @@ where
 }
 
 /// `stsvend serve` with native HTTPS from `dir`'s `cert.pem` and `key.pem`, and the admin
-/// listener (plain HTTP: health, metrics) on a port this test knows. (`ServiceProcess` always
-/// gives the admin listener port 0, which a test cannot find.)
+/// listener (plain HTTP: health, metrics).
 struct HttpsService {
-    child: tokio::process::Child,
-    stderr: Option<tokio::task::JoinHandle<Vec<u8>>>,
+    process: ServiceProcess,
     addr: SocketAddr,
     admin: SocketAddr,
 }
@@ -228,68 +223,28 @@ impl HttpsService {
         let endpoint = mock.endpoint();
         let cert = dir.path.join("cert.pem");
         let key = dir.path.join("key.pem");
-        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let (addr_text, admin_text) = (addr.to_string(), admin.to_string());
         let env = serve_env(
             &endpoint,
             &[
                 ("STSVEND_TLS_CERT", cert.to_str().unwrap()),
                 ("STSVEND_TLS_KEY", key.to_str().unwrap()),
-                ("STSVEND_LISTEN", &addr_text),
-                ("STSVEND_ADMIN_LISTEN", &admin_text),
             ],
         );
-        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_stsvend"))
-            .arg("serve")
-            .env_clear()
-            .envs(env)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("can start the stsvend binary");
-        let stderr = child.stderr.take().map(|mut pipe| {
-            tokio::spawn(async move {
-                let mut out = Vec::new();
-                let _ = pipe.read_to_end(&mut out).await;
-                out
-            })
-        });
+        let process = ServiceProcess::spawn(&["serve"], &env);
         Self {
-            child,
-            stderr,
-            addr,
-            admin,
+            addr: process.addr,
+            admin: process.admin_addr,
+            process,
         }
     }
 
     /// Polls the admin `/healthz` until it answers 200 (bounded; false if the process exits).
     async fn wait_healthy(&mut self) -> bool {
-        let client = http_client(Duration::from_secs(2));
-        for _ in 0..200 {
-            if matches!(self.child.try_wait(), Ok(Some(_))) {
-                return false;
-            }
-            let url = format!("http://{}/healthz", self.admin);
-            if let Ok(response) = client.get(url).send().await
-                && response.status() == 200
-            {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        false
+        self.process.wait_healthy(Duration::from_secs(10)).await
     }
 
     fn signal(&self, name: &str) {
-        let pid = self.child.id().expect("the process is running");
-        let status = std::process::Command::new("kill")
-            .args([format!("-{name}"), pid.to_string()])
-            .status()
-            .expect("can run kill");
-        assert!(status.success(), "kill -{name} failed");
+        self.process.signal(name);
     }
 
     /// `stsvend_tls_reloads_total{outcome}` from the admin listener's `/metrics`.
@@ -307,21 +262,7 @@ impl HttpsService {
 
     /// Stops with SIGTERM; the exit code and the log.
     async fn stop(mut self) -> (Option<i32>, String) {
-        self.signal("TERM");
-        let status = tokio::time::timeout(EXIT_LIMIT, self.child.wait()).await;
-        if status.is_err() {
-            let _ = self.child.kill().await;
-        }
-        let stderr = match self.stderr.take() {
-            Some(task) => tokio::time::timeout(Duration::from_secs(5), task)
-                .await
-                .ok()
-                .and_then(Result::ok)
-                .unwrap_or_default(),
-            None => Vec::new(),
-        };
-        let code = status.ok().and_then(Result::ok).and_then(|s| s.code());
-        (code, String::from_utf8_lossy(&stderr).into_owned())
+        stop(&mut self.process).await
     }
 }
 
@@ -339,8 +280,7 @@ async fn a_certificate_and_key_that_do_not_match_stop_start_up_naming_both_files
         &endpoint,
         &[("STSVEND_TLS_CERT", &cert), ("STSVEND_TLS_KEY", &key)],
     );
-    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let mut service = ServiceProcess::spawn(&["serve"], &env, addr);
+    let mut service = ServiceProcess::spawn(&["serve"], &env);
     let status = service.wait_exit(EXIT_LIMIT).await;
     if status.is_none() {
         service.kill().await;
@@ -423,8 +363,7 @@ async fn a_policy_too_long_once_bound_to_a_source_ip_stops_start_up() {
     let mut env = serve_env(&endpoint, &[("STSVEND_BIND_SOURCE_IP", "true")]);
     env.retain(|(name, _)| *name != "STSVEND_LOGSTORE");
     env.push(("STSVEND_POLICY", &policy));
-    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let mut service = ServiceProcess::spawn(&["serve"], &env, addr);
+    let mut service = ServiceProcess::spawn(&["serve"], &env);
     let status = service.wait_exit(EXIT_LIMIT).await;
     if status.is_none() {
         service.kill().await;

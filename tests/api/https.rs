@@ -3,8 +3,6 @@
 //! `SSL_CERT_FILE` (read by rustls-native-certs, like OpenSSL-based tools do).
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -14,6 +12,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio_rustls::server::TlsStream;
+
+use crate::helpers::{ServiceProcess, TempFile};
 
 /// A test CA and a `localhost` certificate it signed.
 struct Pki {
@@ -107,59 +107,27 @@ async fn tls_mock_sts(pki: &Pki) -> (u16, Arc<AtomicUsize>) {
     (port, calls)
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn temp_file(name: &str, contents: &str) -> PathBuf {
-    let path = std::env::temp_dir().join(format!(
-        "stsvend-https-{}-{name}",
-        uuid::Uuid::new_v4().simple()
-    ));
-    std::fs::write(&path, contents).unwrap();
-    path
-}
-
-/// Kills the child when the test ends, whatever happens.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_service(sts_port: u16, listen_port: u16, ca_file: &Path) -> Running {
-    let child = Command::new(env!("CARGO_BIN_EXE_stsvend"))
-        .env_clear()
-        .env("ALIBABA_CLOUD_ACCESS_KEY_ID", "LTAI5tTlsTest")
-        .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "tls-test-secret")
-        .env("STSVEND_ROLE_ARN", "acs:ram::1234567890123456:role/tls")
-        .env("STSVEND_LOGSTORE", "tls-project/web-log")
-        .env(
-            "STSVEND_STS_ENDPOINT",
-            format!("https://localhost:{sts_port}"),
-        )
-        .env("STSVEND_LISTEN", format!("127.0.0.1:{listen_port}"))
-        .env("STSVEND_ADMIN_LISTEN", "127.0.0.1:0")
-        .env("SSL_CERT_FILE", ca_file)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    Running(child)
+/// The binary against the TLS mock STS on `sts_port`, trusting `ca_file`.
+fn start_service(sts_port: u16, ca_file: &TempFile) -> ServiceProcess {
+    let endpoint = format!("https://localhost:{sts_port}");
+    ServiceProcess::spawn(
+        &[],
+        &[
+            ("ALIBABA_CLOUD_ACCESS_KEY_ID", "LTAI5tTlsTest"),
+            ("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "tls-test-secret"),
+            ("STSVEND_ROLE_ARN", "acs:ram::1234567890123456:role/tls"),
+            ("STSVEND_LOGSTORE", "tls-project/web-log"),
+            ("STSVEND_STS_ENDPOINT", &endpoint),
+            ("SSL_CERT_FILE", ca_file.path_str()),
+        ],
+    )
 }
 
 /// Polls the token endpoint until it answers something other than "not ready yet" (bounded).
-async fn settled_token_response(port: u16) -> (u16, serde_json::Value) {
+async fn settled_token_response(service: &ServiceProcess) -> (u16, serde_json::Value) {
     stsvend::sts::client::install_crypto_provider();
     let client = reqwest::Client::new();
-    let url = format!("http://127.0.0.1:{port}/get_sts_token");
+    let url = service.url("/get_sts_token");
     for _ in 0..100 {
         if let Ok(response) = client.get(&url).send().await {
             let status = response.status().as_u16();
@@ -177,11 +145,10 @@ async fn settled_token_response(port: u16) -> (u16, serde_json::Value) {
 async fn assume_role_goes_over_verified_https() {
     let pki = pki();
     let (sts_port, calls) = tls_mock_sts(&pki).await;
-    let ca_file = temp_file("ca.pem", &pki.ca_pem);
-    let listen_port = free_port();
-    let _service = start_service(sts_port, listen_port, &ca_file);
-    let (status, body) = settled_token_response(listen_port).await;
-    std::fs::remove_file(&ca_file).unwrap();
+    let ca_file = TempFile::new("ca.pem", &pki.ca_pem);
+    let service = start_service(sts_port, &ca_file);
+    let (status, body) = settled_token_response(&service).await;
+    drop(ca_file);
     assert_eq!(status, 200, "{body}");
     assert!(
         body["AccessKeyId"]
@@ -197,11 +164,10 @@ async fn an_untrusted_sts_certificate_is_refused() {
     let pki = pki();
     let other_ca = self::pki();
     let (sts_port, calls) = tls_mock_sts(&pki).await;
-    let ca_file = temp_file("other-ca.pem", &other_ca.ca_pem);
-    let listen_port = free_port();
-    let _service = start_service(sts_port, listen_port, &ca_file);
-    let (status, body) = settled_token_response(listen_port).await;
-    std::fs::remove_file(&ca_file).unwrap();
+    let ca_file = TempFile::new("other-ca.pem", &other_ca.ca_pem);
+    let service = start_service(sts_port, &ca_file);
+    let (status, body) = settled_token_response(&service).await;
+    drop(ca_file);
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["error"]["code"], "sts_unavailable");
     assert_eq!(

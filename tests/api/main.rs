@@ -1,5 +1,5 @@
 //! Integration tests: the real router on 127.0.0.1:0 against the built-in emulator or an
-//! in-process mock STS. One test binary (see helpers.rs for the shared pieces).
+//! in-process mock STS. One test binary (see helpers/mod.rs for the shared pieces).
 
 mod helpers;
 

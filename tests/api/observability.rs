@@ -13,8 +13,8 @@ use stsvend::credentials::chain::{self, ChainInputs};
 
 use crate::helpers::{
     Answer, ClosedPort, JWT_SECRET, LogCapture, MockCredentialsUri, MockSts, ROLE_ARN, Reply,
-    TempDir, UriReply, audit_line_for, audit_lines, bearer, eventually, hs256_jwt, jump_ahead,
-    sample, scrape, spawn_app,
+    TempDir, TestApp, UriReply, audit_line_for, audit_lines, bearer, eventually, hs256_jwt,
+    jump_ahead, sample, scrape,
 };
 
 const BROKEN_ROLE: &str = "acs:ram::1234567890123456:role/obs-broken";
@@ -55,7 +55,7 @@ async fn a_scrape_after_traffic_shows_requests_sts_calls_cache_expiry_and_reject
         logstore = "obs/broken"
         "#
     );
-    let app = spawn_app(&mock.endpoint(), &[], Some(&file)).await;
+    let app = TestApp::builder(&mock.endpoint()).file(&file).start().await;
     let user = vec![bearer(&hs256_jwt("obs-user-1"))];
     for _ in 0..3 {
         assert_eq!(
@@ -200,7 +200,10 @@ async fn an_unreachable_sts_is_counted_without_a_code_from_sts() {
         logstore = "obs/unreachable"
     "#;
     let before = scrape();
-    let app = spawn_app(closed.url().as_str(), &[], Some(file)).await;
+    let app = TestApp::builder(closed.url().as_str())
+        .file(file)
+        .start()
+        .await;
     let answer = app.get_with("/get_sts_token/obs-unreachable", &[]).await;
     assert_eq!(answer.status, 503);
     let page = scrape();
@@ -246,7 +249,7 @@ async fn report_mode_counts_what_jwt_mode_would_have_refused() {
         jwt_audience = "stsvend"
         "#
     );
-    let app = spawn_app(&mock.endpoint(), &[], Some(&file)).await;
+    let app = TestApp::builder(&mock.endpoint()).file(&file).start().await;
     let garbage = vec![("authorization".to_owned(), "Bearer not-a-jwt".to_owned())];
     assert_eq!(
         app.get_with("/get_sts_token/obs-report", &[]).await.status,
@@ -350,7 +353,7 @@ fn assert_common(line: &Value, answer: &Answer, profile: &str) {
 async fn a_fresh_then_a_cached_shared_token_are_audited_without_a_secret() {
     let (logs, _guard) = LogCapture::start();
     let mock = MockSts::start(vec![]).await;
-    let app = spawn_app(&mock.endpoint(), &[], None).await;
+    let app = TestApp::builder(&mock.endpoint()).start().await;
     let first = app.get_with("/get_sts_token", &[]).await;
     let second = app.get_with("/get_sts_token", &[]).await;
     assert_eq!((first.status, second.status), (200, 200));
@@ -395,7 +398,7 @@ async fn users_are_audited_with_their_subject_and_session_name_and_refusals_with
         ("STSVEND_JWT_AUDIENCE", crate::helpers::JWT_AUDIENCE),
         ("STSVEND_LOGSTORE", "obs/audit"),
     ];
-    let app = spawn_app(&mock.endpoint(), &env, None).await;
+    let app = TestApp::builder(&mock.endpoint()).env(&env).start().await;
     let alice = vec![bearer(&hs256_jwt("alice-0001"))];
     let first = app.get_with("/get_sts_token", &alice).await;
     let second = app.get_with("/get_sts_token", &alice).await;

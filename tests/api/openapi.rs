@@ -13,7 +13,7 @@ use chrono::NaiveDateTime;
 use serde_json::Value;
 use stsvend::http::openapi;
 
-use crate::helpers::{TestApp, spawn_with_emulator};
+use crate::helpers::TestApp;
 
 /// Every (path, method) the public router serves. OPTIONS is the CORS preflight.
 const PUBLIC_ROUTES: &[(&str, &[&str])] = &[
@@ -226,7 +226,7 @@ fn is_request_id(id: &str) -> bool {
 
 #[tokio::test]
 async fn both_listeners_serve_their_document_as_committed() {
-    let (app, _emulator) = spawn_with_emulator(&[]).await;
+    let app = TestApp::emulated().start().await;
     let (public, text) = fetch_document(&app, &app.addr.to_string()).await;
     assert_eq!(text, openapi::PUBLIC);
     assert_eq!(public["info"]["title"], "stsvend public listener");
@@ -248,7 +248,7 @@ async fn both_listeners_serve_their_document_as_committed() {
 
 #[tokio::test]
 async fn the_documents_list_exactly_the_routes_the_routers_serve() {
-    let (app, _emulator) = spawn_with_emulator(&[]).await;
+    let app = TestApp::emulated().start().await;
     let (public, _) = fetch_document(&app, &app.addr.to_string()).await;
     let (admin, _) = fetch_document(&app, &app.admin_addr.to_string()).await;
     assert_eq!(documented_routes(&public), expected_routes(PUBLIC_ROUTES));
@@ -289,7 +289,7 @@ async fn the_documents_list_exactly_the_routes_the_routers_serve() {
 
 #[tokio::test]
 async fn real_answers_validate_against_the_documented_schemas() {
-    let (app, _emulator) = spawn_with_emulator(&[]).await;
+    let app = TestApp::emulated().start().await;
     let (public, _) = fetch_document(&app, &app.addr.to_string()).await;
     let (admin, _) = fetch_document(&app, &app.admin_addr.to_string()).await;
 

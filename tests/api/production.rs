@@ -14,7 +14,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
 
-use crate::helpers::{MockSts, TempFile, eventually, spawn_app};
+use crate::helpers::{MockSts, TempFile, TestApp, eventually};
 
 /// A test CA and a way to issue `localhost` certificates, each with its own common name.
 struct TestCa {
@@ -115,15 +115,13 @@ async fn https_app(
     let cert = TempFile::new("cert.pem", cert_pem);
     let key = TempFile::new("key.pem", key_pem);
     let mock = MockSts::start(vec![]).await;
-    let app = spawn_app(
-        &mock.endpoint(),
-        &[
+    let app = TestApp::builder(&mock.endpoint())
+        .env(&[
             ("STSVEND_TLS_CERT", cert.path.to_str().unwrap()),
             ("STSVEND_TLS_KEY", key.path.to_str().unwrap()),
-        ],
-        None,
-    )
-    .await;
+        ])
+        .start()
+        .await;
     (app, cert, key, mock)
 }
 
@@ -184,7 +182,7 @@ async fn https_negotiates_http2_for_clients_that_offer_it() {
 #[tokio::test]
 async fn the_kill_switch_stops_vending_drops_tokens_and_comes_back() {
     let mock = MockSts::start(vec![]).await;
-    let app = spawn_app(&mock.endpoint(), &[], None).await;
+    let app = TestApp::builder(&mock.endpoint()).start().await;
     let admin = |path: &str| format!("http://{}{path}", app.admin_addr);
     let first: Value = app.get("/get_sts_token").await.json().await.unwrap();
     let calls_before = mock.calls();
@@ -259,7 +257,7 @@ async fn the_kill_switch_stops_vending_drops_tokens_and_comes_back() {
 #[tokio::test]
 async fn the_admin_routes_are_not_on_the_public_port() {
     let mock = MockSts::start(vec![]).await;
-    let app = spawn_app(&mock.endpoint(), &[], None).await;
+    let app = TestApp::builder(&mock.endpoint()).start().await;
     assert_ne!(app.addr, app.admin_addr);
     assert_eq!(app.get("/metrics").await.status(), 404);
     let kill = app
@@ -291,7 +289,7 @@ async fn the_admin_routes_are_not_on_the_public_port() {
 #[tokio::test]
 async fn only_get_head_and_options_are_accepted_and_responses_say_nosniff() {
     let mock = MockSts::start(vec![]).await;
-    let app = spawn_app(&mock.endpoint(), &[], None).await;
+    let app = TestApp::builder(&mock.endpoint()).start().await;
     for method in ["POST", "PUT", "DELETE", "PATCH", "TRACE", "CONNECT-ISH"] {
         let Ok(method) = method.parse::<reqwest::Method>() else {
             continue;
@@ -317,7 +315,7 @@ async fn only_get_head_and_options_are_accepted_and_responses_say_nosniff() {
 #[tokio::test]
 async fn oversized_headers_get_431() {
     let mock = MockSts::start(vec![]).await;
-    let app = spawn_app(&mock.endpoint(), &[], None).await;
+    let app = TestApp::builder(&mock.endpoint()).start().await;
     let mut stream = TcpStream::connect(app.addr).await.unwrap();
     let big = "a".repeat(40 * 1024);
     let request = format!("GET /get_sts_token HTTP/1.1\r\nHost: localhost\r\nX-Big: {big}\r\n\r\n");
@@ -334,7 +332,7 @@ async fn oversized_headers_get_431() {
 #[tokio::test]
 async fn a_client_that_never_finishes_its_headers_is_cut_off() {
     let mock = MockSts::start(vec![]).await;
-    let app = spawn_app(&mock.endpoint(), &[], None).await;
+    let app = TestApp::builder(&mock.endpoint()).start().await;
     let mut stream = TcpStream::connect(app.addr).await.unwrap();
     stream
         .write_all(b"GET /get_sts_token HTTP/1.1\r\nHost: localhost\r\n")
@@ -360,7 +358,7 @@ async fn a_client_that_never_finishes_its_headers_is_cut_off() {
 #[tokio::test]
 async fn the_healthcheck_command_reports_health() {
     let mock = MockSts::start(vec![]).await;
-    let app = spawn_app(&mock.endpoint(), &[], None).await;
+    let app = TestApp::builder(&mock.endpoint()).start().await;
     let run = |url: String| {
         std::process::Command::new(env!("CARGO_BIN_EXE_stsvend"))
             .args(["healthcheck", "--url", &url])

@@ -11,8 +11,8 @@ use stsvend::auth::subject::session_name;
 use stsvend::sts::policy::{bound_to_source_network, logstore_policy, parse_logstores};
 
 use crate::helpers::{
-    Answer, JWT_SECRET, LogCapture, MockSts, Reply, TestApp, TimedSts, assert_logged_denial,
-    bearer, hs256_jwt, max_in_window, spawn_app,
+    Answer, JWT_SECRET, LogCapture, MockSts, Reply, TestApp, assert_logged_denial, bearer,
+    hs256_jwt, max_in_window,
 };
 
 /// The shared token's session name (the default `role_session_name`).
@@ -33,7 +33,7 @@ async fn jwt_app(endpoint: &str, extra: &[(&str, &str)]) -> TestApp {
         ("STSVEND_LOGSTORE", "my-proj/web-log"),
     ];
     env.extend_from_slice(extra);
-    let app = spawn_app(endpoint, &env, None).await;
+    let app = TestApp::builder(endpoint).env(&env).start().await;
     app.wait_ready().await;
     app
 }
@@ -196,7 +196,7 @@ async fn crowd_of_new_users(
 async fn a_crowd_of_new_users_never_spends_more_than_the_sts_budget_and_cached_users_are_served() {
     const BUDGET: f64 = 5.0;
     let (logs, _guard) = LogCapture::start();
-    let mock = TimedSts::start(vec![]).await;
+    let mock = MockSts::start(vec![]).await;
     // The per-network new-token limit (issue 13) would refuse part of this crowd from one
     // address first; this test is about the budget.
     let app = jwt_app(
@@ -281,7 +281,7 @@ async fn a_crowd_of_new_users_never_spends_more_than_the_sts_budget_and_cached_u
 
 #[tokio::test]
 async fn no_one_second_window_sees_more_assume_role_calls_than_the_budget_per_second() {
-    let mock = TimedSts::start(vec![]).await;
+    let mock = MockSts::start(vec![]).await;
     let app = jwt_app(
         &mock.endpoint(),
         &[
@@ -388,16 +388,14 @@ fn bound_policies(requests: &[HashMap<String, String>]) -> Vec<(String, String)>
 #[tokio::test]
 async fn source_ip_binding_denies_every_other_address_in_the_policy_sts_receives() {
     let mock = MockSts::start(vec![]).await;
-    let app = spawn_app(
-        &mock.endpoint(),
-        &[
+    let app = TestApp::builder(&mock.endpoint())
+        .env(&[
             ("STSVEND_LOGSTORE", "my-proj/web-log"),
             ("STSVEND_BIND_SOURCE_IP", "true"),
             ("STSVEND_TRUSTED_PROXIES", "127.0.0.1/32"),
-        ],
-        None,
-    )
-    .await;
+        ])
+        .start()
+        .await;
     app.wait_ready().await;
     assert_eq!(
         mock.requests()[0]["Policy"],
@@ -462,15 +460,13 @@ async fn source_ip_binding_denies_every_other_address_in_the_policy_sts_receives
 #[tokio::test]
 async fn without_trusted_proxies_a_bound_token_names_the_socket_address_whatever_the_headers_say() {
     let mock = MockSts::start(vec![]).await;
-    let app = spawn_app(
-        &mock.endpoint(),
-        &[
+    let app = TestApp::builder(&mock.endpoint())
+        .env(&[
             ("STSVEND_LOGSTORE", "my-proj/web-log"),
             ("STSVEND_BIND_SOURCE_IP", "true"),
-        ],
-        None,
-    )
-    .await;
+        ])
+        .start()
+        .await;
     app.wait_ready().await;
     for spoof in ["198.51.100.7", "203.0.113.9"] {
         let headers = vec![

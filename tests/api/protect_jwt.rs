@@ -14,8 +14,7 @@ use stsvend::clock::Clock;
 use crate::helpers::{
     Answer, ClosedPort, JWT_AUDIENCE, JWT_ISSUER, JWT_SECRET, JwksServer, LogCapture, MockSts,
     TestApp, bearer, ec_key, hs256_jwt, hs256_key, jump_ahead, jwt_claims, jwt_fixture,
-    jwt_fixture_path, rotated_rsa_key, rsa_key, sign_jwt, spawn_app, spawn_app_with_clock,
-    unix_now,
+    jwt_fixture_path, rotated_rsa_key, rsa_key, sign_jwt, unix_now,
 };
 
 /// Request headers, name and value.
@@ -27,7 +26,7 @@ async fn jwt_app(mock: &MockSts, jwks_url: &str, extra: &[(&str, &str)]) -> Test
     let mut env = jwt_env(jwks_url);
     // Later entries win.
     env.extend_from_slice(extra);
-    let app = spawn_app(&mock.endpoint(), &env, None).await;
+    let app = TestApp::builder(&mock.endpoint()).env(&env).start().await;
     app.wait_ready().await;
     app
 }
@@ -152,18 +151,16 @@ async fn valid_hs256_rs256_and_es256_tokens_each_get_a_token_for_their_subject()
 async fn a_jwks_file_verifies_rs256_and_es256_tokens() {
     let mock = MockSts::start(vec![]).await;
     let file = jwt_fixture_path("jwks.json");
-    let app = spawn_app(
-        &mock.endpoint(),
-        &[
+    let app = TestApp::builder(&mock.endpoint())
+        .env(&[
             ("STSVEND_AUTH", "jwt"),
             ("STSVEND_JWT_JWKS_FILE", file.to_str().unwrap()),
             ("STSVEND_JWT_ISSUER", JWT_ISSUER),
             ("STSVEND_JWT_AUDIENCE", JWT_AUDIENCE),
             ("STSVEND_LOGSTORE", "my-proj/web-log"),
-        ],
-        None,
-    )
-    .await;
+        ])
+        .start()
+        .await;
     app.wait_ready().await;
     let rs = sign_jwt(
         Algorithm::RS256,
@@ -422,7 +419,11 @@ async fn an_unknown_kid_refetches_the_jwks_once_and_is_then_refused() {
     // The service's wall clock follows tokio time, so the test can move it a minute on.
     #[allow(clippy::disallowed_methods)] // the service's clock starts at the real time
     let clock = Clock::following_tokio(chrono::Utc::now());
-    let app = spawn_app_with_clock(&mock.endpoint(), &jwt_env(&jwks.url()), None, clock).await;
+    let app = TestApp::builder(&mock.endpoint())
+        .env(&jwt_env(&jwks.url()))
+        .clock(clock)
+        .start()
+        .await;
     app.wait_ready().await;
     let token = |kid: &str, key: &EncodingKey, subject: &str| {
         sign_jwt(Algorithm::RS256, Some(kid), &jwt_claims(subject), key)
@@ -555,18 +556,16 @@ async fn an_unreachable_key_server_is_a_503_in_jwt_mode_and_the_guest_token_in_r
 async fn report_mode_serves_the_guest_token_without_a_valid_jwt_and_a_personal_one_with_it() {
     let (logs, _guard) = LogCapture::start();
     let mock = MockSts::start(vec![]).await;
-    let app = spawn_app(
-        &mock.endpoint(),
-        &[
+    let app = TestApp::builder(&mock.endpoint())
+        .env(&[
             ("STSVEND_AUTH", "report"),
             ("STSVEND_JWT_HS256_SECRET", JWT_SECRET),
             ("STSVEND_JWT_ISSUER", JWT_ISSUER),
             ("STSVEND_JWT_AUDIENCE", JWT_AUDIENCE),
             ("STSVEND_LOGSTORE", "my-proj/web-log"),
-        ],
-        None,
-    )
-    .await;
+        ])
+        .start()
+        .await;
     app.wait_ready().await;
     let guest_key = mock.issued()[0].access_key_id.clone();
     assert_eq!(session_names(&mock), ["stsvend"]);

@@ -5,8 +5,7 @@
 use std::time::Instant;
 
 use crate::helpers::{
-    Answer, JWT_SECRET, LogCapture, MockSts, TestApp, assert_logged_denial, bearer, hs256_jwt,
-    send, spawn_app,
+    Answer, JWT_SECRET, LogCapture, MockSts, TestApp, assert_logged_denial, bearer, hs256_jwt, send,
 };
 
 /// Request headers, name and value.
@@ -16,7 +15,7 @@ type Headers = Vec<(String, String)>;
 async fn app_with(mock: &MockSts, extra: &[(&str, &str)]) -> TestApp {
     let mut env = vec![("STSVEND_LOGSTORE", "my-proj/web-log")];
     env.extend_from_slice(extra);
-    let app = spawn_app(&mock.endpoint(), &env, None).await;
+    let app = TestApp::builder(&mock.endpoint()).env(&env).start().await;
     app.wait_ready().await;
     app
 }
@@ -285,12 +284,11 @@ async fn cors_answers_exactly_the_allowed_origins_of_each_profile_and_never_a_wi
     "#
     );
     // The default profile (from the environment) has no origins: mini programs need no CORS.
-    let app = spawn_app(
-        &mock.endpoint(),
-        &[("STSVEND_LOGSTORE", "my-proj/mini-log")],
-        Some(&file),
-    )
-    .await;
+    let app = TestApp::builder(&mock.endpoint())
+        .env(&[("STSVEND_LOGSTORE", "my-proj/mini-log")])
+        .file(&file)
+        .start()
+        .await;
     app.wait_ready().await;
 
     // (path, origin, whether it is allowed, whether the profile checks JWTs)

@@ -6,8 +6,8 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 
 use crate::helpers::{
-    MockSts, ROLE_ARN, Reply, ServiceProcess, TEST_KEY_ID, TEST_KEY_SECRET, free_port, http_client,
-    sample, scrape, spawn_app,
+    Launch, MockSts, ROLE_ARN, Reply, ServiceProcess, TEST_KEY_ID, TEST_KEY_SECRET, TestApp,
+    http_client, sample, scrape,
 };
 
 /// The binary's environment against `endpoint`, plus `extra`.
@@ -247,7 +247,10 @@ async fn at_the_cap_the_idlest_connection_makes_room_for_a_newcomer() {
     // The recorder must be in place before the listener takes its gauge handle.
     let reached_before = public_connections("stsvend_connection_limit_reached_total");
     let evicted_before = public_connections("stsvend_connections_evicted_total");
-    let app = spawn_app(&mock.endpoint(), &[("STSVEND_MAX_CONNECTIONS", "20")], None).await;
+    let app = TestApp::builder(&mock.endpoint())
+        .env(&[("STSVEND_MAX_CONNECTIONS", "20")])
+        .start()
+        .await;
     let url = app.url("/get_sts_token");
     assert!(answers(&url, Duration::from_secs(5)).await);
 
@@ -298,8 +301,11 @@ async fn the_open_files_limit_is_raised_for_the_cap_or_the_shortfall_named() {
     let endpoint = mock.endpoint();
     let env = service_env(&endpoint, &[("STSVEND_MAX_CONNECTIONS", "1000")]);
     let start = |soft, hard| {
-        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
-        ServiceProcess::spawn_with_open_files(&["serve"], &env, addr, soft, hard)
+        let launch = Launch {
+            open_files: Some((soft, hard)),
+            ..Launch::default()
+        };
+        ServiceProcess::spawn_with(&["serve"], &env, launch)
     };
 
     // A soft limit of 256 under a hard one of 4096: raised to 1000 + 128 admin + 64 others.

@@ -7,10 +7,7 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use serde_json::Value;
 use stsvend::sts::signature;
 
-use crate::helpers::{
-    MockSts, ROLE_ARN, Reply, TEST_KEY_ID, TEST_KEY_SECRET, eventually, spawn_app,
-    spawn_with_emulator,
-};
+use crate::helpers::{MockSts, ROLE_ARN, Reply, TEST_KEY_ID, TEST_KEY_SECRET, TestApp, eventually};
 
 fn expiration_of(body: &Value) -> DateTime<Utc> {
     NaiveDateTime::parse_from_str(body["Expiration"].as_str().unwrap(), "%Y-%m-%dT%H:%M:%SZ")
@@ -25,7 +22,10 @@ fn now() -> DateTime<Utc> {
 
 #[tokio::test]
 async fn token_has_exactly_the_four_pascal_case_keys_and_the_right_headers() {
-    let (app, _emulator) = spawn_with_emulator(&[("STSVEND_LOGSTORE", "my-proj/web-log")]).await;
+    let app = TestApp::emulated()
+        .env(&[("STSVEND_LOGSTORE", "my-proj/web-log")])
+        .start()
+        .await;
     let response = app.get("/get_sts_token").await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["content-type"], "application/json");
@@ -65,16 +65,14 @@ async fn token_has_exactly_the_four_pascal_case_keys_and_the_right_headers() {
 #[tokio::test]
 async fn sts_receives_the_configured_parameters_signed_with_a_fresh_nonce() {
     let mock = MockSts::start(vec![]).await;
-    let app = spawn_app(
-        &mock.endpoint(),
-        &[
+    let app = TestApp::builder(&mock.endpoint())
+        .env(&[
             ("STSVEND_LOGSTORE", "my-proj/web-log"),
             ("STSVEND_ROLE_SESSION_NAME", "mini-app"),
             ("STSVEND_DURATION_SECONDS", "900"),
-        ],
-        None,
-    )
-    .await;
+        ])
+        .start()
+        .await;
     assert_eq!(app.get("/get_sts_token").await.status(), 200);
     let requests = mock.requests();
     assert_eq!(requests.len(), 1);
@@ -120,12 +118,10 @@ async fn sts_receives_the_configured_parameters_signed_with_a_fresh_nonce() {
 #[tokio::test]
 async fn a_security_token_in_the_environment_is_sent_with_the_request() {
     let mock = MockSts::start(vec![]).await;
-    let app = spawn_app(
-        &mock.endpoint(),
-        &[("ALIBABA_CLOUD_SECURITY_TOKEN", "CAIS+base/token==")],
-        None,
-    )
-    .await;
+    let app = TestApp::builder(&mock.endpoint())
+        .env(&[("ALIBABA_CLOUD_SECURITY_TOKEN", "CAIS+base/token==")])
+        .start()
+        .await;
     assert_eq!(app.get("/get_sts_token").await.status(), 200);
     assert_eq!(mock.requests()[0]["SecurityToken"], "CAIS+base/token==");
     assert!(
@@ -141,7 +137,7 @@ async fn every_retry_uses_a_new_nonce_and_timestamp() {
         Reply::error(400, "Throttling.User"),
     ])
     .await;
-    let app = spawn_app(&mock.endpoint(), &[], None).await;
+    let app = TestApp::builder(&mock.endpoint()).start().await;
     assert!(
         eventually(Duration::from_secs(8), || async {
             app.get("/get_sts_token").await.status() == 200
@@ -170,12 +166,10 @@ async fn five_hundred_concurrent_first_requests_cause_exactly_one_sts_call() {
     )])
     .await;
     // All 500 come from 127.0.0.1: lift the per-address limit (default burst 300) here.
-    let app = spawn_app(
-        &mock.endpoint(),
-        &[("STSVEND_RATE_LIMIT_BURST", "1000")],
-        None,
-    )
-    .await;
+    let app = TestApp::builder(&mock.endpoint())
+        .env(&[("STSVEND_RATE_LIMIT_BURST", "1000")])
+        .start()
+        .await;
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(20))
         .build()
@@ -205,7 +199,7 @@ async fn five_hundred_concurrent_first_requests_cause_exactly_one_sts_call() {
 #[tokio::test]
 async fn a_cached_token_is_served_without_calling_sts_again() {
     let mock = MockSts::start(vec![]).await;
-    let app = spawn_app(&mock.endpoint(), &[], None).await;
+    let app = TestApp::builder(&mock.endpoint()).start().await;
     let first = app.get("/get_sts_token").await.text().await.unwrap();
     for _ in 0..50 {
         assert_eq!(app.get("/get_sts_token").await.text().await.unwrap(), first);
@@ -218,12 +212,10 @@ async fn the_token_is_renewed_ahead_of_expiry_and_never_served_below_min_remaini
     // Tokens that live 8 s with 3 s that must remain: servable for 5 s, renewed after ~2.5 s.
     let mock = MockSts::start(vec![]).await;
     mock.set_fallback(Reply::Success { lifetime: 8 });
-    let app = spawn_app(
-        &mock.endpoint(),
-        &[("STSVEND_MIN_REMAINING_SECONDS", "3")],
-        None,
-    )
-    .await;
+    let app = TestApp::builder(&mock.endpoint())
+        .env(&[("STSVEND_MIN_REMAINING_SECONDS", "3")])
+        .start()
+        .await;
     let mut keys = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(7);
     while tokio::time::Instant::now() < deadline {
@@ -263,7 +255,7 @@ async fn named_profiles_are_served_under_their_own_path() {
         role_session_name = "partner-app"
         logstore = "partner-proj/events"
     "#;
-    let app = spawn_app(&mock.endpoint(), &[], Some(file)).await;
+    let app = TestApp::builder(&mock.endpoint()).file(file).start().await;
     assert_eq!(app.get("/get_sts_token").await.status(), 200);
     assert_eq!(app.get("/get_sts_token/partner").await.status(), 200);
     let roles: Vec<String> = mock
@@ -302,7 +294,7 @@ async fn named_profiles_are_served_under_their_own_path() {
 
 #[tokio::test]
 async fn other_methods_get_405_with_an_allow_header_and_a_json_error() {
-    let (app, _emulator) = spawn_with_emulator(&[]).await;
+    let app = TestApp::emulated().start().await;
     for method in ["POST", "PUT", "DELETE", "PATCH"] {
         for path in ["/get_sts_token", "/get_sts_token/default"] {
             let response = app
@@ -327,7 +319,7 @@ async fn other_methods_get_405_with_an_allow_header_and_a_json_error() {
 
 #[tokio::test]
 async fn unknown_paths_get_a_json_404() {
-    let (app, _emulator) = spawn_with_emulator(&[]).await;
+    let app = TestApp::emulated().start().await;
     let response = app.get("/nothing/here?x=1").await;
     assert_eq!(response.status(), 404);
     let body: Value = response.json().await.unwrap();
@@ -341,7 +333,7 @@ async fn readiness_follows_the_token_and_liveness_does_not() {
         Reply::Success { lifetime: 3600 },
     )])
     .await;
-    let app = spawn_app(&mock.endpoint(), &[], None).await;
+    let app = TestApp::builder(&mock.endpoint()).start().await;
     assert_eq!(app.get("/healthz").await.status(), 200);
     let early = app.get("/readyz").await;
     assert_eq!(early.status(), 503, "not ready before the first token");
