@@ -14,6 +14,7 @@
 //! - [`credentials`]: the service's own AccessKey, held in redacting types;
 //! - [`emulator`]: the local STS behind `stsvend dev` and the integration tests;
 //! - [`check`]: `stsvend check`, the operator's dry run;
+//! - [`fleet`]: fleet mode's Redis store (sealed tokens, budget, limits, kill switch);
 //! - [`metrics`], [`audit`]: Prometheus series and the one-line-per-token audit log;
 //! - [`clock`], [`backoff`], [`profile_name`], [`outbound`], [`telemetry`], [`shutdown`]: small
 //!   infrastructure that imports nothing above it.
@@ -28,6 +29,7 @@ pub mod clock;
 pub mod config;
 pub mod credentials;
 pub mod emulator;
+pub mod fleet;
 pub mod healthcheck;
 pub mod http;
 pub mod metrics;
