@@ -2,9 +2,18 @@
 # The whole test suite, from a fresh clone: Rust unit and integration tests, the signature
 # vectors and credential-chain decisions re-derived with the official Python SDKs, and the
 # end-to-end test with the real @aliyun-sls npm packages. Needs cargo, python3 (with venv) and node/npm; fetches crates,
-# PyPI and npm packages on first run.
+# PyPI and npm packages on first run, and installs Debian's redis-server if it is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# The fleet tests (tests/fleet) start their own redis-server from Debian's package.
+if ! command -v redis-server >/dev/null 2>&1; then
+  echo "== installing redis-server (Debian package) for the fleet tests"
+  SUDO=""
+  if [ "$(id -u)" != 0 ]; then SUDO="sudo -n"; fi
+  $SUDO env DEBIAN_FRONTEND=noninteractive timeout 600 apt-get update -q
+  $SUDO env DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -q --no-install-recommends redis-server
+fi
 
 echo "== cargo test"
 cargo test --locked --all-targets

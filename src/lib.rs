@@ -15,6 +15,7 @@
 //! - [`emulator`]: the local STS behind `stsvend dev` and the integration tests;
 //! - [`cmd`]: the subcommands' work: `serve` and `dev` wiring, `check` (the operator's dry run)
 //!   and `healthcheck`;
+//! - [`fleet`]: fleet mode's Redis store (sealed tokens, budget, limits, kill switch);
 //! - [`metrics`], [`audit`]: Prometheus series and the one-line-per-token audit log;
 //! - [`clock`], [`profile_name`], [`outbound`], [`telemetry`], [`shutdown`]: small
 //!   infrastructure that imports nothing above it.
@@ -27,6 +28,7 @@ pub mod cmd;
 pub mod config;
 pub mod credentials;
 pub mod emulator;
+pub mod fleet;
 pub mod http;
 pub mod metrics;
 pub mod network;

@@ -1,0 +1,23 @@
+//! Fleet mode (issue 15): what several replicas share through Redis — sealed tokens with a
+//! fleet-wide single flight, the STS budget, rate limits and the kill switch.
+//!
+//! This folder is the store's building blocks only; nothing here is wired into the app yet.
+//! Every command is bounded by the command timeout, every value read back by a size limit, and
+//! every failure is a typed [`store::StoreError`] so that callers can fall back to local
+//! behaviour instead of failing.
+//!
+//! - [`settings`]: the `STSVEND_REDIS_*` settings, secrets in redacting types;
+//! - [`seal`]: the AEAD that keeps every stored value unreadable without the key;
+//! - [`store`]: the connection, up/down state, server version, the probe round trip;
+//! - [`tokens`]: sealed tokens, the fleet-wide single flight, the shared token's lease;
+//! - [`budget`]: the fleet-wide STS budget with its two lanes (one Lua script);
+//! - [`limits`]: GCRA rate limits (one Lua script);
+//! - [`kill_switch`]: the stored kill switch, its publication and its follower task.
+
+pub mod budget;
+pub mod kill_switch;
+pub mod limits;
+pub mod seal;
+pub mod settings;
+pub mod store;
+pub mod tokens;
