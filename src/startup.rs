@@ -16,7 +16,7 @@ use jsonwebtoken::Algorithm;
 
 use crate::auth::jwt::{JwtConfig, JwtSetupError, JwtVerifier};
 use crate::clock::Clock;
-use crate::config::{AuthMode, Config, JwtAlgorithm, JwtSettings};
+use crate::config::{AuthMode, Config, JwtAlgorithm, JwtSettings, Profile};
 use crate::credentials::CredentialsProvider;
 use crate::http::ProfileState;
 use crate::http::limits::RateLimits;
@@ -127,6 +127,123 @@ pub struct App {
     cancel: CancellationToken,
 }
 
+/// The public listener, and the admin one unless both are asked for on the same port.
+async fn bind_listeners(
+    config: &Config,
+) -> Result<(TcpListener, Option<TcpListener>), StartupError> {
+    let bind = |addr: SocketAddr| async move {
+        TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartupError::Bind { addr, source })
+    };
+    let listener = bind(config.listen).await?;
+    raise_open_files_limit(config.max_connections);
+    // Port 0 means "any free port" twice, not the same address.
+    let shared_port = config.admin_listen == config.listen && config.listen.port() != 0;
+    let admin_listener = if shared_port {
+        tracing::warn!(addr = %config.listen, "the admin routes (metrics, kill switch) share the public listener, as STSVEND_ADMIN_LISTEN asks");
+        None
+    } else {
+        Some(bind(config.admin_listen).await?)
+    };
+    Ok((listener, admin_listener))
+}
+
+/// What every profile's token keepers are made from.
+struct TokenSources<'a> {
+    config: &'a Config,
+    client: StsClient,
+    credentials: CredentialsProvider,
+    clock: Clock,
+    cancel: &'a CancellationToken,
+}
+
+impl TokenSources<'_> {
+    /// One profile's shared token (fetched ahead from now on), its per-caller tokens when it
+    /// has callers of its own, its JWT verifier and its limits.
+    fn profile_state(&self, profile: &Profile) -> Result<ProfileState, StartupError> {
+        let fetcher = StsFetcher {
+            client: self.client.clone(),
+            credentials: self.credentials.clone(),
+            call: profile.call.clone(),
+        };
+        let (shared, _task) = shared::spawn(
+            profile.name.clone(),
+            fetcher,
+            self.clock.clone(),
+            self.config.min_remaining,
+            self.cancel.child_token(),
+            Arc::new(tokio::sync::Notify::new()),
+        );
+        let access = &profile.access;
+        let verifier = access
+            .jwt
+            .as_ref()
+            .map(|settings| JwtVerifier::new(jwt_config(settings)))
+            .transpose()
+            .map_err(|source| StartupError::Jwt {
+                profile: profile.name.clone(),
+                source,
+            })?;
+        let per_caller = access.auth != AuthMode::None || access.bind_source_ip;
+        let callers = per_caller.then(|| -> Arc<dyn Tokens> {
+            CallerTokens::with_settings(
+                profile.name.clone(),
+                profile.call.clone(),
+                self.client.clone(),
+                self.credentials.clone(),
+                self.clock.clone(),
+                caller_settings(self.config),
+            )
+        });
+        crate::metrics::record_profile_enabled(&profile.name, true);
+        Ok(ProfileState {
+            name: profile.name.clone(),
+            shared,
+            callers,
+            limits: RateLimits::with_grouping(access.rate_limit, self.config.grouping),
+            auth: access.auth,
+            verifier,
+            bind_source_ip: access.bind_source_ip,
+            cors_origins: access.cors_origins.clone(),
+            would_deny: AtomicU64::new(0),
+            enabled: AtomicBool::new(true),
+        })
+    }
+}
+
+/// The public router, and the admin router with its listener (or the admin routes merged into
+/// the public router when they share it).
+fn routers(
+    config: &Config,
+    state: AppState,
+    metrics: Option<admin::RenderMetrics>,
+    extra_routes: Option<Router>,
+    admin_listener: Option<TcpListener>,
+) -> (Router, Option<(TcpListener, Router)>) {
+    // Every router on the public listener shares one in-flight cap; each keeps its own
+    // method rule (the token routes read only, the dev sink and kill switch take `POST`).
+    let edge = http::edge::Edge::default();
+    let mut public = http::public_router_on(state.clone(), &edge);
+    if let Some(extra) = extra_routes {
+        let extra = http::harden(extra, edge.with_methods(http::edge::Methods::Routed));
+        public = extra.merge(public);
+    }
+    match admin_listener {
+        Some(admin_listener) => (
+            public,
+            Some((
+                admin_listener,
+                admin::admin_router(state, metrics, &config.admin),
+            )),
+        ),
+        None => (
+            public.merge(admin::admin_routes(state, metrics, &config.admin, &edge)),
+            None,
+        ),
+    }
+}
+
 fn caller_settings(config: &Config) -> callers::CallerSettings {
     callers::CallerSettings {
         min_remaining: config.min_remaining,
@@ -222,98 +339,26 @@ impl App {
             .map(Tls::load)
             .transpose()
             .map_err(StartupError::Tls)?;
-        let bind = |addr: SocketAddr| async move {
-            TcpListener::bind(addr)
-                .await
-                .map_err(|source| StartupError::Bind { addr, source })
-        };
-        let listener = bind(config.listen).await?;
-        raise_open_files_limit(config.max_connections);
-        // Port 0 means "any free port" twice, not the same address.
-        let shared_port = config.admin_listen == config.listen && config.listen.port() != 0;
-        let admin_listener = if shared_port {
-            tracing::warn!(addr = %config.listen, "the admin routes (metrics, kill switch) share the public listener, as STSVEND_ADMIN_LISTEN asks");
-            None
-        } else {
-            Some(bind(config.admin_listen).await?)
-        };
+        let (listener, admin_listener) = bind_listeners(config).await?;
         let client = StsClient::new(config.sts_endpoint.clone(), clock.clone())
             .map_err(StartupError::HttpClient)?
             .with_budget(budget);
         let cancel = CancellationToken::new();
-        let mut profiles = Vec::new();
-        for profile in &config.profiles {
-            let fetcher = StsFetcher {
-                client: client.clone(),
-                credentials: credentials.clone(),
-                call: profile.call.clone(),
-            };
-            let (shared, _task) = shared::spawn(
-                profile.name.clone(),
-                fetcher,
-                clock.clone(),
-                config.min_remaining,
-                cancel.child_token(),
-                Arc::new(tokio::sync::Notify::new()),
-            );
-            let access = &profile.access;
-            let verifier = access
-                .jwt
-                .as_ref()
-                .map(|settings| JwtVerifier::new(jwt_config(settings)))
-                .transpose()
-                .map_err(|source| StartupError::Jwt {
-                    profile: profile.name.clone(),
-                    source,
-                })?;
-            let per_caller = access.auth != AuthMode::None || access.bind_source_ip;
-            let callers = per_caller.then(|| -> Arc<dyn Tokens> {
-                CallerTokens::with_settings(
-                    profile.name.clone(),
-                    profile.call.clone(),
-                    client.clone(),
-                    credentials.clone(),
-                    clock.clone(),
-                    caller_settings(config),
-                )
-            });
-            crate::metrics::record_profile_enabled(&profile.name, true);
-            profiles.push(ProfileState {
-                name: profile.name.clone(),
-                shared,
-                callers,
-                limits: RateLimits::with_grouping(access.rate_limit, config.grouping),
-                auth: access.auth,
-                verifier,
-                bind_source_ip: access.bind_source_ip,
-                cors_origins: access.cors_origins.clone(),
-                would_deny: AtomicU64::new(0),
-                enabled: AtomicBool::new(true),
-            });
-        }
+        let sources = TokenSources {
+            config,
+            client,
+            credentials,
+            clock: clock.clone(),
+            cancel: &cancel,
+        };
+        let profiles = config
+            .profiles
+            .iter()
+            .map(|profile| sources.profile_state(profile))
+            .collect::<Result<Vec<_>, _>>()?;
         let state = AppState::new(profiles, config.trusted_proxies.clone(), clock);
         tokio::spawn(forget_idle_rate_limits(state.clone(), cancel.child_token()));
-        // Every router on the public listener shares one in-flight cap; each keeps its own
-        // method rule (the token routes read only, the dev sink and kill switch take `POST`).
-        let edge = http::edge::Edge::default();
-        let mut public = http::public_router_on(state.clone(), &edge);
-        if let Some(extra) = extra_routes {
-            let extra = http::harden(extra, edge.with_methods(http::edge::Methods::Routed));
-            public = extra.merge(public);
-        }
-        let (router, admin) = match admin_listener {
-            Some(admin_listener) => (
-                public,
-                Some((
-                    admin_listener,
-                    admin::admin_router(state, metrics, &config.admin),
-                )),
-            ),
-            None => (
-                public.merge(admin::admin_routes(state, metrics, &config.admin, &edge)),
-                None,
-            ),
-        };
+        let (router, admin) = routers(config, state, metrics, extra_routes, admin_listener);
         Ok(Self {
             listener,
             router,

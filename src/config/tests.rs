@@ -157,7 +157,7 @@ fn every_bad_setting_is_reported_at_once_naming_the_setting() {
 }
 
 #[test]
-fn single_problems_are_reported_clearly() {
+fn single_profile_problems_are_reported_clearly() {
     let long_policy = format!(
         r#"{{"Version":"1","Statement":[{{"Effect":"Allow","Action":"log:PostLogStoreLogs","Resource":"{}"}}]}}"#,
         "a".repeat(2100)
@@ -212,6 +212,13 @@ fn single_problems_are_reported_clearly() {
             vec![("STSVEND_ROLE_SESSION_NAME", &long_name)],
             "2-32",
         ),
+    ];
+    assert_each_reported(cases);
+}
+
+#[test]
+fn single_global_problems_are_reported_clearly() {
+    let cases: Vec<Case<'_>> = vec![
         (
             "min remaining leaves no room",
             vec![
@@ -251,11 +258,20 @@ fn single_problems_are_reported_clearly() {
             "`STSVEND_LOGSTORES`: is not a setting this version knows; did you mean `STSVEND_LOGSTORE`?",
         ),
     ];
+    assert_each_reported(cases);
+}
+
+/// Each case alone reports its problem, and no problem line echoes the JWT secret.
+fn assert_each_reported(cases: Vec<Case<'_>>) {
     for (what, pairs, expected) in cases {
         let found = problems(None, &pairs);
         assert!(
             found.iter().any(|p| p.contains(expected)),
             "{what}: {expected:?} not in {found:#?}"
+        );
+        assert!(
+            found.iter().all(|p| !p.contains(HS_SECRET)),
+            "{what}: secret echoed"
         );
     }
 }
@@ -671,6 +687,13 @@ fn bad_access_settings_are_reported() {
             ],
             "https://",
         ),
+    ];
+    assert_each_reported(cases);
+}
+
+#[test]
+fn bad_limit_and_network_settings_are_reported() {
+    let cases: Vec<Case<'_>> = vec![
         (
             "zero rate",
             vec![("STSVEND_RATE_LIMIT_PER_MINUTE", "0")],
@@ -707,17 +730,7 @@ fn bad_access_settings_are_reported() {
             "`STSVEND_MAX_CONNECTIONS`: must be a whole number of connections",
         ),
     ];
-    for (what, pairs, expected) in cases {
-        let found = problems(None, &pairs);
-        assert!(
-            found.iter().any(|p| p.contains(expected)),
-            "{what}: {expected:?} not in {found:#?}"
-        );
-        assert!(
-            found.iter().all(|p| !p.contains(HS_SECRET)),
-            "{what}: secret echoed"
-        );
-    }
+    assert_each_reported(cases);
 }
 
 #[test]

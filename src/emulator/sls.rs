@@ -30,7 +30,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use sha1::Sha1;
 
-use super::sts::EmulatorState;
+use super::sts::{EmulatorState, Minted, constant_time_eq};
 
 /// SLS refuses requests whose time differs from its own by more than this.
 const TIME_WINDOW_SECONDS: i64 = 15 * 60;
@@ -201,12 +201,40 @@ fn accept(
     body: &[u8],
     now: DateTime<Utc>,
 ) -> Result<usize, Refusal> {
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let unauthorized =
-        |code: &'static str, message: &str| (StatusCode::UNAUTHORIZED, code, message.to_owned());
-    let bad =
-        |code: &'static str, message: &str| (StatusCode::BAD_REQUEST, code, message.to_owned());
+    let minted = authenticate(sink, logstore, headers, body, now)?;
+    if !policy_allows(minted.policy.as_deref(), project, logstore, client) {
+        return Err((
+            StatusCode::FORBIDDEN,
+            "Unauthorized",
+            format!(
+                "denied by sts or ram, action: log:PostLogStoreLogs, resource: acs:log:*:*:project/{project}/logstore/{logstore}"
+            ),
+        ));
+    }
+    let payload: Payload = serde_json::from_slice(body)
+        .map_err(|_| bad("PostBodyInvalid", "The body is not a JSON log group."))?;
+    Ok(store(sink, project, logstore, payload, now))
+}
 
+fn unauthorized(code: &'static str, message: &str) -> Refusal {
+    (StatusCode::UNAUTHORIZED, code, message.to_owned())
+}
+
+fn bad(code: &'static str, message: &str) -> Refusal {
+    (StatusCode::BAD_REQUEST, code, message.to_owned())
+}
+
+/// SLS's checks before it looks at the logs: the `LOG` authorization, the request time's
+/// window, the body's MD5, temporary credentials this emulator issued and still valid, and
+/// the signature. The credentials it found, for their policy.
+fn authenticate(
+    sink: &SlsSink,
+    logstore: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+    now: DateTime<Utc>,
+) -> Result<Minted, Refusal> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let authorization = header("authorization")
         .ok_or_else(|| unauthorized("MissAccessKeyId", "The Authorization header is missing."))?;
     let (key_id, signature) = authorization
@@ -226,6 +254,37 @@ fn accept(
                 "The request has no x-log-date or Date header.",
             )
         })?;
+    check_request_time(date, now)?;
+    let md5 = hex_upper(&Md5::digest(body));
+    let content_md5 = header("content-md5").unwrap_or("");
+    if !body.is_empty() && !content_md5.eq_ignore_ascii_case(&md5) {
+        return Err(bad(
+            "InvalidContentMD5",
+            "Content-MD5 does not match the body.",
+        ));
+    }
+    let minted = issued_credentials(sink, key_id, header("x-acs-security-token"), now)?;
+    let to_sign = string_to_sign(
+        "POST",
+        content_md5,
+        header("content-type").unwrap_or(""),
+        date,
+        headers
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?))),
+        &format!("/logstores/{logstore}"),
+    );
+    let expected = sign(&to_sign, minted.secret.expose_secret());
+    if !constant_time_eq(expected.as_bytes(), signature.as_bytes()) {
+        return Err(unauthorized(
+            "SignatureNotMatch",
+            "The signature does not match the request.",
+        ));
+    }
+    Ok(minted)
+}
+
+fn check_request_time(date: &str, now: DateTime<Utc>) -> Result<(), Refusal> {
     let sent = DateTime::parse_from_rfc2822(date)
         .map_err(|_| {
             bad(
@@ -243,22 +302,24 @@ fn accept(
             ),
         ));
     }
-    let md5 = hex_upper(&Md5::digest(body));
-    let content_md5 = header("content-md5").unwrap_or("");
-    if !body.is_empty() && !content_md5.eq_ignore_ascii_case(&md5) {
-        return Err(bad(
-            "InvalidContentMD5",
-            "Content-MD5 does not match the body.",
-        ));
-    }
+    Ok(())
+}
+
+/// The credentials the dev STS emulator issued under `key_id`, when `token` is theirs and they
+/// have not expired.
+fn issued_credentials(
+    sink: &SlsSink,
+    key_id: &str,
+    token: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<Minted, Refusal> {
     let minted = sink.sts.minted(key_id).ok_or_else(|| {
         unauthorized(
             "Unauthorized",
             "The AccessKeyId is not one the dev STS emulator issued.",
         )
     })?;
-    let token = header("x-acs-security-token").unwrap_or("");
-    if token != minted.token.expose_secret() {
+    if token.unwrap_or("") != minted.token.expose_secret() {
         return Err(unauthorized(
             "Unauthorized",
             "The security token does not belong to this AccessKeyId.",
@@ -270,40 +331,17 @@ fn accept(
             "The security token has expired.",
         ));
     }
-    let to_sign = string_to_sign(
-        "POST",
-        content_md5,
-        header("content-type").unwrap_or(""),
-        date,
-        headers
-            .iter()
-            .filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?))),
-        &format!("/logstores/{logstore}"),
-    );
-    let expected = sign(&to_sign, minted.secret.expose_secret());
-    if expected.len() != signature.len()
-        || expected
-            .bytes()
-            .zip(signature.bytes())
-            .fold(0, |acc, (a, b)| acc | (a ^ b))
-            != 0
-    {
-        return Err(unauthorized(
-            "SignatureNotMatch",
-            "The signature does not match the request.",
-        ));
-    }
-    if !policy_allows(minted.policy.as_deref(), project, logstore, client) {
-        return Err((
-            StatusCode::FORBIDDEN,
-            "Unauthorized",
-            format!(
-                "denied by sts or ram, action: log:PostLogStoreLogs, resource: acs:log:*:*:project/{project}/logstore/{logstore}"
-            ),
-        ));
-    }
-    let payload: Payload = serde_json::from_slice(body)
-        .map_err(|_| bad("PostBodyInvalid", "The body is not a JSON log group."))?;
+    Ok(minted)
+}
+
+/// Keeps the logs (the newest [`MAX_KEPT`]) and appends them to the file; how many there were.
+fn store(
+    sink: &SlsSink,
+    project: &str,
+    logstore: &str,
+    payload: Payload,
+    now: DateTime<Utc>,
+) -> usize {
     let received_at = now.format("%Y-%m-%dT%H:%M:%SZ").to_string();
     let logs: Vec<StoredLog> = payload
         .logs
@@ -332,7 +370,7 @@ fn accept(
         }
         kept.push_back(log);
     }
-    Ok(count)
+    count
 }
 
 #[derive(Deserialize)]

@@ -177,59 +177,79 @@ fn assume_role(
     body: &[u8],
 ) -> Result<serde_json::Value, Fault> {
     if method != Method::GET && method != Method::POST {
+        return Err(api_not_found());
+    }
+    let params = Params(collect_params(uri, headers, body)?);
+    let now = state.clock.now();
+    authenticate(state, method, &params, now)?;
+    if state
+        .throttle
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+        .is_ok()
+    {
         return Err(fault(
-            404,
-            "InvalidAction.NotFound",
-            "Specified api is not found, please check your url and method.",
+            400,
+            "Throttling.User",
+            "Request was denied due to user flow control.",
         ));
     }
-    let params = collect_params(uri, headers, body)?;
-    let get = |name: &str| params.get(name).map(String::as_str);
-    let require = |name: &'static str| {
-        get(name).ok_or_else(|| {
+    let call = Call::read(&params)?;
+    Ok(mint(state, &call, now))
+}
+
+/// A request's parameters, by name.
+struct Params(HashMap<String, String>);
+
+impl Params {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str)
+    }
+
+    fn require(&self, name: &'static str) -> Result<&str, Fault> {
+        self.get(name).ok_or_else(|| {
             fault(400, "MissingParameter", format!("The input parameter \"{name}\" that is mandatory for processing this request is not supplied."))
         })
-    };
+    }
+}
 
-    let access_key_id = require("AccessKeyId")?;
-    let given_signature = require("Signature")?;
-    let nonce = require("SignatureNonce")?;
-    let timestamp = require("Timestamp")?;
-    if require("SignatureMethod")? != "HMAC-SHA1" {
+fn api_not_found() -> Fault {
+    fault(
+        404,
+        "InvalidAction.NotFound",
+        "Specified api is not found, please check your url and method.",
+    )
+}
+
+/// The checks STS makes before it looks at the action: signature method and version, the
+/// timestamp's window, the signature itself, and the nonce not seen before.
+fn authenticate(
+    state: &EmulatorState,
+    method: &Method,
+    params: &Params,
+    now: DateTime<Utc>,
+) -> Result<(), Fault> {
+    let access_key_id = params.require("AccessKeyId")?;
+    let given_signature = params.require("Signature")?;
+    let nonce = params.require("SignatureNonce")?;
+    let timestamp = params.require("Timestamp")?;
+    if params.require("SignatureMethod")? != "HMAC-SHA1" {
         return Err(fault(
             400,
             "InvalidParameter.SignatureMethod",
             "Specified signature method is not supported; use HMAC-SHA1.",
         ));
     }
-    if require("SignatureVersion")? != "1.0" {
+    if params.require("SignatureVersion")? != "1.0" {
         return Err(fault(
             400,
             "InvalidParameter.SignatureVersion",
             "Specified signature version is not supported; use 1.0.",
         ));
     }
-
-    let now = state.clock.now();
-    let Ok(sent_at) =
-        NaiveDateTime::parse_from_str(timestamp, TIMESTAMP_FORMAT).map(|t| t.and_utc())
-    else {
-        return Err(fault(
-            400,
-            "InvalidTimeStamp.Format",
-            "Specified time stamp or date value is not well formatted.",
-        ));
-    };
-    if (now - sent_at).num_seconds().abs() > TIMESTAMP_WINDOW_SECONDS {
-        return Err(fault(
-            400,
-            "InvalidTimeStamp.Expired",
-            "Specified time stamp or date value is expired.",
-        ));
-    }
-
-    let secret = secret_for(state, access_key_id, get("SecurityToken"), now)?;
+    check_timestamp(timestamp, now)?;
+    let secret = secret_for(state, access_key_id, params.get("SecurityToken"), now)?;
     let signed: Vec<(&str, &str)> = params
+        .0
         .iter()
         .filter(|(k, _)| k.as_str() != "Signature")
         .map(|(k, v)| (k.as_str(), v.as_str()))
@@ -246,88 +266,120 @@ fn assume_role(
             ),
         ));
     }
+    remember_nonce(state, nonce, now)
+}
 
-    remember_nonce(state, nonce, now)?;
-    if state
-        .throttle
-        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
-        .is_ok()
-    {
+fn check_timestamp(timestamp: &str, now: DateTime<Utc>) -> Result<(), Fault> {
+    let Ok(sent_at) =
+        NaiveDateTime::parse_from_str(timestamp, TIMESTAMP_FORMAT).map(|t| t.and_utc())
+    else {
         return Err(fault(
             400,
-            "Throttling.User",
-            "Request was denied due to user flow control.",
+            "InvalidTimeStamp.Format",
+            "Specified time stamp or date value is not well formatted.",
+        ));
+    };
+    if (now - sent_at).num_seconds().abs() > TIMESTAMP_WINDOW_SECONDS {
+        return Err(fault(
+            400,
+            "InvalidTimeStamp.Expired",
+            "Specified time stamp or date value is expired.",
         ));
     }
+    Ok(())
+}
 
-    if require("Action")? != "AssumeRole" {
-        return Err(fault(
-            404,
-            "InvalidAction.NotFound",
-            "Specified api is not found, please check your url and method.",
-        ));
+/// What an authenticated `AssumeRole` asks for, each parameter checked as STS checks it.
+struct Call<'a> {
+    role_arn: &'a str,
+    session_name: &'a str,
+    duration: u32,
+    policy: Option<&'a str>,
+}
+
+impl<'a> Call<'a> {
+    fn read(params: &'a Params) -> Result<Self, Fault> {
+        if params.require("Action")? != "AssumeRole" {
+            return Err(api_not_found());
+        }
+        if params.require("Version")? != API_VERSION {
+            return Err(fault(
+                400,
+                "InvalidVersion",
+                "Specified parameter Version is not valid.",
+            ));
+        }
+        let role_arn = params.require("RoleArn")?;
+        if RoleArn::parse(role_arn).is_none() {
+            return Err(fault(
+                400,
+                "InvalidParameter.RoleArn",
+                "The parameter RoleArn is wrongly formed.",
+            ));
+        }
+        let session_name = params.require("RoleSessionName")?;
+        if !SessionName::accepted_by_sts(session_name) {
+            return Err(fault(
+                400,
+                "InvalidParameter.RoleSessionName",
+                "The parameter RoleSessionName is wrongly formed.",
+            ));
+        }
+        let duration = duration(params.get("DurationSeconds"))?;
+        let policy = params.get("Policy");
+        if let Some(text) = policy {
+            check_policy(text)?;
+        }
+        Ok(Self {
+            role_arn,
+            session_name,
+            duration,
+            policy,
+        })
     }
-    if require("Version")? != API_VERSION {
-        return Err(fault(
-            400,
-            "InvalidVersion",
-            "Specified parameter Version is not valid.",
-        ));
-    }
-    let role_arn = require("RoleArn")?;
-    if RoleArn::parse(role_arn).is_none() {
-        return Err(fault(
-            400,
-            "InvalidParameter.RoleArn",
-            "The parameter RoleArn is wrongly formed.",
-        ));
-    }
-    let session_name = require("RoleSessionName")?;
-    if !SessionName::accepted_by_sts(session_name) {
-        return Err(fault(
-            400,
-            "InvalidParameter.RoleSessionName",
-            "The parameter RoleSessionName is wrongly formed.",
-        ));
-    }
-    // The emulated role's `MaxSessionDuration` is as if the operator had raised it to the
-    // maximum, so that any duration stsvend accepts also works in dev.
-    let duration = match get("DurationSeconds") {
-        None => DurationSeconds::DEFAULT.get(),
-        Some(text) => match text.parse::<u32>().ok().and_then(DurationSeconds::new) {
-            Some(n) => n.get(),
-            None => {
-                return Err(fault(
+}
+
+/// The emulated role's `MaxSessionDuration` is as if the operator had raised it to the
+/// maximum, so that any duration stsvend accepts also works in dev.
+fn duration(given: Option<&str>) -> Result<u32, Fault> {
+    match given {
+        None => Ok(DurationSeconds::DEFAULT.get()),
+        Some(text) => text
+            .parse::<u32>()
+            .ok()
+            .and_then(DurationSeconds::new)
+            .map(DurationSeconds::get)
+            .ok_or_else(|| {
+                fault(
                     400,
                     "InvalidParameter.DurationSeconds",
                     "The Min/Max value of DurationSeconds is 15min/1hr.",
-                ));
-            }
-        },
-    };
-    if let Some(text) = get("Policy") {
-        match policy::check_policy_document(text) {
-            Ok(_) if text.len() <= policy::MAX_POLICY_LEN => {}
-            Ok(_) | Err(PolicyError::TooLong { .. }) => {
-                return Err(fault(
-                    400,
-                    "InvalidParameter.PolicySize",
-                    "The size of Policy must be smaller than 2048 bytes.",
-                ));
-            }
-            Err(_) => {
-                return Err(fault(
-                    400,
-                    "InvalidParameter.PolicyGrammar",
-                    "The parameter Policy has not passed grammar check.",
-                ));
-            }
-        }
+                )
+            }),
     }
+}
 
+fn check_policy(text: &str) -> Result<(), Fault> {
+    match policy::check_policy_document(text) {
+        Ok(_) if text.len() <= policy::MAX_POLICY_LEN => Ok(()),
+        Ok(_) | Err(PolicyError::TooLong { .. }) => Err(fault(
+            400,
+            "InvalidParameter.PolicySize",
+            "The size of Policy must be smaller than 2048 bytes.",
+        )),
+        Err(_) => Err(fault(
+            400,
+            "InvalidParameter.PolicyGrammar",
+            "The parameter Policy has not passed grammar check.",
+        )),
+    }
+}
+
+/// New temporary credentials for `call`, remembered so that they can sign later calls.
+fn mint(state: &EmulatorState, call: &Call<'_>, now: DateTime<Utc>) -> serde_json::Value {
     let lifetime = match state.token_lifetime.load(Ordering::Relaxed) {
-        0 => i64::from(duration),
-        forced => i64::try_from(forced).unwrap_or(i64::from(duration)),
+        0 => i64::from(call.duration),
+        forced => i64::try_from(forced).unwrap_or(i64::from(call.duration)),
     };
     let expiration = now + chrono::Duration::seconds(lifetime);
     let key_id = format!("STS.NT{}", random_chars(26));
@@ -340,12 +392,17 @@ fn assume_role(
             secret: SecretString::from(secret.clone()),
             token: SecretString::from(token.clone()),
             expiration,
-            policy: get("Policy").map(str::to_owned),
+            policy: call.policy.map(str::to_owned),
         },
         now,
     );
     state.issued.fetch_add(1, Ordering::Relaxed);
-    Ok(json!({
+    let Call {
+        role_arn,
+        session_name,
+        ..
+    } = call;
+    json!({
         "RequestId": "",
         "AssumedRoleUser": {
             "AssumedRoleId": format!("3{}:{session_name}", random_digits(17)),
@@ -357,7 +414,7 @@ fn assume_role(
             "AccessKeySecret": secret,
             "AccessKeyId": key_id,
         },
-    }))
+    })
 }
 
 /// Merges query and form-body parameters, refusing duplicates and unreadable bodies.
@@ -482,8 +539,9 @@ fn remember_minted(state: &EmulatorState, key_id: String, minted: Minted, now: D
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Equal without telling, by its timing, how much of a guess was right.
+pub(super) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    bool::from(subtle::ConstantTimeEq::ct_eq(a, b))
 }
 
 fn random_chars(n: usize) -> String {
