@@ -1,27 +1,29 @@
 //! stsvend hands short-lived, least-privilege Alibaba Cloud STS credentials to web pages and mini
 //! programs, so they can upload logs straight to Simple Log Service.
 //!
-//! A map of the crate, in the order a request meets it:
-//! - [`config`]: environment and TOML file → one validated [`config::Config`];
-//! - [`startup`]: builds the STS client, one token keeper per profile, the routers, the listeners;
-//! - [`server`], [`tls`]: the accept loop (limits, graceful shutdown) and reloadable HTTPS;
-//! - [`tokens`]: the refresh-ahead engine: the shared per-profile token, per-caller tokens in
-//!   bounded memory, and the one interface the HTTP layer asks them through;
-//! - [`auth`]: JWT verification and subject → session name;
-//! - [`admin`]: the admin listener: health, readiness, metrics, the kill switch;
-//! - [`http`]: `GET /get_sts_token[/{profile}]`, `/healthz`, `/readyz`, the error shape;
-//! - [`sts`]: the V1 signer, the `AssumeRole` request and response, session policies;
-//! - [`credentials`]: the service's own AccessKey, held in redacting types;
-//! - [`emulator`]: the local STS behind `stsvend dev` and the integration tests;
-//! - [`cmd`]: the subcommands' work: `serve` and `dev` wiring, `check` (the operator's dry run)
-//!   and `healthcheck`;
-//! - [`fleet`]: fleet mode's Redis store (sealed tokens, budget, limits, kill switch);
-//! - [`metrics`], [`audit`]: Prometheus series and the one-line-per-token audit log;
-//! - [`clock`], [`profile_name`], [`outbound`], [`telemetry`], [`shutdown`]: small
-//!   infrastructure that imports nothing above it.
+//! The module map, one line per module. Commands and wiring:
+//! - [`cmd`]: the subcommands: serve, dev, check, healthcheck;
+//! - [`config`]: environment and TOML file → one validated Config, driven by one settings table;
+//! - [`startup`]: builds the STS client, the token keepers, the routers and the listeners.
+//!
+//! From the socket inward:
+//! - [`server`]: accept loop, connection limits, HTTPS with reload, graceful shutdown;
+//! - [`http`]: token, health and admin routes, the error shape, rate limits, the audit line;
+//! - [`auth`]: who is calling: JWT verification, subject → session name;
+//! - [`tokens`]: the refresh-ahead engine: shared and per-caller tokens behind one interface;
+//! - [`fleet`]: fleet mode's Redis store: sealed tokens, budget, limits, kill switch;
+//! - [`sts`]: V1 signer, `AssumeRole` request and response, policies, names, the budget;
+//! - [`credentials`]: the service's own credentials: the chain of sources, renewal, redaction;
+//! - [`emulator`]: the local STS and SLS sink behind `stsvend dev` and the tests.
+//!
+//! Leaves, importing nothing above them:
+//! - [`clock`]: wall time, passed in so pure logic can be tested with fixed times;
+//! - [`metrics`]: Prometheus series;
+//! - [`network`]: client address grouping: IPv6 prefixes, IPv4 networks;
+//! - [`outbound`]: the one outgoing-HTTP client builder;
+//! - [`profile_name`]: the default profile's name and which names are valid;
+//! - [`telemetry`]: log output (JSON or text), the audit target kept on.
 
-pub mod admin;
-pub mod audit;
 pub mod auth;
 pub mod clock;
 pub mod cmd;
@@ -35,9 +37,7 @@ pub mod network;
 pub mod outbound;
 pub mod profile_name;
 pub mod server;
-pub mod shutdown;
 pub mod startup;
 pub mod sts;
 pub mod telemetry;
-pub mod tls;
 pub mod tokens;

@@ -10,8 +10,9 @@ use clap::{Parser, Subcommand};
 use stsvend::cmd::serve::ServeError;
 use stsvend::cmd::{check, healthcheck, serve};
 use stsvend::config::{self, Config, ConfigFile, Mode};
+use stsvend::server::shutdown;
 use stsvend::sts::names::DurationSeconds;
-use stsvend::{shutdown, telemetry};
+use stsvend::telemetry;
 
 /// Exit code for an invalid configuration or command line.
 const EXIT_CONFIG: u8 = 2;

@@ -19,15 +19,16 @@ use crate::clock::Clock;
 use crate::config::{AuthMode, Config, JwtAlgorithm, JwtSettings, Profile};
 use crate::credentials::CredentialsProvider;
 use crate::http::ProfileState;
+use crate::http::admin;
 use crate::http::limits::RateLimits;
 use crate::http::{self, AppState};
+use crate::server;
+use crate::server::tls::{Tls, TlsError};
 use crate::sts::StsClient;
 use crate::sts::budget::StsBudget;
-use crate::tls::{Tls, TlsError};
 use crate::tokens::callers::{self, CallerTokens};
 use crate::tokens::shared::{self, StsFetcher};
 use crate::tokens::store::Tokens;
-use crate::{admin, server};
 
 /// Once asked to stop, how long in-flight requests get before the process exits anyway. Below
 /// the 10 s that orchestrators commonly allow between SIGTERM and SIGKILL.
@@ -400,7 +401,7 @@ impl App {
         // SIGHUP reloads the certificate; without one it is only logged (never fatal).
         match &self.tls {
             Some(tls) => tokio::spawn(tls.clone().watch(stop.clone())),
-            None => tokio::spawn(crate::shutdown::log_hangups(stop.clone())),
+            None => tokio::spawn(crate::server::shutdown::log_hangups(stop.clone())),
         };
         let admin = self.admin.map(|(listener, router)| {
             let stop = stop.clone();

@@ -2,7 +2,7 @@
 //! `RUST_LOG` (default `info`), written by a background thread so a slow log reader never
 //! stalls a request.
 //!
-//! Audit lines (target `stsvend::audit`, see [`crate::audit`]) are always on at `info`, whatever
+//! Audit lines (target `stsvend::audit`, see [`crate::http::audit`]) are always on at `info`, whatever
 //! `RUST_LOG` says, unless `RUST_LOG` names that target itself.
 
 use std::collections::HashMap;
@@ -22,7 +22,7 @@ pub enum LogFormat {
     Pretty,
 }
 
-/// The `tracing` target of every audit line ([`crate::audit`] writes them). Defined here, where
+/// The `tracing` target of every audit line ([`crate::http::audit`] writes them). Defined here, where
 /// the filter keeps it on, so logging imports nothing above it.
 pub const AUDIT_TARGET: &str = "stsvend::audit";
 

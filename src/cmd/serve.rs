@@ -5,15 +5,16 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::dev;
-use crate::admin::RenderMetrics;
 use crate::clock::Clock;
 use crate::config::{Config, Mode};
 use crate::credentials::CredentialsProvider;
 use crate::credentials::chain::{self, ChainError, ChainInputs};
+use crate::http::admin::RenderMetrics;
 use crate::metrics::{self, Metrics};
+use crate::server::shutdown;
 use crate::startup::{App, StartupError};
 use crate::sts::budget::StsBudget;
-use crate::{shutdown, telemetry};
+use crate::telemetry;
 
 /// How serving can fail.
 #[derive(Debug, thiserror::Error)]

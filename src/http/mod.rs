@@ -1,5 +1,7 @@
 //! The public HTTP surface: token, health and readiness endpoints, and the middleware stack.
 
+pub mod admin;
+pub mod audit;
 pub mod client_ip;
 pub mod edge;
 pub mod error;

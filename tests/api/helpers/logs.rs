@@ -105,7 +105,7 @@ pub(crate) fn assert_logged_denial(
 pub(crate) fn audit_lines(logs: &LogCapture) -> Vec<serde_json::Value> {
     logs.events()
         .into_iter()
-        .filter(|event| event["target"] == stsvend::audit::TARGET)
+        .filter(|event| event["target"] == stsvend::http::audit::TARGET)
         .collect()
 }
 

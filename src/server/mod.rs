@@ -23,8 +23,10 @@
 
 mod connection;
 mod registry;
+pub mod shutdown;
 mod stall;
 mod state;
+pub mod tls;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -49,7 +51,7 @@ use self::connection::{CloseReason, Supervisor, Timeouts};
 use self::registry::{Admission, Registry};
 use self::stall::StallGuard;
 use self::state::ConnState;
-use crate::tls::Tls;
+use crate::server::tls::Tls;
 
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Requests to stsvend are small; a JWT is the largest header we expect (8 KiB at most).
