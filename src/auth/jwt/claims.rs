@@ -1,0 +1,107 @@
+//! The claims a token carries, their checks, and what a valid token says ([`Claims`]).
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+
+use super::error::JwtError;
+use super::limits::LEEWAY_SECONDS;
+
+/// What a valid token says about its bearer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claims {
+    /// `sub`: who the caller is, as the login service names them. Not empty, otherwise
+    /// unchecked: it can hold anything a JSON string can.
+    pub subject: String,
+    /// `iss`, if the token has one: caches and rate limits key callers by (issuer, subject).
+    pub issuer: Option<String>,
+}
+
+/// The registered claims we check. A claim of the wrong JSON type makes the token malformed.
+#[derive(Deserialize)]
+pub(super) struct RawClaims {
+    #[serde(default)]
+    exp: Option<NumericDate>,
+    #[serde(default)]
+    nbf: Option<NumericDate>,
+    /// Not checked, but must be a number if present.
+    #[serde(default)]
+    #[allow(dead_code)] // read only to reject a non-numeric `iat`
+    iat: Option<NumericDate>,
+    #[serde(default)]
+    iss: Option<String>,
+    #[serde(default)]
+    aud: Option<Audience>,
+    #[serde(default)]
+    sub: Option<String>,
+}
+
+/// `aud` is a string or an array of strings (RFC 7519 §4.1.3).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Audience {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// Seconds since the epoch. RFC 7519 allows fractions; they are rounded down.
+struct NumericDate(i64);
+
+impl<'de> Deserialize<'de> for NumericDate {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let number = serde_json::Number::deserialize(deserializer)?;
+        if let Some(seconds) = number.as_i64() {
+            return Ok(Self(seconds));
+        }
+        match number.as_f64() {
+            // `as` saturates, which is what we want for absurdly distant dates.
+            Some(seconds) if seconds.is_finite() => Ok(Self(seconds.floor() as i64)),
+            _ => Err(serde::de::Error::custom("not a NumericDate")),
+        }
+    }
+}
+
+impl RawClaims {
+    pub(super) fn check(
+        self,
+        now: DateTime<Utc>,
+        issuer: Option<&str>,
+        audience: Option<&str>,
+    ) -> Result<Claims, JwtError> {
+        let now = now.timestamp();
+        // A token without `exp` would be valid forever; we treat it as not a token for us.
+        let Some(NumericDate(exp)) = self.exp else {
+            return Err(JwtError::Malformed);
+        };
+        // RFC 7519 §4.1.4: valid only *before* `exp`.
+        if now >= exp.saturating_add(LEEWAY_SECONDS) {
+            return Err(JwtError::Expired);
+        }
+        if let Some(NumericDate(nbf)) = self.nbf
+            && now.saturating_add(LEEWAY_SECONDS) < nbf
+        {
+            return Err(JwtError::NotYetValid);
+        }
+        if let Some(issuer) = issuer
+            && self.iss.as_deref() != Some(issuer)
+        {
+            return Err(JwtError::WrongIssuer);
+        }
+        if let Some(audience) = audience {
+            let matches = match &self.aud {
+                Some(Audience::One(aud)) => aud == audience,
+                Some(Audience::Many(auds)) => auds.iter().any(|aud| aud == audience),
+                None => false,
+            };
+            if !matches {
+                return Err(JwtError::WrongAudience);
+            }
+        }
+        match self.sub {
+            Some(subject) if !subject.is_empty() => Ok(Claims {
+                subject,
+                issuer: self.iss,
+            }),
+            _ => Err(JwtError::MissingSubject),
+        }
+    }
+}
