@@ -197,6 +197,10 @@ fn describe() {
         "stsvend_log_lines_dropped_total",
         "Log lines dropped because standard error could not keep up"
     );
+    describe_gauge!(
+        "stsvend_fleet_store_up",
+        "Fleet mode only: 1 while the fleet store (Redis) answers, 0 while this replica falls back to local behaviour"
+    );
     describe_counter!(
         "stsvend_tls_reloads_total",
         "Reloads of the TLS certificate files: ok (new handshakes get the new pair) or refused (unreadable, unparsable or a key that does not match the certificate; the previous pair stays)"
@@ -428,6 +432,11 @@ pub fn record_profile_enabled(profile: &str, enabled: bool) {
     } else {
         0.0
     });
+}
+
+/// Whether the fleet store answers (fleet mode only); set at start-up and on every change.
+pub fn record_fleet_store_up(up: bool) {
+    gauge!("stsvend_fleet_store_up").set(if up { 1.0 } else { 0.0 });
 }
 
 /// The count of open connections on `listener`; the server increments it per connection

@@ -18,6 +18,7 @@ use crate::auth::jwt::{JwtConfig, JwtSetupError, JwtVerifier};
 use crate::clock::Clock;
 use crate::config::{AuthMode, Config, JwtAlgorithm, JwtSettings, Profile};
 use crate::credentials::CredentialsProvider;
+use crate::fleet::store::FleetStore;
 use crate::http::ProfileState;
 use crate::http::admin;
 use crate::http::limits::RateLimits;
@@ -58,6 +59,10 @@ pub enum StartupError {
 }
 
 /// How often rate-limit state for quiet addresses and users is dropped.
+/// How often a fleet replica pings its store while nothing else uses it: a store that is down
+/// is noticed (and reconnected) within about this long.
+const FLEET_HEALTH_INTERVAL: Duration = Duration::from_secs(1);
+
 const FORGET_IDLE_EVERY: Duration = Duration::from_secs(60);
 
 async fn forget_idle_rate_limits(state: AppState, cancel: CancellationToken) {
@@ -148,6 +153,23 @@ async fn bind_listeners(
         Some(bind(config.admin_listen).await?)
     };
     Ok((listener, admin_listener))
+}
+
+/// Keeps `stsvend_fleet_store_up` current: pings the store every [`FLEET_HEALTH_INTERVAL`]
+/// while nothing else uses it (which also drives reconnection) and follows its up/down state.
+fn follow_fleet_store(store: &FleetStore, cancel: &CancellationToken) {
+    store.spawn_health(FLEET_HEALTH_INTERVAL, cancel.child_token());
+    let mut up = store.watch_up();
+    let cancel = cancel.child_token();
+    tokio::spawn(async move {
+        loop {
+            crate::metrics::record_fleet_store_up(*up.borrow_and_update());
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                changed = up.changed() => if changed.is_err() { return },
+            }
+        }
+    });
 }
 
 /// What every profile's token keepers are made from.
@@ -263,6 +285,7 @@ pub struct AppBuilder<'c> {
     budget: Option<Arc<StsBudget>>,
     metrics: Option<admin::RenderMetrics>,
     extra_routes: Option<Router>,
+    fleet: Option<FleetStore>,
 }
 
 impl std::fmt::Debug for AppBuilder<'_> {
@@ -275,6 +298,7 @@ impl std::fmt::Debug for AppBuilder<'_> {
             .field("budget", &self.budget)
             .field("metrics", &self.metrics.is_some())
             .field("extra_routes", &self.extra_routes.is_some())
+            .field("fleet", &self.fleet)
             .finish_non_exhaustive()
     }
 }
@@ -300,6 +324,12 @@ impl AppBuilder<'_> {
         self
     }
 
+    /// Fleet mode: share state with the other replicas through this store.
+    pub fn fleet(mut self, store: FleetStore) -> Self {
+        self.fleet = Some(store);
+        self
+    }
+
     /// Binds the listeners and starts the refreshers (they fetch the first tokens right away).
     pub async fn build(self) -> Result<App, StartupError> {
         App::build_from(self).await
@@ -320,6 +350,7 @@ impl App {
             budget: None,
             metrics: None,
             extra_routes: None,
+            fleet: None,
         }
     }
 
@@ -331,6 +362,7 @@ impl App {
             budget,
             metrics,
             extra_routes,
+            fleet,
         } = parts;
         let budget =
             budget.unwrap_or_else(|| Arc::new(StsBudget::new(config.sts_budget_per_second)));
@@ -345,6 +377,9 @@ impl App {
             .map_err(StartupError::HttpClient)?
             .with_budget(budget);
         let cancel = CancellationToken::new();
+        if let Some(store) = &fleet {
+            follow_fleet_store(store, &cancel);
+        }
         let sources = TokenSources {
             config,
             client,
