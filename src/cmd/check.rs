@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::io::Write;
 
+use super::fleet;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::credentials::Credentials;
@@ -42,6 +43,9 @@ pub async fn run(
         let _ = writeln!(out, "{line}");
     };
     report_settings(config, &mut say);
+    if !report_fleet(config, env, &mut say).await {
+        return Outcome::Failed;
+    }
     say("credential chain (in the official SDKs' order):".to_owned());
     let clock = Clock::System;
     let loaded = chain::load(ChainInputs {
@@ -91,6 +95,34 @@ pub async fn run(
         return Outcome::Ok;
     }
     assume_each_role(config, &base, clock, &mut say).await
+}
+
+/// Fleet mode: whether its store answers and a sealed value round-trips. `false`: it failed.
+async fn report_fleet(
+    config: &Config,
+    env: &HashMap<String, String>,
+    say: &mut impl FnMut(String),
+) -> bool {
+    let Some(settings) = &config.fleet else {
+        return true;
+    };
+    let checked = match fleet::connect(config, env) {
+        Ok(Some(store)) => fleet::check(&store)
+            .await
+            .map(|line| format!("as replica {}: OK, {line}", store.replica_id())),
+        Ok(None) => return true,
+        Err(error) => Err(error.to_string()),
+    };
+    match checked {
+        Ok(line) => {
+            say(format!("fleet store {} {line}", settings.url));
+            true
+        }
+        Err(line) => {
+            say(format!("fleet store {}: FAILED: {line}", settings.url));
+            false
+        }
+    }
 }
 
 /// The profiles, the settings given and the warnings.

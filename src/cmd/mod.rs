@@ -3,5 +3,6 @@
 
 pub mod check;
 pub mod dev;
+mod fleet;
 pub mod healthcheck;
 pub mod serve;

@@ -4,11 +4,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::dev;
+use super::{dev, fleet};
 use crate::clock::Clock;
 use crate::config::{Config, Mode};
 use crate::credentials::CredentialsProvider;
 use crate::credentials::chain::{self, ChainError, ChainInputs};
+use crate::fleet::store::StoreError;
 use crate::http::admin::RenderMetrics;
 use crate::metrics::{self, Metrics};
 use crate::server::shutdown;
@@ -35,12 +36,15 @@ pub enum ServeError {
     AdminAddress(#[source] std::io::Error),
     #[error(transparent)]
     Serve(std::io::Error),
+    /// The fleet store cannot be set up (its TLS files, say): a configuration problem.
+    #[error(transparent)]
+    Fleet(StoreError),
 }
 
 impl ServeError {
     /// Whether the operator's settings are at fault (exit 2) rather than the run.
     pub fn is_configuration(&self) -> bool {
-        matches!(self, Self::Credentials(_) | Self::Setup(_))
+        matches!(self, Self::Credentials(_) | Self::Setup(_) | Self::Fleet(_))
     }
 }
 
@@ -74,6 +78,12 @@ pub async fn run(
     let mut builder = App::builder(&config, credentials.clone(), clock)
         .budget(budget)
         .metrics(metrics_page(metrics));
+    if let Some(store) = fleet::connect(&config, env).map_err(ServeError::Fleet)? {
+        if let Some(settings) = &config.fleet {
+            tracing::info!(redis = %settings.url, replica = store.replica_id(), "fleet mode");
+        }
+        builder = builder.fleet(store);
+    }
     if let Some(routes) = dev_routes {
         builder = builder.extra_routes(routes);
     }

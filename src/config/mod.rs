@@ -25,6 +25,7 @@ mod admin;
 mod credentials;
 mod env;
 mod file;
+pub mod fleet;
 mod problems;
 mod profile;
 mod profiles;

@@ -153,6 +153,30 @@ table! {
         Unset, "", "its secret";
     SecurityToken => "ALIBABA_CLOUD_SECURITY_TOKEN", Some("security_token"), Global, Secret,
         Unset, "", "its STS token, when that AccessKey is temporary";
+    RedisUrl => "STSVEND_REDIS_URL", Some("redis_url"), Global, Url,
+        Unset, "", "fleet mode: replicas share state through this Redis (`redis://` or `rediss://`)";
+    RedisPassword => "STSVEND_REDIS_PASSWORD", Some("redis_password"), Global, Secret,
+        Unset, "", "Redis password, when not in the URL";
+    RedisPasswordFile => "STSVEND_REDIS_PASSWORD_FILE", Some("redis_password_file"), Global, Path,
+        Unset, "", "the Redis password, read from this file at start-up";
+    RedisCaFile => "STSVEND_REDIS_CA_FILE", Some("redis_ca_file"), Global, Path,
+        Unset, "", "PEM CA bundle for a `rediss://` URL";
+    RedisKeyPrefix => "STSVEND_REDIS_KEY_PREFIX", Some("redis_key_prefix"), Global, Text,
+        Value("stsvend:"), "", "prefix of every key fleet mode writes";
+    RedisEncryptionKey => "STSVEND_REDIS_ENCRYPTION_KEY", Some("redis_encryption_key"), Global, Secret,
+        Unset, "", "32 random bytes, base64: seals every stored token (fleet mode needs it)";
+    RedisEncryptionKeyFile => "STSVEND_REDIS_ENCRYPTION_KEY_FILE", Some("redis_encryption_key_file"), Global, Path,
+        Unset, "", "the encryption key, read from this file at start-up";
+    RedisPreviousEncryptionKey => "STSVEND_REDIS_PREVIOUS_ENCRYPTION_KEY", Some("redis_previous_encryption_key"), Global, Secret,
+        Unset, "", "the key being rolled out of use: still opens what it sealed";
+    RedisPreviousEncryptionKeyFile => "STSVEND_REDIS_PREVIOUS_ENCRYPTION_KEY_FILE", Some("redis_previous_encryption_key_file"), Global, Path,
+        Unset, "", "the previous key, read from this file at start-up";
+    RedisCommandTimeoutMs => "STSVEND_REDIS_COMMAND_TIMEOUT_MS", Some("redis_command_timeout_ms"), Global, Number,
+        Value("50"), "", "bound on every Redis command; slower counts as down";
+    FleetSizeHint => "STSVEND_FLEET_SIZE_HINT", Some("fleet_size_hint"), Global, Number,
+        Derived("4 assumed"), "", "replicas expected: while Redis is down each takes the budget / this";
+    ReplicaId => "STSVEND_REPLICA_ID", Some("replica_id"), Global, Text,
+        Derived("`HOSTNAME` (the pod's name), else random"), "", "this replica's name in the kill switch's history and Redis locks";
     Config => "STSVEND_CONFIG", None, EnvOnly, Path,
         Unset, "", "path of the TOML file";
     RustLog => "RUST_LOG", None, EnvOnly, Text,

@@ -918,3 +918,130 @@ fn a_long_logstore_list_with_source_ip_binding_is_refused_naming_the_profile_set
     let unbound = toml.replace("bind_source_ip = true\n", "");
     assert!(problems(Some(&unbound), &[("STSVEND_ROLE_ARN", "")]).is_empty());
 }
+
+/// 32 bytes, base64: a valid fleet encryption key.
+const FLEET_KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+
+#[test]
+fn fleet_mode_is_off_without_a_redis_url_and_on_with_one() {
+    let config = load(None, &env(&[]), Mode::Serve).unwrap();
+    assert!(config.fleet.is_none());
+    let config = load(
+        None,
+        &env(&[
+            (
+                "STSVEND_REDIS_URL",
+                "redis://:hunter2hunter2@10.0.0.5:6379/2",
+            ),
+            ("STSVEND_REDIS_ENCRYPTION_KEY", FLEET_KEY),
+            ("STSVEND_REPLICA_ID", "pod-a"),
+            ("STSVEND_FLEET_SIZE_HINT", "3"),
+        ]),
+        Mode::Serve,
+    )
+    .unwrap();
+    let fleet = config.fleet.as_ref().expect("fleet mode");
+    assert_eq!(fleet.key_prefix, "stsvend:");
+    assert_eq!(fleet.command_timeout, Duration::from_millis(50));
+    assert_eq!(
+        fleet.fleet_size_hint.map(std::num::NonZeroU32::get),
+        Some(3)
+    );
+    assert_eq!(config.replica_id.as_deref(), Some("pod-a"));
+    let shown = format!("{config:?}");
+    assert!(
+        !shown.contains("hunter2") && !shown.contains(FLEET_KEY),
+        "{shown}"
+    );
+}
+
+#[test]
+fn fleet_settings_read_from_the_file_too() {
+    let text = format!(
+        "redis_url = \"redis://127.0.0.1:6379\"\nredis_encryption_key = \"{FLEET_KEY}\"\nredis_key_prefix = \"app1:\"\n"
+    );
+    let config = load(Some(&file(&text)), &env(&[]), Mode::Serve).unwrap();
+    assert_eq!(config.fleet.expect("fleet mode").key_prefix, "app1:");
+}
+
+#[test]
+fn bad_fleet_settings_are_reported_naming_the_setting_and_no_secret() {
+    let url = ("STSVEND_REDIS_URL", "redis://127.0.0.1:6379");
+    let key = ("STSVEND_REDIS_ENCRYPTION_KEY", FLEET_KEY);
+    let cases: Vec<Case<'_>> = vec![
+        (
+            "no key",
+            vec![url],
+            "fleet mode needs `STSVEND_REDIS_ENCRYPTION_KEY`",
+        ),
+        (
+            "short key",
+            vec![url, ("STSVEND_REDIS_ENCRYPTION_KEY", "c2hvcnQtc2VjcmV0")],
+            "`STSVEND_REDIS_ENCRYPTION_KEY`:",
+        ),
+        (
+            "not redis",
+            vec![("STSVEND_REDIS_URL", "http://u:hunter2@x:6379"), key],
+            "`STSVEND_REDIS_URL`: must start with redis:// or rediss://",
+        ),
+        (
+            "key without url",
+            vec![key],
+            "`STSVEND_REDIS_ENCRYPTION_KEY`: is set but `STSVEND_REDIS_URL` is not",
+        ),
+        (
+            "replica without url",
+            vec![("STSVEND_REPLICA_ID", "a")],
+            "`STSVEND_REPLICA_ID`: is set but `STSVEND_REDIS_URL` is not",
+        ),
+        (
+            "bad replica id",
+            vec![url, key, ("STSVEND_REPLICA_ID", "two words")],
+            "`STSVEND_REPLICA_ID`: must be 1 to 64 letters",
+        ),
+        (
+            "timeout",
+            vec![url, key, ("STSVEND_REDIS_COMMAND_TIMEOUT_MS", "0")],
+            "`STSVEND_REDIS_COMMAND_TIMEOUT_MS`: must be milliseconds from 1 to 10000",
+        ),
+        (
+            "typo",
+            vec![url, key, ("STSVEND_REDIS_ENCRYPTON_KEY", "x")],
+            "did you mean `STSVEND_REDIS_ENCRYPTION_KEY`?",
+        ),
+    ];
+    for (what, pairs, expected) in cases {
+        let found = problems(None, &pairs);
+        assert!(
+            found.iter().any(|p| p.contains(expected)),
+            "{what}: {expected:?} not in {found:#?}"
+        );
+        assert!(
+            found
+                .iter()
+                .all(|p| !p.contains("hunter2") && !p.contains(FLEET_KEY)),
+            "{what}: a secret echoed: {found:#?}"
+        );
+    }
+}
+
+#[test]
+fn dev_mode_ignores_fleet_settings_with_a_warning() {
+    let config = load(
+        None,
+        &env(&[("STSVEND_REDIS_URL", "redis://127.0.0.1:6379")]),
+        Mode::Dev {
+            allow_remote: false,
+        },
+    )
+    .unwrap();
+    assert!(config.fleet.is_none());
+    assert!(
+        config
+            .warnings
+            .iter()
+            .any(|w| w.contains("fleet settings are ignored")),
+        "{:?}",
+        config.warnings
+    );
+}

@@ -12,7 +12,7 @@ use super::profile::MIN_SERVE_WINDOW_SECONDS;
 use super::raw::Raw;
 use super::settings::Key;
 use super::validated::{Config, Mode, TlsFiles};
-use super::{admin, credentials, profiles, values};
+use super::{admin, credentials, fleet, profiles, values};
 use crate::network::Grouping;
 use crate::sts::names::DurationSeconds;
 use crate::telemetry::LogFormat;
@@ -45,6 +45,8 @@ pub(super) fn validate(raw: Raw, mode: Mode, problems: &mut Problems) -> Option<
     let limits = Limits::parse(&raw, problems);
     let min_remaining = min_remaining(&raw, &mut warnings, problems);
     let credentials = credentials::parse(&raw, dev, &mut warnings, problems);
+    let fleet = fleet::parse(&raw, dev, &mut warnings, problems);
+    let replica_id = raw.get(Key::ReplicaId).map(|id| id.value.clone());
     // An invalid prefix length is reported on its own; check policies against the default's.
     let ipv6_prefix = limits
         .grouping
@@ -79,6 +81,8 @@ pub(super) fn validate(raw: Raw, mode: Mode, problems: &mut Problems) -> Option<
         credentials,
         warnings,
         given: Vec::new(),
+        fleet,
+        replica_id,
     })
 }
 

@@ -11,6 +11,7 @@ use super::access::Access;
 use super::admin::AdminAccess;
 use super::setting::Given;
 use crate::credentials::Credentials;
+use crate::fleet::settings::FleetSettings;
 use crate::sts::AssumeRole;
 use crate::sts::policy::LogstoreRef;
 use crate::telemetry::LogFormat;
@@ -64,6 +65,10 @@ pub struct Config {
     pub warnings: Vec<String>,
     /// Every setting the operator gave, as `stsvend check` lists them (no secret in it).
     pub given: Vec<Given>,
+    /// Fleet mode: the Redis the replicas share state through. `None`: one process.
+    pub fleet: Option<FleetSettings>,
+    /// `STSVEND_REPLICA_ID` as given (see [`super::fleet::replica_id`] for the default).
+    pub replica_id: Option<String>,
 }
 
 /// One named token profile: which role, for how long, scoped how, and who may ask.

@@ -9,3 +9,4 @@ mod kill_switch;
 mod limits;
 mod store;
 mod tokens;
+mod wiring;
