@@ -4,6 +4,9 @@
 
 use std::time::Duration;
 
+use std::collections::BTreeSet;
+
+use serde_json::Value;
 use stsvend::clock::Clock;
 use stsvend::emulator::Emulator;
 
@@ -34,6 +37,26 @@ async fn disabled_by_a(server: &RedisServer, emulator: &Emulator) -> [Replica; 3
         assert!(took.is_some(), "applied within 1 s");
     }
     [a, b, c]
+}
+
+/// The property names `openapi/admin.json` documents for the object schema at `pointer`.
+fn documented(pointer: &str) -> BTreeSet<String> {
+    let doc: Value = serde_json::from_str(include_str!("../../openapi/admin.json")).unwrap();
+    let schema = doc.pointer(pointer).unwrap_or_else(|| panic!("{pointer}"));
+    schema["properties"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect()
+}
+
+/// Every key of `object` is documented at `pointer` (whose schemas refuse other properties).
+fn assert_documented(object: &Value, pointer: &str) {
+    let keys: BTreeSet<String> = object.as_object().unwrap().keys().cloned().collect();
+    let documented = documented(pointer);
+    let extra: Vec<_> = keys.difference(&documented).collect();
+    assert!(extra.is_empty(), "{pointer} does not document {extra:?}");
 }
 
 fn served(answer: &Answer) -> bool {
@@ -70,6 +93,12 @@ async fn a_disable_on_one_replica_stops_every_replica_within_a_second_and_a_late
         answer.body["fleet"],
         serde_json::json!({"stored": true, "store_up": true})
     );
+    let switched = "/components/schemas/Switched";
+    assert_documented(&answer.body, switched);
+    assert_documented(
+        &answer.body["fleet"],
+        &format!("{switched}/properties/fleet"),
+    );
     assert!(a.token().await.is_disabled(), "A stops at once");
     let b_took = b.token_until(WITHIN, Answer::is_disabled).await;
     let c_took = c.token_until(WITHIN, Answer::is_disabled).await;
@@ -85,6 +114,13 @@ async fn a_disable_on_one_replica_stops_every_replica_within_a_second_and_a_late
     assert_eq!(fleet["changed_by"], "replica-a");
     assert_eq!(fleet["changed_at"], answer.body["changed_at"]);
     assert_eq!(fleet["local_only"], false);
+    let readiness = "/components/schemas/Readiness";
+    assert_documented(&ready.body, readiness);
+    assert_documented(
+        &ready.body["fleet"],
+        &format!("{readiness}/properties/fleet"),
+    );
+    assert_documented(fleet, "/components/schemas/FleetSwitch");
 
     // A replica started afterwards is disabled from its first request.
     let d = Replica::start(&server, &emulator, "replica-d").await;
@@ -128,6 +164,10 @@ async fn with_redis_stopped_a_disable_is_local_only_and_the_stored_state_wins_on
     let reason = answer.body["fleet"]["reason"].as_str().unwrap_or_default();
     assert!(reason.starts_with("fleet store"), "{reason}");
     assert!(!reason.contains("127.0.0.1"), "no address in the answer");
+    assert_documented(
+        &answer.body["fleet"],
+        "/components/schemas/Switched/properties/fleet",
+    );
     assert!(a.token().await.is_disabled(), "applied locally at once");
     let ready = a.readyz().await;
     assert_eq!(ready.status, 200, "Redis is not a hard dependency");
