@@ -18,6 +18,11 @@
 //! | `stsvend_base_credentials_info` | `source` | `credentials::chain` (the chosen source) |
 //! | `stsvend_base_credentials_refreshes_total` | `source`, `outcome` | `credentials::renew` |
 //! | `stsvend_profile_enabled` | `profile` | [`record_profile_enabled`] (kill switch, start-up) |
+//! | `stsvend_kill_switch_fleet_changes_total` | `profile`, `state` | [`record_kill_switch_fleet_change`] (fleet mode: a stored state applied) |
+//! | `stsvend_kill_switch_changed_by` | `profile`, `replica` | [`record_kill_switch_origin`] (fleet mode: 1 for the replica behind the current state) |
+//! | `stsvend_kill_switch_changed_at_seconds` | `profile` | [`record_kill_switch_origin`] |
+//! | `stsvend_kill_switch_local_only` | `profile` | [`record_kill_switch_origin`] |
+//! | `stsvend_fleet_store_up` | | [`record_fleet_store_up`] (fleet mode) |
 //! | `stsvend_log_lines_dropped_total` | | [`record_log_lines_dropped`], before each render, from the non-blocking log writer |
 //! | `stsvend_tls_reloads_total` | `outcome` | `tls` (each reload of the certificate files: `ok` or `refused`) |
 //! | `stsvend_connections_open` | `listener` | `server`, per connection opened and closed |
@@ -62,8 +67,12 @@ const STS_BUCKETS: &[f64] = &[
 /// How many distinct STS error codes get their own label value; later ones are `other`. STS has
 /// a few dozen codes, but the label must stay bounded whatever an endpoint answers.
 const MAX_STS_CODES: usize = 64;
-/// The longest STS error code kept as a label value (real ones are under 50 characters).
-const MAX_STS_CODE_LEN: usize = 64;
+/// The longest STS error code or replica id kept as a label value (real codes are under 50
+/// characters; replica ids are at most 64).
+const MAX_LABEL_LEN: usize = 64;
+/// How many distinct replicas get their own `stsvend_kill_switch_changed_by` series; later ones
+/// are `other`. Kill-switch changes are rare, but pods get new names on every rollout.
+const MAX_REPLICA_LABELS: usize = 32;
 
 /// A handle on the installed recorder; cheap to clone.
 #[derive(Clone, Debug)]
@@ -126,6 +135,7 @@ pub fn install() -> Metrics {
 }
 
 fn describe() {
+    describe_fleet();
     describe_counter!(
         "stsvend_http_requests_total",
         "HTTP requests answered by the public listener, by route pattern, profile and status"
@@ -197,13 +207,34 @@ fn describe() {
         "stsvend_log_lines_dropped_total",
         "Log lines dropped because standard error could not keep up"
     );
+    describe_counter!(
+        "stsvend_tls_reloads_total",
+        "Reloads of the TLS certificate files: ok (new handshakes get the new pair) or refused (unreadable, unparsable or a key that does not match the certificate; the previous pair stays)"
+    );
+}
+
+/// The series only a fleet replica records.
+fn describe_fleet() {
     describe_gauge!(
         "stsvend_fleet_store_up",
         "Fleet mode only: 1 while the fleet store (Redis) answers, 0 while this replica falls back to local behaviour"
     );
     describe_counter!(
-        "stsvend_tls_reloads_total",
-        "Reloads of the TLS certificate files: ok (new handshakes get the new pair) or refused (unreadable, unparsable or a key that does not match the certificate; the previous pair stays)"
+        "stsvend_kill_switch_fleet_changes_total",
+        "Fleet mode only: kill-switch changes this replica applied from the state stored in the fleet (at start-up, a change made on another replica, or the stored state replacing a change made only here while Redis was gone), by profile and new state (enabled, disabled)"
+    );
+    describe_gauge!(
+        "stsvend_kill_switch_changed_by",
+        "Fleet mode only: 1 for the replica whose change the profile's current kill-switch state comes from, 0 for replicas that changed it before"
+    );
+    describe_gauge!(
+        "stsvend_kill_switch_changed_at_seconds",
+        Unit::Seconds,
+        "Fleet mode only: Unix time of the change the profile's current kill-switch state comes from (0: never switched)"
+    );
+    describe_gauge!(
+        "stsvend_kill_switch_local_only",
+        "Fleet mode only: 1 while the profile's kill-switch state is a change made on this replica that the fleet store did not take (the stored state replaces it when Redis answers again)"
     );
 }
 
@@ -330,17 +361,29 @@ fn sts_code_label(code: &str) -> metrics::SharedString {
 
 /// [`sts_code_label`] given the codes seen so far.
 fn sts_code_label_among(seen: &mut HashSet<String>, code: &str) -> metrics::SharedString {
-    let looks_like_a_code = !code.is_empty()
-        && code.len() <= MAX_STS_CODE_LEN
-        && code
+    bounded_label(seen, code, MAX_STS_CODES, b"._-")
+}
+
+/// `value` as a label value when it is 1 to [`MAX_LABEL_LEN`] ASCII letters, digits or `extra`
+/// and fewer than `max_values` distinct values have been seen; `invalid` when it does not look
+/// like one, `other` past the cap.
+fn bounded_label(
+    seen: &mut HashSet<String>,
+    value: &str,
+    max_values: usize,
+    extra: &[u8],
+) -> metrics::SharedString {
+    let fits = !value.is_empty()
+        && value.len() <= MAX_LABEL_LEN
+        && value
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    if !looks_like_a_code {
+            .all(|b| b.is_ascii_alphanumeric() || extra.contains(&b));
+    if !fits {
         return "invalid".into();
     }
-    if seen.contains(code) || seen.len() < MAX_STS_CODES {
-        seen.insert(code.to_owned());
-        code.to_owned().into()
+    if seen.contains(value) || seen.len() < max_values {
+        seen.insert(value.to_owned());
+        value.to_owned().into()
     } else {
         "other".into()
     }
@@ -428,6 +471,51 @@ pub fn record_base_credentials_refresh(source: &'static str, success: bool) {
 /// on every change.
 pub fn record_profile_enabled(profile: &str, enabled: bool) {
     gauge!("stsvend_profile_enabled", "profile" => profile.to_owned()).set(if enabled {
+        1.0
+    } else {
+        0.0
+    });
+}
+
+/// Fleet mode: the kill switch of `profile` changed to `enabled` because of the fleet's stored
+/// state (not this replica's admin API).
+pub fn record_kill_switch_fleet_change(profile: &str, enabled: bool) {
+    let state = if enabled { "enabled" } else { "disabled" };
+    counter!("stsvend_kill_switch_fleet_changes_total", "profile" => profile.to_owned(), "state" => state)
+        .increment(1);
+}
+
+/// Fleet mode: what `profile`'s kill-switch state comes from: the replica that changed it and
+/// when (Unix seconds), `None` when never switched, and whether the change is local only.
+pub fn record_kill_switch_origin(profile: &str, changed: Option<(&str, f64)>, local_only: bool) {
+    // The replica whose series reads 1, per profile: a new one turns the previous one to 0.
+    static CURRENT: Mutex<Option<HashMap<String, metrics::SharedString>>> = Mutex::new(None);
+    static SEEN: Mutex<Option<HashSet<String>>> = Mutex::new(None);
+    let label = changed.map(|(replica, _)| {
+        let mut seen = SEEN.lock().unwrap_or_else(PoisonError::into_inner);
+        bounded_label(
+            seen.get_or_insert_with(HashSet::new),
+            replica,
+            MAX_REPLICA_LABELS,
+            b"._:-",
+        )
+    });
+    let by = |replica: metrics::SharedString| gauge!("stsvend_kill_switch_changed_by", "profile" => profile.to_owned(), "replica" => replica);
+    let mut current = CURRENT.lock().unwrap_or_else(PoisonError::into_inner);
+    let current = current.get_or_insert_with(HashMap::new);
+    let previous = match &label {
+        Some(label) => current.insert(profile.to_owned(), label.clone()),
+        None => current.remove(profile),
+    };
+    if let Some(previous) = previous.filter(|previous| Some(previous) != label.as_ref()) {
+        by(previous).set(0.0);
+    }
+    if let Some(label) = label {
+        by(label).set(1.0);
+    }
+    gauge!("stsvend_kill_switch_changed_at_seconds", "profile" => profile.to_owned())
+        .set(changed.map_or(0.0, |(_, at)| at));
+    gauge!("stsvend_kill_switch_local_only", "profile" => profile.to_owned()).set(if local_only {
         1.0
     } else {
         0.0

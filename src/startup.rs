@@ -392,7 +392,11 @@ impl App {
             .iter()
             .map(|profile| sources.profile_state(profile))
             .collect::<Result<Vec<_>, _>>()?;
-        let state = AppState::new(profiles, config.trusted_proxies.clone(), clock);
+        let mut state = AppState::new(profiles, config.trusted_proxies.clone(), clock);
+        if let Some(store) = fleet {
+            // Before serving: a replica started during an incident starts disabled.
+            state = http::fleet_switch::start(store, state, &cancel).await;
+        }
         tokio::spawn(forget_idle_rate_limits(state.clone(), cancel.child_token()));
         let (router, admin) = routers(config, state, metrics, extra_routes, admin_listener);
         Ok(Self {

@@ -25,6 +25,8 @@ const MAX_STATE_BYTES: usize = 512;
 pub const MAX_PROFILES: usize = 1024;
 /// How long subscribing may take before the follower polls instead.
 const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// The pause between start-up reads while the store does not answer.
+const START_RETRY_PAUSE: Duration = Duration::from_millis(20);
 
 static SET: LazyLock<redis::Script> =
     LazyLock::new(|| redis::Script::new(include_str!("scripts/kill_switch_set.lua")));
@@ -51,11 +53,16 @@ struct Stored {
 }
 
 impl SwitchState {
+    /// `changed_at` as stored and shown to operators: RFC 3339, UTC, milliseconds.
+    pub fn changed_at_text(&self) -> String {
+        self.changed_at.to_rfc3339_opts(SecondsFormat::Millis, true)
+    }
+
     fn encode(&self) -> String {
         let stored = Stored {
             enabled: self.enabled,
             changed_by: self.changed_by.clone(),
-            changed_at: self.changed_at.to_rfc3339_opts(SecondsFormat::Millis, true),
+            changed_at: self.changed_at_text(),
         };
         serde_json::to_string(&stored).unwrap_or_default()
     }
@@ -182,15 +189,50 @@ impl KillSwitchStore {
         tokio::task::JoinHandle<()>,
     ) {
         let first = self.read(&profiles).await;
-        let (tx, rx) = watch::channel(first.as_ref().cloned().unwrap_or_default());
+        let known = first.as_ref().cloned().unwrap_or_default();
+        let (rx, task) = self.follow_from(known, profiles, timing, cancel);
+        (rx, first.map(drop), task)
+    }
+
+    /// Follows the stored state of `profiles` until `cancel`, starting from `known` (what the
+    /// caller read itself, or nothing): the receiver changes only when the stored state does.
+    pub fn follow_from(
+        &self,
+        known: FleetSwitches,
+        profiles: Vec<String>,
+        timing: FollowTiming,
+        cancel: CancellationToken,
+    ) -> (watch::Receiver<FleetSwitches>, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = watch::channel(known);
         let follower = Follower {
             switches: self.clone(),
             profiles,
             tx,
             timing,
         };
-        let task = tokio::spawn(follower.run(cancel));
-        (rx, first.map(drop), task)
+        (rx, tokio::spawn(follower.run(cancel)))
+    }
+
+    /// The stored state of `profiles`, trying again while the store is unreachable until
+    /// `within` has passed: at start-up the first command also opens the connection (and its TLS
+    /// handshake), which may take longer than one command timeout.
+    pub async fn read_within(
+        &self,
+        profiles: &[String],
+        within: Duration,
+    ) -> Result<FleetSwitches, StoreError> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            match self.read(profiles).await {
+                Err(error)
+                    if error.is_down()
+                        && tokio::time::Instant::now() + START_RETRY_PAUSE < deadline =>
+                {
+                    tokio::time::sleep(START_RETRY_PAUSE).await;
+                }
+                result => return result,
+            }
+        }
     }
 }
 

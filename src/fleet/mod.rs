@@ -1,7 +1,8 @@
 //! Fleet mode (issue 15): what several replicas share through Redis — sealed tokens with a
 //! fleet-wide single flight, the STS budget, rate limits and the kill switch.
 //!
-//! This folder is the store's building blocks only; nothing here is wired into the app yet.
+//! This folder is the store's building blocks; the kill switch is wired into the app (through
+//! [`switchboard`] and `http::fleet_switch`), the other parts not yet.
 //! Every command is bounded by the command timeout, every value read back by a size limit, and
 //! every failure is a typed [`store::StoreError`] so that callers can fall back to local
 //! behaviour instead of failing.
@@ -12,7 +13,8 @@
 //! - [`tokens`]: sealed tokens, the fleet-wide single flight, the shared token's lease;
 //! - [`budget`]: the fleet-wide STS budget with its two lanes (one Lua script);
 //! - [`limits`]: GCRA rate limits (one Lua script);
-//! - [`kill_switch`]: the stored kill switch, its publication and its follower task.
+//! - [`kill_switch`]: the stored kill switch, its publication and its follower task;
+//! - [`switchboard`]: this replica's side of it: who changed each profile, when, local only.
 
 pub mod budget;
 pub mod kill_switch;
@@ -20,4 +22,5 @@ pub mod limits;
 pub mod seal;
 pub mod settings;
 pub mod store;
+pub mod switchboard;
 pub mod tokens;

@@ -25,7 +25,7 @@ use serde_json::json;
 
 use crate::config::{AdminAccess, AdminToken};
 use crate::http::edge::{Edge, Methods};
-use crate::http::{ApiError, AppState, harden, health, openapi};
+use crate::http::{ApiError, AppState, fleet_switch, harden, health, openapi};
 
 /// Renders the metrics exposition text.
 pub type RenderMetrics = Arc<dyn Fn() -> String + Send + Sync>;
@@ -210,7 +210,8 @@ async fn enable(
 }
 
 /// The kill switch: disabling stops vending for the profile at once and drops its cached
-/// tokens; tokens already handed out live until they expire (see the README's runbook).
+/// tokens; tokens already handed out live until they expire (see the README's runbook). In
+/// fleet mode the change is also stored for every replica ([`fleet_switch::switch`]).
 async fn switch(
     State(state): State<AdminState>,
     name: Result<Path<String>, PathRejection>,
@@ -222,6 +223,11 @@ async fn switch(
         return Err(ApiError::UnknownProfile);
     };
     let profile = state.app.profile(&name).ok_or(ApiError::UnknownProfile)?;
+    if let Some(board) = state.app.fleet_switch() {
+        let now = state.app.clock.now();
+        let body = fleet_switch::switch(board, profile, enabled, now).await;
+        return Ok((StatusCode::OK, axum::Json(body)).into_response());
+    }
     profile.set_enabled(enabled).await;
     Ok((
         StatusCode::OK,

@@ -18,16 +18,20 @@ pub async fn healthz() -> impl IntoResponse {
 /// may be served; 503 before the first tokens arrive and whenever one profile has none.
 /// Disabled profiles are listed as such. The body says which profile is not ready, so a load
 /// balancer's log explains itself.
+/// In fleet mode the body also has `fleet`: the kill switch as the fleet sees it.
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let (ready, profiles) = readiness(&state);
-    answer(ready, Some(profiles))
+    let fleet = state
+        .fleet_switch()
+        .map(|board| super::fleet_switch::readiness(board, &state));
+    answer(ready, Some(profiles), fleet)
 }
 
 /// `GET /readyz` on the public listener: the overall status only. Profile names and their
 /// kill-switch state are the operator's business (the admin `/readyz` has them).
 pub async fn public_readyz(State(state): State<AppState>) -> impl IntoResponse {
     let (ready, _) = readiness(&state);
-    answer(ready, None)
+    answer(ready, None, None)
 }
 
 /// Whether every enabled profile can serve a token, and each profile's state.
@@ -51,7 +55,11 @@ fn readiness(state: &AppState) -> (bool, Map<String, Value>) {
     (ready, profiles)
 }
 
-fn answer(ready: bool, profiles: Option<Map<String, Value>>) -> impl IntoResponse {
+fn answer(
+    ready: bool,
+    profiles: Option<Map<String, Value>>,
+    fleet: Option<Value>,
+) -> impl IntoResponse {
     let status = if ready {
         StatusCode::OK
     } else {
@@ -60,6 +68,9 @@ fn answer(ready: bool, profiles: Option<Map<String, Value>>) -> impl IntoRespons
     let mut body = json!({ "status": if ready { "ready" } else { "not_ready" } });
     if let Some(profiles) = profiles {
         body["profiles"] = Value::Object(profiles);
+    }
+    if let Some(fleet) = fleet {
+        body["fleet"] = fleet;
     }
     (
         status,

@@ -11,6 +11,7 @@ use super::limits::RateLimits;
 use crate::auth::jwt::JwtVerifier;
 use crate::clock::Clock;
 use crate::config::AuthMode;
+use crate::fleet::switchboard::Switchboard;
 use crate::tokens::shared::SharedToken;
 use crate::tokens::store::Tokens;
 
@@ -40,6 +41,13 @@ impl ProfileState {
     /// The kill switch. Disabling stops vending at once and drops every cached token (they are
     /// fetched anew, so tokens handed out before the incident are not handed out again).
     pub async fn set_enabled(&self, enabled: bool) {
+        self.apply_enabled(enabled).await;
+        tracing::warn!(profile = %self.name, enabled, "kill switch changed");
+    }
+
+    /// [`Self::set_enabled`] without its log line, for callers that log the change their own
+    /// way (the fleet names who changed it); `true` when the state changed.
+    pub async fn apply_enabled(&self, enabled: bool) -> bool {
         let was = self
             .enabled
             .swap(enabled, std::sync::atomic::Ordering::SeqCst);
@@ -50,7 +58,11 @@ impl ProfileState {
             }
             self.shared.clear().await;
         }
-        tracing::warn!(profile = %self.name, enabled, "kill switch changed");
+        was != enabled
+    }
+
+    pub fn is_enabled(&self) -> bool {
+        self.enabled.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 
@@ -60,6 +72,8 @@ pub struct AppState {
     profiles: Arc<HashMap<String, Arc<ProfileState>>>,
     pub trusted_proxies: Arc<Vec<IpNet>>,
     pub clock: Clock,
+    /// Fleet mode: the kill switch shared through the fleet store.
+    fleet_switch: Option<Arc<Switchboard>>,
 }
 
 impl AppState {
@@ -73,7 +87,19 @@ impl AppState {
             ),
             trusted_proxies: Arc::new(trusted_proxies),
             clock,
+            fleet_switch: None,
         }
+    }
+
+    /// Fleet mode: the kill switch follows `board` (see [`super::fleet_switch`]).
+    #[must_use]
+    pub fn with_fleet_switch(mut self, board: Arc<Switchboard>) -> Self {
+        self.fleet_switch = Some(board);
+        self
+    }
+
+    pub fn fleet_switch(&self) -> Option<&Arc<Switchboard>> {
+        self.fleet_switch.as_ref()
     }
 
     /// The profile called `name`.

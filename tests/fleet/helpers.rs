@@ -17,6 +17,8 @@ pub(crate) const KEY_B: &str = "QkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkI=";
 pub(crate) struct RedisServer {
     child: Option<Child>,
     port: u16,
+    /// Where a persistent server keeps its append-only file; `None`: it keeps nothing.
+    dir: Option<tempfile::TempDir>,
 }
 
 fn free_port() -> u16 {
@@ -26,10 +28,19 @@ fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
-fn spawn(port: u16) -> Option<Child> {
-    let mut child = Command::new("redis-server")
+fn spawn(port: u16, dir: Option<&std::path::Path>) -> Option<Child> {
+    let mut command = Command::new("redis-server");
+    command
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no"])
+        .args(["--save", ""]);
+    match dir {
+        // Every write on disk before it is acknowledged, so a killed server loses nothing.
+        Some(dir) => command
+            .args(["--appendonly", "yes", "--appendfsync", "always", "--dir"])
+            .arg(dir),
+        None => command.args(["--appendonly", "no"]),
+    };
+    let mut child = command
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -63,12 +74,23 @@ fn ping(port: u16) -> bool {
 
 impl RedisServer {
     pub(crate) fn start() -> Self {
+        Self::start_in(None)
+    }
+
+    /// A server that keeps its data across [`Self::restart`] (an append-only file, synced on
+    /// every write), as a production Redis does.
+    pub(crate) fn start_persistent() -> Self {
+        Self::start_in(Some(tempfile::tempdir().expect("a temporary directory")))
+    }
+
+    fn start_in(dir: Option<tempfile::TempDir>) -> Self {
         for _ in 0..10 {
             let port = free_port();
-            if let Some(child) = spawn(port) {
+            if let Some(child) = spawn(port, dir.as_ref().map(tempfile::TempDir::path)) {
                 return Self {
                     child: Some(child),
                     port,
+                    dir,
                 };
             }
         }
@@ -86,17 +108,37 @@ impl RedisServer {
         }
     }
 
-    /// Starts the server again on the same port (empty: it keeps nothing).
+    /// Starts the server again on the same port: empty, unless started persistent.
     pub(crate) fn restart(&mut self) {
         self.stop();
         for _ in 0..50 {
-            if let Some(child) = spawn(self.port) {
+            if let Some(child) = spawn(self.port, self.dir.as_ref().map(tempfile::TempDir::path)) {
                 self.child = Some(child);
                 return;
             }
             std::thread::sleep(Duration::from_millis(100));
         }
         panic!("redis-server did not restart on port {}", self.port);
+    }
+
+    /// Freezes the server (`SIGSTOP`): connections stay open but nothing answers, so every
+    /// command times out, as with a hung or partitioned Redis. It keeps its data.
+    pub(crate) fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a frozen server answer again (`SIGCONT`), with the data it had.
+    pub(crate) fn thaw(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let child = self.child.as_ref().expect("the server runs");
+        let sent = Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(sent.success(), "kill {signal} failed");
     }
 
     /// A plain client for looking at what the store wrote.

@@ -6,7 +6,9 @@
 mod budget;
 mod helpers;
 mod kill_switch;
+mod kill_switch_app;
 mod limits;
+mod replica;
 mod store;
 mod tokens;
 mod wiring;
