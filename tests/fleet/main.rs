@@ -3,9 +3,11 @@
 // The 80-line rule is for the service's own functions; a scenario test reads top to bottom.
 #![allow(clippy::too_many_lines)]
 
+mod apps;
 mod budget;
 mod helpers;
 mod kill_switch;
 mod limits;
 mod store;
 mod tokens;
+mod tokens_app;
