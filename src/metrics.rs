@@ -30,6 +30,7 @@
 //! | `stsvend_connections_evicted_total` | `listener` | `server`, closing the idlest at the cap |
 //! | `stsvend_connections_refused_total` | `listener`, `reason` | `server` (`per_address`) |
 //! | `stsvend_connections_closed_total` | `listener`, `reason` | `server` (`idle`, `max_age`, `write_stall`) |
+//! | `stsvend_fleet_caller_tokens_total` | `profile`, `source` | `fleet::callers`, per local miss or renewal (`stored`, `fetched`, `local`) |
 //!
 //! Labels are bounded: profile names come from the configuration, routes from the router's
 //! patterns (never the raw path), STS error codes are checked against a charset and capped in
@@ -235,6 +236,10 @@ fn describe_fleet() {
     describe_gauge!(
         "stsvend_kill_switch_local_only",
         "Fleet mode only: 1 while the profile's kill-switch state is a change made on this replica that the fleet store did not take (the stored state replaces it when Redis answers again)"
+    );
+    describe_counter!(
+        "stsvend_fleet_caller_tokens_total",
+        "Fleet mode only: caller tokens this replica's local cache did not hold, by where they came from: stored (another replica's, from Redis), fetched (from STS under the fleet-wide lock) or local (from STS without the fleet: Redis down or slow, or the wait for another replica ran out)"
     );
 }
 
@@ -525,6 +530,28 @@ pub fn record_kill_switch_origin(profile: &str, changed: Option<(&str, f64)>, lo
 /// Whether the fleet store answers (fleet mode only); set at start-up and on every change.
 pub fn record_fleet_store_up(up: bool) {
     gauge!("stsvend_fleet_store_up").set(if up { 1.0 } else { 0.0 });
+}
+
+/// Where a caller token the local cache did not hold came from, in fleet mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FleetTokenSource {
+    /// Another replica stored it.
+    Stored,
+    /// Fetched from STS under the fleet-wide lock, and stored.
+    Fetched,
+    /// Fetched from STS without the fleet (the store is down or slow, or the wait ran out).
+    Local,
+}
+
+/// One caller token in fleet mode that the local cache did not hold.
+pub fn record_fleet_caller_token(profile: &str, source: FleetTokenSource) {
+    let source = match source {
+        FleetTokenSource::Stored => "stored",
+        FleetTokenSource::Fetched => "fetched",
+        FleetTokenSource::Local => "local",
+    };
+    counter!("stsvend_fleet_caller_tokens_total", "profile" => profile.to_owned(), "source" => source)
+        .increment(1);
 }
 
 /// The count of open connections on `listener`; the server increments it per connection

@@ -18,6 +18,7 @@ use crate::auth::jwt::{JwtConfig, JwtSetupError, JwtVerifier};
 use crate::clock::Clock;
 use crate::config::{AuthMode, Config, JwtAlgorithm, JwtSettings, Profile};
 use crate::credentials::CredentialsProvider;
+use crate::fleet::callers::FleetCallers;
 use crate::fleet::store::FleetStore;
 use crate::http::ProfileState;
 use crate::http::admin;
@@ -27,7 +28,7 @@ use crate::server;
 use crate::server::tls::{Tls, TlsError};
 use crate::sts::StsClient;
 use crate::sts::budget::StsBudget;
-use crate::tokens::callers::{self, CallerTokens};
+use crate::tokens::callers::{self, CallerTokens, FarCache};
 use crate::tokens::shared::{self, StsFetcher};
 use crate::tokens::store::Tokens;
 
@@ -179,6 +180,8 @@ struct TokenSources<'a> {
     credentials: CredentialsProvider,
     clock: Clock,
     cancel: &'a CancellationToken,
+    /// Fleet mode: per-caller tokens are shared with the other replicas through it.
+    fleet: Option<&'a FleetStore>,
 }
 
 impl TokenSources<'_> {
@@ -210,6 +213,9 @@ impl TokenSources<'_> {
             })?;
         let per_caller = access.auth != AuthMode::None || access.bind_source_ip;
         let callers = per_caller.then(|| -> Arc<dyn Tokens> {
+            let far = self.fleet.map(|store| -> Arc<dyn FarCache> {
+                FleetCallers::new(store.clone(), profile.name.clone(), self.clock.clone())
+            });
             CallerTokens::with_settings(
                 profile.name.clone(),
                 profile.call.clone(),
@@ -217,6 +223,7 @@ impl TokenSources<'_> {
                 self.credentials.clone(),
                 self.clock.clone(),
                 caller_settings(self.config),
+                far,
             )
         });
         crate::metrics::record_profile_enabled(&profile.name, true);
@@ -386,6 +393,7 @@ impl App {
             credentials,
             clock: clock.clone(),
             cancel: &cancel,
+            fleet: fleet.as_ref(),
         };
         let profiles = config
             .profiles

@@ -1,8 +1,9 @@
 //! Fleet mode (issue 15): what several replicas share through Redis — sealed tokens with a
 //! fleet-wide single flight, the STS budget, rate limits and the kill switch.
 //!
-//! This folder is the store's building blocks; the kill switch is wired into the app (through
-//! [`switchboard`] and `http::fleet_switch`), the other parts not yet.
+//! This folder is the store's building blocks; per-caller tokens (through [`callers`]) and the
+//! kill switch (through [`switchboard`] and `http::fleet_switch`) are wired into the app, the
+//! budget and the rate limits not yet.
 //! Every command is bounded by the command timeout, every value read back by a size limit, and
 //! every failure is a typed [`store::StoreError`] so that callers can fall back to local
 //! behaviour instead of failing.
@@ -11,12 +12,14 @@
 //! - [`seal`]: the AEAD that keeps every stored value unreadable without the key;
 //! - [`store`]: the connection, up/down state, server version, the probe round trip;
 //! - [`tokens`]: sealed tokens, the fleet-wide single flight, the shared token's lease;
+//! - [`callers`]: per-caller tokens shared by the replicas, behind each one's local cache;
 //! - [`budget`]: the fleet-wide STS budget with its two lanes (one Lua script);
 //! - [`limits`]: GCRA rate limits (one Lua script);
 //! - [`kill_switch`]: the stored kill switch, its publication and its follower task;
 //! - [`switchboard`]: this replica's side of it: who changed each profile, when, local only.
 
 pub mod budget;
+pub mod callers;
 pub mod kill_switch;
 pub mod limits;
 pub mod seal;

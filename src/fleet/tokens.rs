@@ -177,10 +177,29 @@ impl TokenStore {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Fetched, E>>,
     {
+        self.get_or_replace(key, |_| true, fetch).await
+    }
+
+    /// As [`Self::get_or_fetch`], but a stored token that `accept` refuses counts as none: one
+    /// this replica may not serve, or the very token a renewal replaces. The replica that takes
+    /// the lock fetches its replacement; the others wait for a token they accept.
+    pub async fn get_or_replace<A, F, Fut, E>(
+        &self,
+        key: &TokenKey,
+        mut accept: A,
+        fetch: F,
+    ) -> Result<Flight, E>
+    where
+        A: FnMut(&[u8]) -> bool,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Fetched, E>>,
+    {
         if key.previous.is_some() {
             // While a key is rolled, a token stored under the previous key's name still serves
             // (one more round trip, only then).
-            if let Ok(Some(plaintext)) = self.get(key).await {
+            if let Ok(Some(plaintext)) = self.get(key).await
+                && accept(plaintext.expose_secret())
+            {
                 return Ok(Flight {
                     plaintext,
                     source: Source::Stored,
@@ -189,13 +208,17 @@ impl TokenStore {
         }
         let deadline = Instant::now() + self.flight.wait;
         let owner = self.store.unique();
-        let mut unopenable = false;
+        let mut replace = false;
         loop {
-            let Ok((value, locked)) = self.try_get_or_lock(key, &owner, unopenable).await else {
+            let Ok((value, locked)) = self.try_get_or_lock(key, &owner, replace).await else {
                 return self.fetch_alone(key, fetch).await;
             };
             if !value.is_empty() {
                 match self.store.keyring().open(&key.value, &value) {
+                    Ok(opened) if !accept(opened.plaintext.expose_secret()) => {
+                        // Replaced like a value that does not open, under the lock.
+                        replace = true;
+                    }
                     Ok(opened) => {
                         if locked {
                             self.release(&key.lock, &owner).await;
@@ -207,7 +230,7 @@ impl TokenStore {
                     }
                     // Refused, not served: fetch a fresh one (under the lock) to replace it.
                     Err(SealError::Malformed | SealError::UnknownKey | SealError::Refused) => {
-                        unopenable = true;
+                        replace = true;
                     }
                     Err(_) => return self.fetch_alone(key, fetch).await,
                 }

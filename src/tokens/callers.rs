@@ -11,6 +11,10 @@
 //! (`STSVEND_NEW_TOKENS_PER_NETWORK_PER_MINUTE`, see [`crate::network`]), and spend from the
 //! budget's caller lane, which shares its slots fairly between profiles and networks
 //! ([`crate::sts::budget`]): one network cannot take the whole budget.
+//!
+//! In fleet mode a [`FarCache`] sits behind the local cache (which stays the near-cache: a hit
+//! asks nothing else): a miss or a due renewal asks it before calling STS, and it keeps what
+//! STS issued for the other replicas. Without one, nothing changes.
 
 use std::future::Future;
 use std::num::NonZeroU32;
@@ -169,6 +173,37 @@ impl CallerError {
     }
 }
 
+/// A held caller token.
+pub type HeldToken = Held<Arc<Token>>;
+
+/// What a [`FarCache`] is handed and returns: a token, or why there is none.
+pub type HeldFuture<'a, E> = Pin<Box<dyn Future<Output = Result<HeldToken, E>> + Send + 'a>>;
+
+/// Tokens kept beyond this process (fleet mode: sealed in Redis, shared by the replicas). The
+/// `fetch` futures handed in are this cache's own STS path (new-token limit, budget, metrics,
+/// remembered refusals); a far cache runs one at most, and only when it has no token to offer.
+pub trait FarCache: Send + Sync + std::fmt::Debug {
+    /// A servable token for `key`, which the local cache does not hold: a kept one, or the one
+    /// `fetch` produces (then kept for the others).
+    fn on_miss<'a>(
+        &'a self,
+        key: &'a CallerKey,
+        fetch: HeldFuture<'a, Refusal>,
+    ) -> HeldFuture<'a, Refusal>;
+
+    /// The successor of `current`, which is due: a kept token that outlives it, or the one
+    /// `fetch` produces.
+    fn on_renewal<'a>(
+        &'a self,
+        key: &'a CallerKey,
+        current: &'a HeldToken,
+        fetch: HeldFuture<'a, Unavailable>,
+    ) -> HeldFuture<'a, Unavailable>;
+
+    /// No token kept so far may be handed out again (the kill switch).
+    fn clear(&self);
+}
+
 /// A profile's per-caller tokens: a cheap handle; clones share one cache.
 #[derive(Debug, Clone)]
 pub struct CallerTokens {
@@ -190,6 +225,7 @@ struct Inner {
     /// Identifies the profile to the budget's fair queue.
     profile_id: u64,
     new_tokens: Option<DefaultKeyedRateLimiter<IpNet>>,
+    far: Option<Arc<dyn FarCache>>,
 }
 
 /// Entries live until their token may no longer be served.
@@ -252,10 +288,18 @@ impl CallerTokens {
             max_bytes,
             new_tokens_per_network_per_minute: None,
         };
-        Self::with_settings(profile, template, client, credentials, clock, settings)
+        Self::with_settings(
+            profile,
+            template,
+            client,
+            credentials,
+            clock,
+            settings,
+            None,
+        )
     }
 
-    /// The general form.
+    /// The general form: with `far`, every local miss and due renewal asks it before STS.
     pub fn with_settings(
         profile: String,
         template: AssumeRole,
@@ -263,6 +307,7 @@ impl CallerTokens {
         credentials: CredentialsProvider,
         clock: Clock,
         settings: CallerSettings,
+        far: Option<Arc<dyn FarCache>>,
     ) -> Arc<Self> {
         let cache = Cache::builder()
             .max_capacity(settings.max_bytes)
@@ -300,6 +345,7 @@ impl CallerTokens {
                 refused_until: Mutex::new(None),
                 profile_id,
                 new_tokens,
+                far,
             }),
         })
     }
@@ -343,23 +389,30 @@ impl CallerTokens {
             }
         }
         metrics::record_token_cache(&inner.profile, CacheResult::Miss);
-        // A cached token needs no STS call, so only callers without one meet a remembered refusal.
-        if let Some(retry_after) = inner.refused_for(now) {
-            return Err(Refusal::Unavailable(Unavailable {
-                class: Some(FailureClass::Rejected),
-                retry_after,
-            }));
-        }
         let wanted = key.clone();
         inner
             .cache
             .try_get_with(key, async move {
-                inner.admit_new_token(origin)?;
-                inner
-                    .fetch(&wanted, Lane::Caller(claimant), REQUEST_BUDGET_WAIT)
-                    .await
-                    .map(Arc::new)
-                    .map_err(Refusal::Unavailable)
+                let fetch = async {
+                    // A kept token needs no STS call, so only callers without one meet a
+                    // remembered refusal.
+                    if let Some(retry_after) = inner.refused_for(now) {
+                        return Err(Refusal::Unavailable(Unavailable {
+                            class: Some(FailureClass::Rejected),
+                            retry_after,
+                        }));
+                    }
+                    inner.admit_new_token(origin)?;
+                    inner
+                        .fetch(&wanted, Lane::Caller(claimant), REQUEST_BUDGET_WAIT)
+                        .await
+                        .map_err(Refusal::Unavailable)
+                };
+                match &inner.far {
+                    Some(far) => far.on_miss(&wanted, Box::pin(fetch)).await,
+                    None => fetch.await,
+                }
+                .map(Arc::new)
             })
             .await
             .map(|held| held.value.clone())
@@ -368,6 +421,9 @@ impl CallerTokens {
 
     /// Drops every cached token (the kill switch).
     pub async fn clear(&self) {
+        if let Some(far) = &self.inner.far {
+            far.clear();
+        }
         self.inner.cache.invalidate_all();
         self.inner.cache.run_pending_tasks().await;
     }
@@ -428,10 +484,12 @@ impl Inner {
         current: Arc<Held<Arc<Token>>>,
         claimant: Claimant,
     ) {
-        match self
-            .fetch(&key, Lane::Caller(claimant), RENEWAL_BUDGET_WAIT)
-            .await
-        {
+        let fetch = self.fetch(&key, Lane::Caller(claimant), RENEWAL_BUDGET_WAIT);
+        let renewed = match &self.far {
+            Some(far) => far.on_renewal(&key, &current, Box::pin(fetch)).await,
+            None => fetch.await,
+        };
+        match renewed {
             Ok(fresh) => self.cache.insert(key, Arc::new(fresh)).await,
             // Let a later request try again; the current token is served while it qualifies.
             Err(_) => current.renewal_failed(),

@@ -61,6 +61,30 @@ impl Token {
         }
     }
 
+    /// A token another replica issued and stored (fleet mode), from its parts. It counts as
+    /// already served: the replica that received it from STS audits it as `fresh`.
+    pub fn restored(
+        body: Bytes,
+        key_id_prefix: String,
+        expiration: DateTime<Utc>,
+        serve_until: Instant,
+        role_session_name: String,
+        sts_request_id: Option<String>,
+    ) -> Self {
+        Self {
+            body,
+            key_id_prefix,
+            expiration,
+            expiration_text: expiration
+                .format(crate::sts::response::EXPIRATION_FORMAT)
+                .to_string(),
+            serve_until,
+            role_session_name,
+            sts_request_id,
+            served: AtomicBool::new(true),
+        }
+    }
+
     /// True exactly once: for the first request that receives this token (the audit log calls
     /// it `fresh`; later requests are served from a cache). Reads before it writes, so the
     /// common case (already served) does not contend on the cache line.

@@ -151,6 +151,52 @@ impl RedisServer {
     }
 }
 
+impl RedisServer {
+    /// Every key in the server with its content as raw bytes (SCAN, then GET, HGETALL or ZRANGE
+    /// by type), to look for plaintext.
+    pub(crate) async fn everything(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut raw = self.raw().await;
+        let mut cursor: u64 = 0;
+        let mut all = Vec::new();
+        loop {
+            let (next, names): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("COUNT")
+                .arg(500)
+                .query_async(&mut raw)
+                .await
+                .unwrap();
+            for name in names {
+                let kind: String = redis::cmd("TYPE")
+                    .arg(&name)
+                    .query_async(&mut raw)
+                    .await
+                    .unwrap();
+                let read = match kind.as_str() {
+                    "string" => redis::cmd("GET").arg(&name).clone(),
+                    "hash" => redis::cmd("HGETALL").arg(&name).clone(),
+                    "zset" => redis::cmd("ZRANGE").arg(&name).arg(0).arg(-1).clone(),
+                    // Gone between SCAN and TYPE (a lock released, a value expired).
+                    "none" => continue,
+                    other => panic!("unexpected key type {other}"),
+                };
+                let value = match read.query_async::<redis::Value>(&mut raw).await.unwrap() {
+                    redis::Value::Array(parts) => parts
+                        .into_iter()
+                        .flat_map(|part| redis::from_redis_value::<Vec<u8>>(part).unwrap())
+                        .collect(),
+                    other => redis::from_redis_value::<Vec<u8>>(other).unwrap(),
+                };
+                all.push((name, value));
+            }
+            if next == 0 {
+                return all;
+            }
+            cursor = next;
+        }
+    }
+}
+
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.stop();

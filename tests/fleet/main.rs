@@ -3,6 +3,7 @@
 // The 80-line rule is for the service's own functions; a scenario test reads top to bottom.
 #![allow(clippy::too_many_lines)]
 
+mod apps;
 mod budget;
 mod helpers;
 mod kill_switch;
@@ -11,4 +12,5 @@ mod limits;
 mod replica;
 mod store;
 mod tokens;
+mod tokens_app;
 mod wiring;
