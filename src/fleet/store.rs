@@ -34,6 +34,10 @@ const RECONNECT_MAX_DELAY: Duration = Duration::from_secs(5);
 /// Connecting (and a TLS handshake) may take longer than one command; commands still give up
 /// after the command timeout while the connection is made in the background.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long the store must have given no answer before a command that times out marks it down
+/// (a refused or dropped connection marks it down at once). Longer than a burst's slow answer,
+/// short enough that a frozen Redis is noticed within about a second of health pings.
+const QUIET_BEFORE_DOWN: Duration = Duration::from_secs(1);
 
 /// Why a store operation failed. None of these carries a stored value or a secret.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -92,6 +96,9 @@ struct Inner {
     up: AtomicBool,
     up_tx: watch::Sender<bool>,
     seq: AtomicU64,
+    /// When the store last answered, in ms since `started`; `u64::MAX`: never.
+    last_answer: AtomicU64,
+    started: Instant,
 }
 
 impl std::fmt::Debug for Inner {
@@ -152,6 +159,8 @@ impl FleetStore {
             up: AtomicBool::new(true),
             up_tx,
             seq: AtomicU64::new(0),
+            last_answer: AtomicU64::new(u64::MAX),
+            started: Instant::now(),
         })))
     }
 
@@ -198,6 +207,18 @@ impl FleetStore {
         format!("{}:{n}", self.0.replica)
     }
 
+    fn since_start_ms(&self) -> u64 {
+        u64::try_from(self.0.started.elapsed().as_millis()).unwrap_or(u64::MAX - 1)
+    }
+
+    /// How long since the store last answered; forever when it never has.
+    fn quiet_for(&self) -> Duration {
+        match self.0.last_answer.load(Ordering::Relaxed) {
+            u64::MAX => Duration::MAX,
+            last => Duration::from_millis(self.since_start_ms().saturating_sub(last)),
+        }
+    }
+
     fn mark(&self, up: bool, why: &StoreError) {
         if self.0.up.swap(up, Ordering::Relaxed) != up {
             if up {
@@ -216,12 +237,26 @@ impl FleetStore {
     {
         let result = match tokio::time::timeout(self.0.timeout, op).await {
             Ok(Ok(value)) => Ok(value),
+            // The connection's own response timeout is the same bound as ours.
+            Ok(Err(error)) if error.is_timeout() => Err(StoreError::TimedOut(self.0.timeout)),
             Ok(Err(error)) => Err(classify(&error)),
             Err(_) => Err(StoreError::TimedOut(self.0.timeout)),
         };
         match &result {
+            // One slow answer under a burst is not an outage: marking the store down would send
+            // every replica's misses to STS until the next health ping. No answer for a while is.
+            Err(error @ StoreError::TimedOut(_)) => {
+                if self.quiet_for() >= QUIET_BEFORE_DOWN {
+                    self.mark(false, error);
+                }
+            }
             Err(error) if error.is_down() => self.mark(false, error),
-            _ => self.mark(true, &StoreError::Down(String::new())),
+            _ => {
+                self.0
+                    .last_answer
+                    .store(self.since_start_ms(), Ordering::Relaxed);
+                self.mark(true, &StoreError::Down(String::new()));
+            }
         }
         result
     }

@@ -205,3 +205,36 @@ async fn a_value_sealed_with_another_key_is_refused_then_replaced_and_a_rolled_k
         b"fresh"
     );
 }
+
+#[tokio::test]
+async fn one_slow_answer_after_good_ones_does_not_mark_the_store_down() {
+    let server = RedisServer::start();
+    let store = store(&server, "replica-a");
+    store.probe().await.unwrap();
+    assert!(store.is_up());
+    let busy = tokio::spawn({
+        let url = server.url();
+        async move {
+            let client = redis::Client::open(url).unwrap();
+            let mut raw = client.get_multiplexed_async_connection().await.unwrap();
+            let spin = "local t = redis.call('TIME'); local stop = t[1] * 1000000 + t[2] + 300000; \
+                        repeat t = redis.call('TIME') until t[1] * 1000000 + t[2] >= stop; return 1";
+            let _: i64 = redis::cmd("EVAL")
+                .arg(spin)
+                .arg(0)
+                .query_async(&mut raw)
+                .await
+                .unwrap();
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let slow = store.probe().await;
+    assert!(matches!(slow, Err(StoreError::TimedOut(_))), "{slow:?}");
+    assert!(
+        store.is_up(),
+        "one slow answer right after a good one marked the store down"
+    );
+    busy.await.unwrap();
+    store.probe().await.unwrap();
+    assert!(store.is_up());
+}
