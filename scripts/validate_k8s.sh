@@ -7,7 +7,13 @@
 #   3. the references between the manifests (kustomization resources, namespace, names,
 #      selectors, named ports, ServiceAccount, ConfigMap);
 #   4. the ConfigMap's stsvend.toml and the Deployment's environment with `stsvend check`
-#      (no network: fake static credentials, the metadata service switched off).
+#      (no network: fake static credentials, the metadata service switched off);
+#   5. the fleet overlay deploy/kubernetes-fleet/: the base Deployment with its patch merged
+#      (a strategic merge by name, cross-checked against `kubectl kustomize` when kubectl is
+#      installed), Valkey, its NetworkPolicy and the Secret template, strict against the same
+#      versions; their references (URL -> Service -> pods, key file -> mounted Secret key,
+#      NetworkPolicy -> stsvend pods); and the patched environment with `stsvend check` against
+#      a throwaway local redis-server standing in for Valkey (the fleet store line must be OK).
 # Usage: scripts/validate_k8s.sh            (K8S_VERSIONS="1.30.0 1.33.0" by default)
 #        STSVEND_BIN=path/to/stsvend ...   (else target/debug/stsvend, built if missing)
 set -euo pipefail
@@ -15,6 +21,7 @@ cd "$(dirname "$0")/.."
 
 K8S_VERSIONS=${K8S_VERSIONS:-"1.30.0 1.33.0"}
 MANIFESTS=deploy/kubernetes
+FLEET=deploy/kubernetes-fleet
 VENV=target/k8svenv
 REQUIREMENTS=scripts/requirements-k8s.txt
 
@@ -31,7 +38,12 @@ fi
 echo "kubernetes-validate $("$VENV/bin/kubernetes-validate" --version)"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/stsvend-k8s.XXXXXX")
-trap 'rm -rf "$work"' EXIT
+redis_pid=
+cleanup() {
+  if [ -n "$redis_pid" ]; then kill "$redis_pid" 2>/dev/null || true; wait "$redis_pid" 2>/dev/null || true; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
 
 # Every manifest except the kustomization (not a Kubernetes API kind; checked in step 3).
 mapfile -t files < <(find "$MANIFESTS" -maxdepth 1 -name '*.yaml' ! -name kustomization.yaml | sort)
@@ -58,7 +70,7 @@ validate() { # label, version, files...
   shift 2
   local out rc=0
   out=$("$VENV/bin/kubernetes-validate" --strict -k "$version" "$@" 2>&1) || rc=$?
-  printf '%s\n' "$out" | sed "s|$work/variant/|variant:|"
+  printf '%s\n' "$out" | sed -e "s|$work/variant/|variant:|" -e "s|$work/fleet/|fleet:|"
   if [ "$rc" -ne 0 ] || printf '%s\n' "$out" | grep -q '^WARN'; then
     echo "FAILED: $label against Kubernetes $version" >&2
     exit 1
@@ -206,4 +218,228 @@ if [ "$rc" -ne 0 ] || ! printf '%s\n' "$out" | grep -q '^settings: OK'; then
   exit 1
 fi
 
-echo "== Kubernetes manifests valid for $K8S_VERSIONS"
+echo "== fleet overlay $FLEET: the patched Deployment, Valkey, the Secret template, and their references"
+mkdir -p "$work/fleet"
+"$VENV/bin/python" - "$MANIFESTS" "$FLEET" "$work" <<'PY'
+import copy, os, re, sys, yaml
+
+base_dir, fleet_dir, work = sys.argv[1:4]
+out_dir = os.path.join(work, "fleet")
+errors = []
+def check(ok, message):
+    if not ok:
+        errors.append(message)
+def load_all(path):
+    return [d for d in yaml.safe_load_all(open(path)) if d]
+def selects(selector, labels):
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+def merge(base, patch):
+    """A strategic merge patch as kustomize applies it to these fields: maps merge, lists of
+    named maps (containers, env, volumeMounts, volumes, ports) merge by name, other lists replace."""
+    if isinstance(base, dict) and isinstance(patch, dict):
+        out = dict(base)
+        for k, v in patch.items():
+            out[k] = merge(base[k], v) if k in base else copy.deepcopy(v)
+        return out
+    if (isinstance(base, list) and isinstance(patch, list) and patch
+            and all(isinstance(i, dict) and "name" in i for i in base + patch)):
+        out = [copy.deepcopy(i) for i in base]
+        for item in patch:
+            at = [n for n, b in enumerate(out) if b["name"] == item["name"]]
+            if at:
+                out[at[0]] = merge(out[at[0]], item)
+            else:
+                out.append(copy.deepcopy(item))
+        return out
+    return copy.deepcopy(patch)
+
+base_kust = yaml.safe_load(open(os.path.join(base_dir, "kustomization.yaml")))
+kust = yaml.safe_load(open(os.path.join(fleet_dir, "kustomization.yaml")))
+check(kust.get("namespace") == base_kust["namespace"], "fleet kustomization namespace differs from the base's")
+resources = kust.get("resources", [])
+base_ref = os.path.relpath(base_dir, fleet_dir)
+check(base_ref in resources, f"fleet kustomization does not build on {base_ref}")
+patch_files = [p["path"] for p in kust.get("patches", [])]
+present = sorted(f for f in os.listdir(fleet_dir) if f.endswith(".yaml") and f != "kustomization.yaml")
+for f in present:
+    check(f in resources or f in patch_files or f.endswith(".example.yaml"),
+          f"{f} is neither a resource, a patch nor an .example.yaml template")
+for f in resources + patch_files:
+    check(os.path.exists(os.path.join(fleet_dir, f)), f"fleet kustomization names {f}, which does not exist")
+
+# The base Deployment with the patches merged.
+[deploy] = [d for f in os.listdir(base_dir) if f.endswith(".yaml") and f != "kustomization.yaml"
+            for d in load_all(os.path.join(base_dir, f)) if d["kind"] == "Deployment"]
+for f in patch_files:
+    for patch in load_all(os.path.join(fleet_dir, f)):
+        check((patch["kind"], patch["metadata"]["name"]) == ("Deployment", deploy["metadata"]["name"]),
+              f"{f} patches {patch['kind']}/{patch['metadata']['name']}, not the base Deployment")
+        deploy = merge(deploy, {k: v for k, v in patch.items() if k not in ("apiVersion", "kind", "metadata")})
+with open(os.path.join(out_dir, "deployment.yaml"), "w") as out:
+    yaml.safe_dump(deploy, out, sort_keys=False)
+
+docs = []
+for f in [r for r in resources if r != base_ref] + [f for f in present if f.endswith(".example.yaml")]:
+    for doc in load_all(os.path.join(fleet_dir, f)):
+        docs.append((f, doc))
+        check(doc["metadata"].get("namespace") == kust["namespace"], f"{f}: {doc['kind']}/{doc['metadata']['name']} not in namespace {kust['namespace']}")
+    with open(os.path.join(out_dir, f), "w") as out:
+        out.write(open(os.path.join(fleet_dir, f)).read())
+def of_kind(kind):
+    return [d for _, d in docs if d["kind"] == kind]
+
+pod = deploy["spec"]["template"]["spec"]
+pod_labels = deploy["spec"]["template"]["metadata"]["labels"]
+[container] = pod["containers"]
+env = {e["name"]: e.get("value") for e in container.get("env", [])}
+check("STSVEND_REPLICA_ID" not in env, "STSVEND_REPLICA_ID is set; it should default to the pod's name")
+check(pod.get("enableServiceLinks") is False,
+      "enableServiceLinks is not false: Service stsvend-valkey would inject STSVEND_VALKEY_* variables, which stsvend refuses")
+for name in ("STSVEND_REDIS_URL", "STSVEND_REDIS_ENCRYPTION_KEY_FILE", "STSVEND_FLEET_SIZE_HINT"):
+    check(env.get(name), f"the patched Deployment does not set {name}")
+
+# URL -> a Service of the overlay -> its pods (not stsvend's) -> the container port.
+m = re.match(r"^rediss?://(?:[^@/]*@)?([^:/]+):(\d+)(/\d+)?$", env.get("STSVEND_REDIS_URL") or "")
+check(m, f"STSVEND_REDIS_URL {env.get('STSVEND_REDIS_URL')!r} is not redis://host:port")
+services = {s["metadata"]["name"]: s for s in of_kind("Service")}
+svc = services.get(m.group(1)) if m else None
+check(svc is not None, f"STSVEND_REDIS_URL names no Service of the overlay ({sorted(services)})")
+valkeys = [d for d in of_kind("Deployment")]
+check(len(valkeys) == 1, f"expected one Valkey Deployment, found {len(valkeys)}")
+if svc and valkeys:
+    v = valkeys[0]
+    vpod = v["spec"]["template"]["spec"]
+    vlabels = v["spec"]["template"]["metadata"]["labels"]
+    check(selects(v["spec"]["selector"]["matchLabels"], vlabels), "Valkey Deployment selector does not match its pod labels")
+    check(selects(svc["spec"]["selector"], vlabels), f"Service {svc['metadata']['name']} does not select the Valkey pods")
+    [vc] = vpod["containers"]
+    vports = {p["name"]: p["containerPort"] for p in vc.get("ports", [])}
+    [sport] = [p for p in svc["spec"]["ports"] if str(p["port"]) == m.group(2)] or [None]
+    check(sport is not None, f"Service {svc['metadata']['name']} has no port {m.group(2)}")
+    if sport:
+        target = sport.get("targetPort", sport["port"])
+        check(target in vports or target in vports.values(), f"Service targets unknown port {target}")
+    # The base's selectors (Services, PDB, NetworkPolicy, HPA's Deployment) must not pick Valkey up.
+    base_selector = deploy["spec"]["selector"]["matchLabels"]
+    check(not selects(base_selector, vlabels), "Valkey pods carry stsvend's labels (the base's Services and PDB would select them)")
+    sc, psc = vc.get("securityContext", {}), vpod.get("securityContext", {})
+    check(psc.get("runAsNonRoot") is True and sc.get("runAsNonRoot") is True, "Valkey: runAsNonRoot is not set")
+    check(sc.get("readOnlyRootFilesystem") is True, "Valkey: readOnlyRootFilesystem is not true")
+    check(sc.get("allowPrivilegeEscalation") is False, "Valkey: allowPrivilegeEscalation is not false")
+    check(sc.get("capabilities", {}).get("drop") == ["ALL"], "Valkey: capabilities are not all dropped")
+    limits = vc.get("resources", {}).get("limits", {})
+    check("memory" in limits and "cpu" in limits, "Valkey: no resource limits")
+    args = vc.get("args", [])
+    def arg(flag):
+        return args[args.index(flag) + 1] if flag in args and args.index(flag) + 1 < len(args) else None
+    check(arg("--save") == "" and arg("--appendonly") == "no", "Valkey: persistence is not off (--save \"\" --appendonly no)")
+    mm, lim = arg("--maxmemory"), limits.get("memory", "")
+    units = {"mb": 10**6, "gb": 10**9, "Mi": 2**20, "Gi": 2**30}
+    def size(text):
+        mm_ = re.match(r"^(\d+)(mb|gb|Mi|Gi)$", text or "")
+        return int(mm_.group(1)) * units[mm_.group(2)] if mm_ else None
+    check(size(mm) and size(lim) and size(mm) < size(lim), f"Valkey: --maxmemory {mm} is not below the memory limit {lim}")
+    check(arg("--maxmemory-policy", ) in ("volatile-lru", "volatile-lfu", "volatile-ttl", "volatile-random", "noeviction"),
+          "Valkey: --maxmemory-policy could evict the kill switch's state (keys without a TTL)")
+    nps = [n for n in of_kind("NetworkPolicy") if selects(n["spec"]["podSelector"]["matchLabels"], vlabels)]
+    check(len(nps) == 1, "no NetworkPolicy selects the Valkey pods")
+    for n in nps:
+        rules = n["spec"].get("ingress", [])
+        check(rules and all(r.get("from") and all(
+                  "namespaceSelector" not in f and selects(f.get("podSelector", {}).get("matchLabels"), pod_labels)
+                  for f in r["from"]) for r in rules),
+              f"NetworkPolicy {n['metadata']['name']} admits more than stsvend's pods")
+        ports = {p["port"] for r in rules for p in r.get("ports", [])}
+        check(ports and all(p in vports.values() or p in vports for p in ports), f"NetworkPolicy ports {ports} are not Valkey's")
+
+# Key file -> a mounted Secret volume -> a key of the Secret template.
+key_file = env.get("STSVEND_REDIS_ENCRYPTION_KEY_FILE") or ""
+mounts = {mt["mountPath"]: mt for mt in container.get("volumeMounts", [])}
+volumes = {vol["name"]: vol for vol in pod.get("volumes", [])}
+mount = mounts.get(os.path.dirname(key_file))
+check(mount is not None, f"{key_file} is not in a mounted directory ({sorted(mounts)})")
+if mount:
+    vol = volumes.get(mount["name"], {})
+    check("secret" in vol, f"{key_file} is not in a Secret volume")
+    secrets = {s["metadata"]["name"]: s for s in of_kind("Secret")}
+    secret = secrets.get(vol.get("secret", {}).get("secretName"))
+    check(secret is not None, f"no Secret template for {vol.get('secret', {}).get('secretName')} ({sorted(secrets)})")
+    if secret:
+        keys = set(secret.get("stringData", {})) | set(secret.get("data", {}))
+        check(os.path.basename(key_file) in keys, f"the Secret template has no key {os.path.basename(key_file)}")
+    check(pod.get("securityContext", {}).get("fsGroup") == 65532, "the Secret file is not readable through fsGroup 65532")
+# Every mount point is distinct from and not inside another (the config mount is a ConfigMap).
+paths = sorted(mounts)
+for a in paths:
+    for b in paths:
+        check(a == b or not b.startswith(a.rstrip("/") + "/"), f"volume mount {b} is inside {a}")
+
+with open(os.path.join(work, "fleet-env"), "w") as out:
+    for e in container.get("env", []):
+        if "value" in e:
+            out.write(f"{e['name']}={e['value']}\n")
+
+if errors:
+    for e in errors:
+        print("FAILED:", e, file=sys.stderr)
+    sys.exit(1)
+print(f"ok: the base Deployment with {len(patch_files)} patch(es) merged, {len(docs)} resources of the overlay, consistent")
+PY
+
+if command -v kubectl >/dev/null 2>&1; then
+  echo "== fleet overlay: the merged Deployment is what \`kubectl kustomize $FLEET\` renders"
+  kubectl kustomize "$FLEET" >"$work/fleet-kustomize.yaml"
+  "$VENV/bin/python" - "$work/fleet-kustomize.yaml" "$work/fleet/deployment.yaml" <<'PY'
+import sys, yaml
+def norm(x):
+    if isinstance(x, dict):
+        return {k: norm(v) for k, v in x.items()}
+    if isinstance(x, list):
+        items = [norm(i) for i in x]
+        return sorted(items, key=lambda i: i["name"]) if all(isinstance(i, dict) and "name" in i for i in items) else items
+    return x
+rendered = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d and d["kind"] == "Deployment" and d["metadata"]["name"] == "stsvend"]
+ours = yaml.safe_load(open(sys.argv[2]))
+if len(rendered) != 1 or norm(rendered[0]["spec"]) != norm(ours["spec"]):
+    sys.exit("FAILED: kubectl kustomize renders a different stsvend Deployment than this script's merge")
+print("ok: same Deployment spec")
+PY
+else
+  echo "note: kubectl not installed; the patch merge is this script's own (no cross-check with kustomize)"
+fi
+
+for version in $K8S_VERSIONS; do
+  echo "== Kubernetes $version, strict: $FLEET (patched Deployment, Valkey, NetworkPolicy, Secret template)"
+  validate "$FLEET" "$version" "$work/fleet/"*.yaml
+done
+
+echo "== the fleet overlay's environment, read by stsvend check (a local redis-server stands in for Valkey)"
+command -v redis-server >/dev/null || { echo "FAILED: redis-server is not installed (apt-get install -y redis-server)" >&2; exit 1; }
+port=$("$VENV/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --dir "$work" >"$work/redis.log" 2>&1 &
+redis_pid=$!
+for _ in $(seq 50); do
+  if redis-cli -p "$port" ping >/dev/null 2>&1; then break; fi
+  sleep 0.1
+done
+openssl rand -base64 32 >"$work/encryption-key"
+# The Service's name and the Secret's mount point, mapped to this machine.
+mapfile -t fleet_env < <(sed \
+  -e "s|^STSVEND_REDIS_URL=.*|STSVEND_REDIS_URL=redis://127.0.0.1:$port|" \
+  -e "s|^\(STSVEND_REDIS_ENCRYPTION_KEY_FILE\)=.*|\1=$work/encryption-key|" "$work/fleet-env")
+rc=0
+out=$(env -i HOME="$work/home" HOSTNAME=stsvend-7d9f8c6b5-x2x4q "${fleet_env[@]}" \
+  ALIBABA_CLOUD_ACCESS_KEY_ID=LTAI5tValidateK8sOnly \
+  ALIBABA_CLOUD_ACCESS_KEY_SECRET=not-a-real-secret \
+  ALIBABA_CLOUD_ECS_METADATA_DISABLED=true \
+  ALIBABA_CLOUD_CLI_PROFILE_DISABLED=true \
+  "$bin" check --config "$work/stsvend.toml" 2>&1) || rc=$?
+printf '%s\n' "$out" | sed 's/^/  /'
+if [ "$rc" -ne 0 ] || ! printf '%s\n' "$out" | grep -q '^settings: OK' \
+   || ! printf '%s\n' "$out" | grep -q "^fleet store redis://127.0.0.1:$port as replica stsvend-7d9f8c6b5-x2x4q: OK"; then
+  echo "FAILED: stsvend check rejected the fleet overlay's environment (exit $rc)" >&2
+  exit 1
+fi
+
+echo "== Kubernetes manifests and the fleet overlay valid for $K8S_VERSIONS"
