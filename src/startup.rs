@@ -366,6 +366,10 @@ impl App {
         } = parts;
         let budget =
             budget.unwrap_or_else(|| Arc::new(StsBudget::new(config.sts_budget_per_second)));
+        if let Some(store) = &fleet {
+            let hint = config.fleet.as_ref().and_then(|f| f.fleet_size_hint);
+            crate::fleet::budget::share(&budget, store, config.sts_budget_per_second, hint);
+        }
         let tls = config
             .tls
             .as_ref()
