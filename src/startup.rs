@@ -391,11 +391,16 @@ impl App {
             clock: clock.clone(),
             cancel: &cancel,
         };
-        let profiles = config
+        let mut profiles = config
             .profiles
             .iter()
             .map(|profile| sources.profile_state(profile))
             .collect::<Result<Vec<_>, _>>()?;
+        if let Some(store) = &fleet {
+            profiles
+                .iter_mut()
+                .for_each(|p| p.limits.share(store, &p.name));
+        }
         let mut state = AppState::new(profiles, config.trusted_proxies.clone(), clock);
         if let Some(store) = fleet {
             // Before serving: a replica started during an incident starts disabled.

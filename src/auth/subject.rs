@@ -27,6 +27,13 @@ const MAX_READABLE: usize = MAX_LEN - HASH_HEX - 1;
 #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
 pub struct CallerId([u8; 16]);
 
+impl CallerId {
+    /// The digest itself (to key the caller's state elsewhere, e.g. in fleet mode).
+    pub fn as_bytes(&self) -> &[u8; 16] {
+        &self.0
+    }
+}
+
 /// The key for `subject` as issued by `issuer` (`None` when the token has no `iss`).
 pub fn caller_id(issuer: Option<&str>, subject: &str) -> CallerId {
     let mut hash = Sha1::new();
