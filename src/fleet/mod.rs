@@ -1,8 +1,9 @@
 //! Fleet mode (issue 15): what several replicas share through Redis — sealed tokens with a
 //! fleet-wide single flight, the STS budget, rate limits and the kill switch.
 //!
-//! This folder is the store's building blocks; the kill switch is wired into the app (through
-//! [`switchboard`] and `http::fleet_switch`), the other parts not yet.
+//! This folder is the store's building blocks. Wired into the app: the kill switch (through
+//! [`switchboard`] and `http::fleet_switch`), the STS budget ([`budget::share`], behind the
+//! `sts::budget::SharedBudget` trait) and the rate limits (`http::limits`); tokens not yet.
 //! Every command is bounded by the command timeout, every value read back by a size limit, and
 //! every failure is a typed [`store::StoreError`] so that callers can fall back to local
 //! behaviour instead of failing.
