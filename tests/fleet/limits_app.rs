@@ -187,21 +187,28 @@ async fn d_five_a_minute_for_one_address_across_three_replicas() {
     assert_eq!(later, 1, "then one every 12 s across the fleet");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_stopped_limits_and_budget_fall_back_to_local() {
-    let mut server = RedisServer::start();
-    let emulator = Emulator::start(Clock::System).await.unwrap();
+/// Three replicas told they are three (each takes a third of the budget, 3/s, when Redis is
+/// gone), 5 requests a minute per address with a burst of 3, and the cached user's token held
+/// by each.
+async fn three_of_three(server: &RedisServer, emulator: &Emulator) -> [Replica; 3] {
     let url = server.url();
-    // Three replicas say so: each takes a third of the budget (3/s) when Redis is gone.
     let fleet = [
         ("STSVEND_REDIS_URL", url.as_str()),
         ("STSVEND_REDIS_ENCRYPTION_KEY", KEY_A),
         ("STSVEND_FLEET_SIZE_HINT", "3"),
     ];
-    let replicas = three(&server, &emulator, &settings("5", "3", &fleet)).await;
+    let replicas = three(server, emulator, &settings("5", "3", &fleet)).await;
     for replica in &replicas {
         assert_eq!(replica.token_for(CACHED_USER).await.status, 200);
     }
+    replicas
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_stopped_limits_and_budget_fall_back_to_local() {
+    let mut server = RedisServer::start();
+    let emulator = Emulator::start(Clock::System).await.unwrap();
+    let replicas = three_of_three(&server, &emulator).await;
     server.stop();
 
     for replica in &replicas {
@@ -238,4 +245,39 @@ async fn redis_stopped_limits_and_budget_fall_back_to_local() {
         "new users served by every replica: {served:?}"
     );
     assert!(busiest <= 9, "within three local shares of 3/s: {busiest}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_frozen_every_answer_is_bounded_and_the_fleet_counts_again_when_it_thaws() {
+    let server = RedisServer::start();
+    let emulator = Emulator::start(Clock::System).await.unwrap();
+    let replicas = three_of_three(&server, &emulator).await;
+    server.freeze();
+
+    let mut slowest = Duration::ZERO;
+    for (i, replica) in (0..).zip(&replicas) {
+        let started = Instant::now();
+        assert_eq!(replica.token_for(CACHED_USER).await.status, 200, "cached");
+        slowest = slowest.max(started.elapsed());
+        let answer = replica.token_for(&new_user(1000 + i)).await;
+        assert_eq!(
+            answer.status, 200,
+            "a new user within the local share: {answer:?}"
+        );
+    }
+    let frozen = allowed(&ask_in_turn(&replicas, "198.51.100.11", 15).await);
+
+    server.thaw();
+    // Each replica pings its store every second and uses it again once it answers.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let thawed = allowed(&ask_in_turn(&replicas, "198.51.100.12", 15).await);
+    eprintln!(
+        "Redis frozen: cached user's slowest answer {slowest:?}; {frozen} of 15 allowed for one address; thawed: {thawed} of 15"
+    );
+    assert!(
+        slowest < Duration::from_millis(500),
+        "one bounded command at most: {slowest:?}"
+    );
+    assert_eq!(frozen, 9, "each replica's own burst of 3");
+    assert_eq!(thawed, 3, "the fleet's burst of 3 again");
 }
