@@ -168,6 +168,7 @@ impl SharedBudget for FleetBudget {
             if !self.store.is_up() {
                 return Err(SharedBudgetDown);
             }
+            // The inherent `acquire` (it takes a `FleetLane`): the script with its retries.
             Self::acquire(self, lane, max_wait).await.map_err(|error| {
                 tracing::debug!(%error, "fleet budget: no answer; using the local share");
                 SharedBudgetDown

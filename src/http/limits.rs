@@ -121,6 +121,7 @@ impl RateLimits {
         }
     }
 
+    /// The fleet's decision, counting a fallback when it has none.
     async fn shared(&self, kind: LimitKind, identity: &[u8]) -> Option<Result<(), Duration>> {
         let decision = match &self.fleet {
             Some(fleet) => fleet.check(kind, identity).await,
