@@ -23,6 +23,7 @@
 //! | `stsvend_kill_switch_changed_at_seconds` | `profile` | [`record_kill_switch_origin`] |
 //! | `stsvend_kill_switch_local_only` | `profile` | [`record_kill_switch_origin`] |
 //! | `stsvend_fleet_store_up` | | [`record_fleet_store_up`] (fleet mode) |
+//! | `stsvend_fleet_fallbacks_total` | `part` | [`record_fleet_fallback`] (fleet mode: `budget` or `rate_limit` decided locally) |
 //! | `stsvend_log_lines_dropped_total` | | [`record_log_lines_dropped`], before each render, from the non-blocking log writer |
 //! | `stsvend_tls_reloads_total` | `outcome` | `tls` (each reload of the certificate files: `ok` or `refused`) |
 //! | `stsvend_connections_open` | `listener` | `server`, per connection opened and closed |
@@ -216,6 +217,10 @@ fn describe() {
 
 /// The series only a fleet replica records.
 fn describe_fleet() {
+    describe_counter!(
+        "stsvend_fleet_fallbacks_total",
+        "Fleet mode only: decisions this replica took alone because the fleet store did not answer in time, by part (budget: an AssumeRole granted or refused by the local share of the budget; rate_limit: a request checked by the local rate limiter)"
+    );
     describe_gauge!(
         "stsvend_fleet_store_up",
         "Fleet mode only: 1 while the fleet store (Redis) answers, 0 while this replica falls back to local behaviour"
@@ -552,6 +557,12 @@ pub fn record_fleet_caller_token(profile: &str, source: FleetTokenSource) {
     };
     counter!("stsvend_fleet_caller_tokens_total", "profile" => profile.to_owned(), "source" => source)
         .increment(1);
+}
+
+/// Fleet mode: `part` (`budget` or `rate_limit`) was decided locally because the fleet store
+/// did not answer.
+pub fn record_fleet_fallback(part: &'static str) {
+    counter!("stsvend_fleet_fallbacks_total", "part" => part).increment(1);
 }
 
 /// The count of open connections on `listener`; the server increments it per connection

@@ -373,6 +373,10 @@ impl App {
         } = parts;
         let budget =
             budget.unwrap_or_else(|| Arc::new(StsBudget::new(config.sts_budget_per_second)));
+        if let Some(store) = &fleet {
+            let hint = config.fleet.as_ref().and_then(|f| f.fleet_size_hint);
+            crate::fleet::budget::share(&budget, store, config.sts_budget_per_second, hint);
+        }
         let tls = config
             .tls
             .as_ref()
@@ -395,11 +399,16 @@ impl App {
             cancel: &cancel,
             fleet: fleet.as_ref(),
         };
-        let profiles = config
+        let mut profiles = config
             .profiles
             .iter()
             .map(|profile| sources.profile_state(profile))
             .collect::<Result<Vec<_>, _>>()?;
+        if let Some(store) = &fleet {
+            profiles
+                .iter_mut()
+                .for_each(|p| p.limits.share(store, &p.name));
+        }
         let mut state = AppState::new(profiles, config.trusted_proxies.clone(), clock);
         if let Some(store) = fleet {
             // Before serving: a replica started during an incident starts disabled.

@@ -61,6 +61,11 @@ impl Emulator {
         self.state.calls()
     }
 
+    /// When the latest requests (at most a few thousand) arrived, oldest first.
+    pub fn arrivals(&self) -> Vec<tokio::time::Instant> {
+        self.state.arrivals()
+    }
+
     /// Credentials minted.
     pub fn issued(&self) -> u64 {
         self.state.issued_count()

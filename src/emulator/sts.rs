@@ -8,7 +8,7 @@
 //! name, duration, policy grammar and size). Error bodies have STS's shape and codes
 //! (PROTOCOL.md §1.6).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -45,6 +45,9 @@ pub(crate) struct Minted {
     pub(crate) policy: Option<String>,
 }
 
+/// Arrival times kept: a dev session runs for hours, so the record is bounded.
+const MAX_ARRIVALS: usize = 4096;
+
 /// Shared state of the emulator.
 pub struct EmulatorState {
     clock: Clock,
@@ -53,6 +56,8 @@ pub struct EmulatorState {
     nonces: Mutex<HashMap<String, DateTime<Utc>>>,
     minted: Mutex<HashMap<String, Minted>>,
     calls: AtomicU64,
+    /// When the latest requests arrived (at most [`MAX_ARRIVALS`]), for tests of the budget.
+    arrivals: Mutex<VecDeque<tokio::time::Instant>>,
     issued: AtomicU64,
     throttle: AtomicU64,
     /// Seconds every minted credential lasts whatever was asked; 0: as asked.
@@ -77,6 +82,7 @@ impl EmulatorState {
             nonces: Mutex::new(HashMap::new()),
             minted: Mutex::new(HashMap::new()),
             calls: AtomicU64::new(0),
+            arrivals: Mutex::new(VecDeque::new()),
             issued: AtomicU64::new(0),
             throttle: AtomicU64::new(0),
             token_lifetime: AtomicU64::new(0),
@@ -89,6 +95,17 @@ impl EmulatorState {
 
     pub(crate) fn calls(&self) -> u64 {
         self.calls.load(Ordering::Relaxed)
+    }
+
+    /// When the latest requests arrived, oldest first.
+    pub(crate) fn arrivals(&self) -> Vec<tokio::time::Instant> {
+        self.lock_arrivals().iter().copied().collect()
+    }
+
+    fn lock_arrivals(&self) -> std::sync::MutexGuard<'_, VecDeque<tokio::time::Instant>> {
+        self.arrivals
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     pub(crate) fn issued_count(&self) -> u64 {
@@ -148,6 +165,13 @@ async fn handle(
     body: Bytes,
 ) -> Response {
     state.calls.fetch_add(1, Ordering::Relaxed);
+    {
+        let mut arrivals = state.lock_arrivals();
+        if arrivals.len() >= MAX_ARRIVALS {
+            arrivals.pop_front();
+        }
+        arrivals.push_back(tokio::time::Instant::now());
+    }
     let request_id = uuid::Uuid::new_v4().to_string().to_uppercase();
     match assume_role(&state, &method, &uri, &headers, &body) {
         Ok(mut answer) => {

@@ -8,13 +8,16 @@
 //! this module only says yes or "try again in …". When the store is down, the caller falls back
 //! to a local share of the budget: [`local_share`].
 
+use std::future::Future;
 use std::num::NonZeroU32;
-use std::sync::LazyLock;
+use std::pin::Pin;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use super::store::{FleetStore, StoreError};
+use crate::sts::budget::{SharedAnswer, SharedBudget, SharedBudgetDown, StsBudget};
 
 /// One second plus a tenth for network jitter, as in the local budget.
 pub const WINDOW: Duration = Duration::from_millis(1100);
@@ -134,6 +137,51 @@ impl FleetBudget {
         let penalty_ms = u64::try_from(PENALTY.as_millis()).unwrap_or(u64::MAX);
         let (factor, _) = self.run(now_ms, "service", "throttled", penalty_ms).await?;
         Ok(u32::try_from(factor).unwrap_or(1))
+    }
+}
+
+/// Fleet mode for `budget`: every call it grants must also be granted by the fleet's budget of
+/// `per_second`; while the store cannot answer, [`local_share`] of it stands in.
+pub fn share(
+    budget: &StsBudget,
+    store: &FleetStore,
+    per_second: NonZeroU32,
+    fleet_size_hint: Option<NonZeroU32>,
+) {
+    let share = local_share(per_second, fleet_size_hint);
+    budget.share(Arc::new(FleetBudget::new(store.clone(), per_second)), share);
+}
+
+impl SharedBudget for FleetBudget {
+    fn acquire(
+        &self,
+        caller: bool,
+        max_wait: Duration,
+    ) -> Pin<Box<dyn Future<Output = SharedAnswer> + Send + '_>> {
+        let lane = if caller {
+            FleetLane::Caller
+        } else {
+            FleetLane::Service
+        };
+        Box::pin(async move {
+            // Known down (the health ping says when it is back): no command to wait out.
+            if !self.store.is_up() {
+                return Err(SharedBudgetDown);
+            }
+            // The inherent `acquire` (it takes a `FleetLane`): the script with its retries.
+            Self::acquire(self, lane, max_wait).await.map_err(|error| {
+                tracing::debug!(%error, "fleet budget: no answer; using the local share");
+                SharedBudgetDown
+            })
+        })
+    }
+
+    fn throttled(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(async move {
+            if let Err(error) = self.throttled_at(None).await {
+                tracing::warn!(%error, "fleet budget: cannot record STS throttling for the fleet");
+            }
+        })
     }
 }
 

@@ -1,9 +1,10 @@
 //! Fleet mode (issue 15): what several replicas share through Redis — sealed tokens with a
 //! fleet-wide single flight, the STS budget, rate limits and the kill switch.
 //!
-//! This folder is the store's building blocks; per-caller tokens (through [`callers`]) and the
-//! kill switch (through [`switchboard`] and `http::fleet_switch`) are wired into the app, the
-//! budget and the rate limits not yet.
+//! This folder is the store's building blocks, all wired into the app: per-caller tokens
+//! (through [`callers`]), the kill switch (through [`switchboard`] and `http::fleet_switch`), the
+//! STS budget ([`budget::share`], behind the `sts::budget::SharedBudget` trait) and the rate
+//! limits (`http::limits`).
 //! Every command is bounded by the command timeout, every value read back by a size limit, and
 //! every failure is a typed [`store::StoreError`] so that callers can fall back to local
 //! behaviour instead of failing.

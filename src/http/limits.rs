@@ -5,6 +5,11 @@
 //! `RateLimitLayer`, which is neither keyed nor shared across clones. Keys that have been quiet
 //! long enough to be full again are dropped periodically, so a flood of distinct addresses
 //! cannot grow memory without bound.
+//!
+//! In fleet mode ([`RateLimits::share`]) the same quota is counted across every replica by the
+//! fleet store's GCRA script, keyed by a keyed digest of the profile and the address prefix or
+//! caller; when the store does not answer within its command timeout, this replica's own
+//! limiter decides, as a single process would.
 
 use std::time::Duration;
 
@@ -14,6 +19,9 @@ use ipnet::IpNet;
 
 use crate::auth::subject::CallerId;
 use crate::config::RateLimit;
+use crate::fleet::limits::{Decision, FleetLimiter, GcraQuota, LimitKind};
+use crate::fleet::store::FleetStore;
+use crate::metrics;
 use crate::network::Grouping;
 
 #[derive(Debug)]
@@ -22,6 +30,37 @@ pub struct RateLimits {
     by_subject: DefaultKeyedRateLimiter<CallerId>,
     clock: DefaultClock,
     grouping: Grouping,
+    limit: RateLimit,
+    /// Fleet mode: the fleet-wide count, which decides while the store answers.
+    fleet: Option<FleetLimits>,
+}
+
+#[derive(Debug)]
+struct FleetLimits {
+    store: FleetStore,
+    limiter: FleetLimiter,
+    quota: GcraQuota,
+    /// The profile's name: each profile has its own limits, as locally.
+    profile: String,
+}
+
+impl FleetLimits {
+    /// The fleet's decision on one more request from `identity`, `None` when the store cannot
+    /// give one (known down, or no answer within its command timeout).
+    async fn check(&self, kind: LimitKind, identity: &[u8]) -> Option<Result<(), Duration>> {
+        if !self.store.is_up() {
+            return None;
+        }
+        let key = self.limiter.key(kind, &[self.profile.as_bytes(), identity]);
+        match self.limiter.check(&key, self.quota).await {
+            Ok(Decision::Allowed) => Some(Ok(())),
+            Ok(Decision::Limited { retry_after }) => Some(Err(retry_after)),
+            Err(error) => {
+                tracing::debug!(%error, "fleet rate limit: no answer; using the local limiter");
+                None
+            }
+        }
+    }
 }
 
 impl RateLimits {
@@ -38,7 +77,60 @@ impl RateLimits {
             by_subject: RateLimiter::dashmap_with_clock(quota, clock.clone()),
             clock,
             grouping,
+            limit,
+            fleet: None,
         }
+    }
+
+    /// Fleet mode: count this profile's limits across the fleet through `store`.
+    pub fn share(&mut self, store: &FleetStore, profile: &str) {
+        let quota = GcraQuota::per_period(
+            self.limit.per_minute,
+            Duration::from_secs(60),
+            self.limit.burst,
+        );
+        self.fleet = Some(FleetLimits {
+            store: store.clone(),
+            limiter: FleetLimiter::new(store.clone()),
+            quota,
+            profile: profile.to_owned(),
+        });
+    }
+
+    /// Whether the limits are the fleet's: then [`Self::check_ip_shared`] and
+    /// [`Self::check_subject_shared`] are the checks to make.
+    pub fn is_shared(&self) -> bool {
+        self.fleet.is_some()
+    }
+
+    /// [`Self::check_ip`] across the fleet; this replica's alone when the store does not answer.
+    pub async fn check_ip_shared(&self, caller: IpNet) -> Result<(), Duration> {
+        let identity = caller.to_string();
+        match self.shared(LimitKind::Network, identity.as_bytes()).await {
+            Some(decision) => decision,
+            None => self.check_ip(caller),
+        }
+    }
+
+    /// [`Self::check_subject`] across the fleet; this replica's alone when the store does not
+    /// answer.
+    pub async fn check_subject_shared(&self, caller: CallerId) -> Result<(), Duration> {
+        match self.shared(LimitKind::Subject, caller.as_bytes()).await {
+            Some(decision) => decision,
+            None => self.check_subject(caller),
+        }
+    }
+
+    /// The fleet's decision, counting a fallback when it has none.
+    async fn shared(&self, kind: LimitKind, identity: &[u8]) -> Option<Result<(), Duration>> {
+        let decision = match &self.fleet {
+            Some(fleet) => fleet.check(kind, identity).await,
+            None => None,
+        };
+        if decision.is_none() && self.fleet.is_some() {
+            metrics::record_fleet_fallback("rate_limit");
+        }
+        decision
     }
 
     /// How this profile groups addresses (for its rate limits, caches and new-token limit).

@@ -45,8 +45,15 @@ pub async fn serve(
         subject: None,
     };
     admit(&profile, &caller)?;
+    // Fleet mode: the limits are the fleet's, one store command each (none otherwise).
+    if profile.limits.is_shared() {
+        admit_shared(&profile, &caller).await?;
+    }
     let claims = authorize(&state, &profile, &caller, request.headers()).await?;
     caller.subject = claims.as_ref().map(|claims| claims.subject.as_str());
+    if profile.limits.is_shared() {
+        check_subject_shared(&profile, &caller, claims.as_ref()).await?;
+    }
     let key = caller_key(&profile, &caller, claims.as_ref())?;
     let token = token_for(&profile, key, ip)
         .await
@@ -63,15 +70,41 @@ fn request_id(request: &Request) -> &str {
         .unwrap_or("")
 }
 
-/// The kill switch, then the per-address rate limit.
+/// The kill switch, then the per-address rate limit (in fleet mode [`admit_shared`]'s).
 fn admit(profile: &ProfileState, caller: &audit::Caller<'_>) -> Result<(), ApiError> {
     if !profile.enabled.load(Ordering::Relaxed) {
         return Err(deny(caller, Rejection::Disabled));
+    }
+    if profile.limits.is_shared() {
+        return Ok(());
     }
     // An IPv6 caller is its prefix: one host owns the whole /64.
     let caller_net = profile.limits.grouping().caller(caller.client_ip);
     if let Err(wait) = profile.limits.check_ip(caller_net) {
         return Err(deny(caller, Rejection::RateLimitIp { wait }));
+    }
+    Ok(())
+}
+
+/// Fleet mode: the per-address rate limit counted across the fleet.
+async fn admit_shared(profile: &ProfileState, caller: &audit::Caller<'_>) -> Result<(), ApiError> {
+    let caller_net = profile.limits.grouping().caller(caller.client_ip);
+    if let Err(wait) = profile.limits.check_ip_shared(caller_net).await {
+        return Err(deny(caller, Rejection::RateLimitIp { wait }));
+    }
+    Ok(())
+}
+
+/// Fleet mode: the per-subject rate limit counted across the fleet.
+async fn check_subject_shared(
+    profile: &ProfileState,
+    caller: &audit::Caller<'_>,
+    claims: Option<&Claims>,
+) -> Result<(), ApiError> {
+    let Some(claims) = claims else { return Ok(()) };
+    let id = subject::caller_id(claims.issuer.as_deref(), &claims.subject);
+    if let Err(wait) = profile.limits.check_subject_shared(id).await {
+        return Err(deny(caller, Rejection::RateLimitSubject { wait }));
     }
     Ok(())
 }
@@ -118,7 +151,8 @@ async fn authorize(
     }
 }
 
-/// Whom the token is for, once the per-subject rate limit lets the subject through.
+/// Whom the token is for, once the per-subject rate limit (unless shared: checked before) lets
+/// the subject through.
 fn caller_key(
     profile: &ProfileState,
     caller: &audit::Caller<'_>,
@@ -127,6 +161,7 @@ fn caller_key(
     let caller_id =
         claims.map(|claims| subject::caller_id(claims.issuer.as_deref(), &claims.subject));
     if let Some(id) = caller_id
+        && !profile.limits.is_shared()
         && let Err(wait) = profile.limits.check_subject(id)
     {
         return Err(deny(caller, Rejection::RateLimitSubject { wait }));

@@ -22,10 +22,17 @@
 //! thousands of waiting requests from one network therefore cannot win the slots a newcomer
 //! from elsewhere needs, whoever wakes first: the choice is [`State::pick`]'s, not a race. The
 //! queue is bounded; when it is full a better-placed newcomer evicts the worst-placed waiter.
+//!
+//! In fleet mode the budget is shared by every replica ([`SharedBudget`], implemented by
+//! `fleet::budget`): this budget still schedules (lanes, fair queue), and each call it grants
+//! must then be granted by the shared one too. When the shared budget cannot answer, a local
+//! budget of this replica's share stands in for it.
 
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
 use std::num::NonZeroU32;
-use std::sync::{Arc, Mutex};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use ipnet::IpNet;
@@ -68,11 +75,43 @@ pub struct Claimant {
     pub network: IpNet,
 }
 
+/// What a shared budget answers: `Ok(Ok(()))` granted, `Ok(Err(retry))` refused with when to
+/// try again, `Err` when it cannot answer (its store is slow or gone).
+pub type SharedAnswer = Result<Result<(), Duration>, SharedBudgetDown>;
+
+/// A shared budget could not answer; the local share stands in for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the shared AssumeRole budget cannot answer")]
+pub struct SharedBudgetDown;
+
+/// A budget shared with other processes, asked after this one grants a call. Kept as a trait
+/// here so that `sts` does not depend on the fleet store.
+pub trait SharedBudget: Send + Sync + std::fmt::Debug {
+    /// One call's worth, in the caller lane when `caller`, waiting at most `max_wait`.
+    fn acquire(
+        &self,
+        caller: bool,
+        max_wait: Duration,
+    ) -> Pin<Box<dyn Future<Output = SharedAnswer> + Send + '_>>;
+
+    /// STS answered `Throttling.*`: shrink the shared budget too.
+    fn throttled(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
+}
+
+#[derive(Debug)]
+struct Shared {
+    budget: Arc<dyn SharedBudget>,
+    /// This replica's share, spent while `budget` cannot answer.
+    fallback: Arc<StsBudget>,
+}
+
 #[derive(Debug)]
 pub struct StsBudget {
     /// Slots per window the caller lane leaves free (times the throttling factor).
     reserve: usize,
     state: Mutex<State>,
+    /// Fleet mode: the budget every replica spends from.
+    shared: OnceLock<Shared>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -283,6 +322,20 @@ impl StsBudget {
                 dispatching: false,
                 usage: HashMap::new(),
             }),
+            shared: OnceLock::new(),
+        }
+    }
+
+    /// Fleet mode: from now on every call this budget grants must also be granted by `shared`;
+    /// while `shared` cannot answer, a local budget of `local_share` calls a second stands in.
+    /// A second call is ignored (one process has one fleet).
+    pub fn share(&self, shared: Arc<dyn SharedBudget>, local_share: NonZeroU32) {
+        let shared = Shared {
+            budget: shared,
+            fallback: Arc::new(Self::new(local_share)),
+        };
+        if self.shared.set(shared).is_err() {
+            tracing::warn!("the AssumeRole budget is already shared; ignoring another fleet");
         }
     }
 
@@ -291,9 +344,34 @@ impl StsBudget {
         self.reserve
     }
 
-    /// Takes one call's worth in `lane`, waiting at most `max_wait`. `Err` carries when to try
-    /// again.
+    /// Takes one call's worth in `lane`, waiting at most `max_wait` (plus, in fleet mode, one
+    /// bounded store command). `Err` carries when to try again.
     pub async fn acquire(self: &Arc<Self>, lane: Lane, max_wait: Duration) -> Result<(), Duration> {
+        let Some(shared) = self.shared.get() else {
+            return self.acquire_local(lane, max_wait).await;
+        };
+        let started = Instant::now();
+        self.acquire_local(lane, max_wait).await?;
+        let left = max_wait.saturating_sub(started.elapsed());
+        match shared
+            .budget
+            .acquire(matches!(lane, Lane::Caller(_)), left)
+            .await
+        {
+            Ok(answer) => answer.map_err(|retry| retry.max(Duration::from_secs(1))),
+            Err(SharedBudgetDown) => {
+                crate::metrics::record_fleet_fallback("budget");
+                let left = max_wait.saturating_sub(started.elapsed());
+                shared.fallback.acquire_local(lane, left).await
+            }
+        }
+    }
+
+    async fn acquire_local(
+        self: &Arc<Self>,
+        lane: Lane,
+        max_wait: Duration,
+    ) -> Result<(), Duration> {
         match lane {
             Lane::Service => self.acquire_service(max_wait).await,
             Lane::Caller(claimant) => self.acquire_caller(claimant, max_wait).await,
@@ -396,8 +474,25 @@ impl StsBudget {
         }
     }
 
-    /// STS answered `Throttling.*`: shrink the budget for a while.
+    /// STS answered `Throttling.*`: shrink the budget for a while (in fleet mode the shared
+    /// one and the local share too).
     pub fn throttled(&self) {
+        let factor = self.penalise();
+        tracing::warn!(
+            factor,
+            for_s = PENALTY.as_secs(),
+            "STS is throttling: shrinking the AssumeRole budget"
+        );
+        if let Some(shared) = self.shared.get() {
+            shared.fallback.penalise();
+            let budget = shared.budget.clone();
+            // Bounded by the store's command timeout; the caller need not wait for it.
+            tokio::spawn(async move { budget.throttled().await });
+        }
+    }
+
+    /// Doubles the cost of a call (up to four times) for [`PENALTY`]; returns the new factor.
+    fn penalise(&self) -> usize {
         let now = Instant::now();
         let mut state = self.lock();
         let active = state.penalty_until.is_some_and(|until| until > now);
@@ -407,11 +502,7 @@ impl StsBudget {
             2
         };
         state.penalty_until = Some(now + PENALTY);
-        tracing::warn!(
-            factor = state.factor,
-            for_s = PENALTY.as_secs(),
-            "STS is throttling: shrinking the AssumeRole budget"
-        );
+        state.factor
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -696,5 +787,72 @@ mod tests {
             refused += usize::from(handle.await.unwrap().is_err());
         }
         refused
+    }
+
+    /// A shared budget that answers what it is told to, and counts what it was asked.
+    #[derive(Debug, Default)]
+    struct FakeShared {
+        down: std::sync::atomic::AtomicBool,
+        refuse: std::sync::atomic::AtomicBool,
+        asked: std::sync::atomic::AtomicUsize,
+        throttled: std::sync::atomic::AtomicUsize,
+    }
+
+    impl SharedBudget for FakeShared {
+        fn acquire(
+            &self,
+            _caller: bool,
+            _max_wait: Duration,
+        ) -> Pin<Box<dyn Future<Output = SharedAnswer> + Send + '_>> {
+            use std::sync::atomic::Ordering::Relaxed;
+            self.asked.fetch_add(1, Relaxed);
+            let answer = if self.down.load(Relaxed) {
+                Err(SharedBudgetDown)
+            } else if self.refuse.load(Relaxed) {
+                Ok(Err(Duration::from_millis(300)))
+            } else {
+                Ok(Ok(()))
+            };
+            Box::pin(std::future::ready(answer))
+        }
+
+        fn throttled(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+            self.throttled
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Box::pin(std::future::ready(()))
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_shared_budget_decides_and_its_local_share_stands_in_when_it_is_down() {
+        use std::sync::atomic::Ordering::Relaxed;
+        let budget = budget(10);
+        let shared = Arc::new(FakeShared::default());
+        budget.share(shared.clone(), NonZeroU32::new(2).unwrap());
+        let now = Duration::ZERO;
+        assert!(budget.acquire(Lane::Service, now).await.is_ok());
+        shared.refuse.store(true, Relaxed);
+        let refused = budget.acquire(Lane::Service, now).await.unwrap_err();
+        assert_eq!(
+            refused,
+            Duration::from_secs(1),
+            "at least a second, as locally"
+        );
+        assert_eq!(
+            shared.asked.load(Relaxed),
+            2,
+            "each local grant asks the fleet"
+        );
+
+        // Down: a budget of 2/s stands in, whatever the local scheduler would allow.
+        shared.down.store(true, Relaxed);
+        let granted =
+            futures_util::future::join_all((0..6).map(|_| budget.acquire(Lane::Service, now)))
+                .await;
+        assert_eq!(granted.iter().filter(|g| g.is_ok()).count(), 2);
+
+        budget.throttled();
+        tokio::task::yield_now().await;
+        assert_eq!(shared.throttled.load(Relaxed), 1, "the fleet is told");
     }
 }

@@ -96,3 +96,58 @@ async fn three_replicas_share_one_limit() {
         "the burst, once, across the fleet (not three times)"
     );
 }
+
+/// The app's limiter in fleet mode, as three replicas: one count per subject and per address
+/// prefix across them, no subject, address or profile name in a Redis key, and each replica's
+/// own count once Redis is gone.
+#[tokio::test]
+async fn the_apps_limits_are_counted_across_replicas() {
+    use stsvend::auth::subject::caller_id;
+    use stsvend::config::RateLimit;
+    use stsvend::http::limits::RateLimits;
+
+    let mut server = RedisServer::start();
+    let replicas = fleet(&server).map(|store| {
+        let mut limits = RateLimits::new(RateLimit {
+            per_minute: 5.try_into().unwrap(),
+            burst: 2.try_into().unwrap(),
+        });
+        limits.share(&store, "web-profile");
+        limits
+    });
+    let alice = caller_id(Some("https://idp.example"), "alice@example.com");
+    let net: ipnet::IpNet = "198.51.100.0/24".parse().unwrap();
+    let mut subject = 0;
+    let mut address = 0;
+    for limits in replicas.iter().cycle().take(9) {
+        subject += usize::from(limits.check_subject_shared(alice).await.is_ok());
+        address += usize::from(limits.check_ip_shared(net).await.is_ok());
+    }
+    assert_eq!(
+        (subject, address),
+        (2, 2),
+        "the burst across three replicas"
+    );
+    let bob = caller_id(Some("https://idp.example"), "bob@example.com");
+    assert!(replicas[0].check_subject_shared(bob).await.is_ok());
+
+    let mut raw = server.raw().await;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert_eq!(keys.len(), 3, "{keys:?}");
+    for key in &keys {
+        for plain in ["alice", "bob", "198.51.100", "web-profile"] {
+            assert!(!key.contains(plain), "{key} names {plain}");
+        }
+    }
+
+    server.stop();
+    let mut local = 0;
+    for limits in replicas.iter().cycle().take(9) {
+        local += usize::from(limits.check_subject_shared(alice).await.is_ok());
+    }
+    assert_eq!(local, 6, "each replica's own burst of 2");
+}

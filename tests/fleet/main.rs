@@ -9,6 +9,7 @@ mod helpers;
 mod kill_switch;
 mod kill_switch_app;
 mod limits;
+mod limits_app;
 mod replica;
 mod store;
 mod tokens;

@@ -30,6 +30,8 @@ pub(crate) struct Replica {
 pub(crate) struct Answer {
     pub(crate) status: u16,
     pub(crate) body: Value,
+    /// The `Retry-After` header, in seconds.
+    pub(crate) retry_after: Option<u64>,
 }
 
 impl Answer {
@@ -43,6 +45,16 @@ impl Replica {
     /// Builds replica `id` against `server` and `emulator` and serves it on a task. Returns once
     /// the app is built: the stored kill-switch state is applied by then.
     pub(crate) async fn start(server: &RedisServer, emulator: &Emulator, id: &str) -> Self {
+        Self::start_with(server, emulator, id, &[]).await
+    }
+
+    /// [`Self::start`] with more settings (`STSVEND_*` name, value).
+    pub(crate) async fn start_with(
+        server: &RedisServer,
+        emulator: &Emulator,
+        id: &str,
+        settings: &[(&str, &str)],
+    ) -> Self {
         let endpoint = emulator.endpoint().to_string();
         let env: HashMap<String, String> = [
             ("STSVEND_ROLE_ARN", ROLE_ARN),
@@ -51,6 +63,7 @@ impl Replica {
             ("STSVEND_ADMIN_LISTEN", "127.0.0.1:0"),
         ]
         .into_iter()
+        .chain(settings.iter().copied())
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
         let config = config::load(None, &env, Mode::Serve).expect("test config is valid");
@@ -81,14 +94,33 @@ impl Replica {
     async fn answer(request: reqwest::RequestBuilder) -> Answer {
         let response = request.send().await.expect("the replica answers");
         let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|value| value.to_str().ok()?.parse().ok());
         let body = response.json().await.unwrap_or(Value::Null);
-        Answer { status, body }
+        Answer {
+            status,
+            body,
+            retry_after,
+        }
     }
 
     /// `GET /get_sts_token` on the public listener.
     pub(crate) async fn token(&self) -> Answer {
         let url = format!("http://{}/get_sts_token", self.addr);
         Self::answer(self.client.get(url)).await
+    }
+
+    /// `GET /get_sts_token` for a client at `client` behind the trusted proxy (loopback).
+    pub(crate) async fn token_for(&self, client: &str) -> Answer {
+        let url = format!("http://{}/get_sts_token", self.addr);
+        Self::answer(self.client.get(url).header("x-forwarded-for", client)).await
+    }
+
+    /// Waits (at most 10 s) until the admin `/readyz` answers 200 (no token request spent).
+    pub(crate) async fn wait_ready(&self) {
+        until_ok("not ready", async || self.readyz().await).await;
     }
 
     /// `GET /readyz` on the admin listener.
@@ -105,14 +137,7 @@ impl Replica {
 
     /// Waits (at most 10 s) until the first token is served.
     pub(crate) async fn wait_serving(&self) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while self.token().await.status != 200 {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "no token within 10 s"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        until_ok("no token", async || self.token().await).await;
     }
 
     /// Polls `GET /get_sts_token` until `done` holds for its answer, at most `limit`; returns
@@ -130,6 +155,18 @@ impl Replica {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         None
+    }
+}
+
+/// Asks until the answer is 200, at most 10 s; `failure` says what went wrong otherwise.
+async fn until_ok(failure: &str, ask: impl AsyncFn() -> Answer) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while ask().await.status != 200 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{failure} within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
