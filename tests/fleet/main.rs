@@ -10,6 +10,7 @@ mod kill_switch;
 mod kill_switch_app;
 mod limits;
 mod replica;
+mod shared_app;
 mod store;
 mod tokens;
 mod tokens_app;
