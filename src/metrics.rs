@@ -32,6 +32,7 @@
 //! | `stsvend_connections_refused_total` | `listener`, `reason` | `server` (`per_address`) |
 //! | `stsvend_connections_closed_total` | `listener`, `reason` | `server` (`idle`, `max_age`, `write_stall`) |
 //! | `stsvend_fleet_caller_tokens_total` | `profile`, `source` | `fleet::callers`, per local miss or renewal (`stored`, `fetched`, `local`) |
+//! | `stsvend_fleet_shared_tokens_total` | `profile`, `source` | `fleet::shared`, per shared token published (`stored`, `fetched`, `local`) |
 //!
 //! Labels are bounded: profile names come from the configuration, routes from the router's
 //! patterns (never the raw path), STS error codes are checked against a charset and capped in
@@ -245,6 +246,10 @@ fn describe_fleet() {
     describe_counter!(
         "stsvend_fleet_caller_tokens_total",
         "Fleet mode only: caller tokens this replica's local cache did not hold, by where they came from: stored (another replica's, from Redis), fetched (from STS under the fleet-wide lock) or local (from STS without the fleet: Redis down or slow, or the wait for another replica ran out)"
+    );
+    describe_counter!(
+        "stsvend_fleet_shared_tokens_total",
+        "Fleet mode only: shared (per-profile) tokens this replica published, by where they came from: stored (the lease holder's, from Redis), fetched (from STS as the lease holder, then stored) or local (from STS without the fleet: Redis down or slow, or no servable token from the holder)"
     );
 }
 
@@ -548,14 +553,26 @@ pub enum FleetTokenSource {
     Local,
 }
 
+impl FleetTokenSource {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Stored => "stored",
+            Self::Fetched => "fetched",
+            Self::Local => "local",
+        }
+    }
+}
+
 /// One caller token in fleet mode that the local cache did not hold.
 pub fn record_fleet_caller_token(profile: &str, source: FleetTokenSource) {
-    let source = match source {
-        FleetTokenSource::Stored => "stored",
-        FleetTokenSource::Fetched => "fetched",
-        FleetTokenSource::Local => "local",
-    };
-    counter!("stsvend_fleet_caller_tokens_total", "profile" => profile.to_owned(), "source" => source)
+    counter!("stsvend_fleet_caller_tokens_total", "profile" => profile.to_owned(), "source" => source.label())
+        .increment(1);
+}
+
+/// One shared token a fleet replica published: stored by the lease holder, fetched as the
+/// holder, or fetched alone.
+pub fn record_fleet_shared_token(profile: &str, source: FleetTokenSource) {
+    counter!("stsvend_fleet_shared_tokens_total", "profile" => profile.to_owned(), "source" => source.label())
         .increment(1);
 }
 

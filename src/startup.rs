@@ -19,6 +19,7 @@ use crate::clock::Clock;
 use crate::config::{AuthMode, Config, JwtAlgorithm, JwtSettings, Profile};
 use crate::credentials::CredentialsProvider;
 use crate::fleet::callers::FleetCallers;
+use crate::fleet::shared::FleetShared;
 use crate::fleet::store::FleetStore;
 use crate::http::ProfileState;
 use crate::http::admin;
@@ -180,7 +181,7 @@ struct TokenSources<'a> {
     credentials: CredentialsProvider,
     clock: Clock,
     cancel: &'a CancellationToken,
-    /// Fleet mode: per-caller tokens are shared with the other replicas through it.
+    /// Fleet mode: shared and per-caller tokens are shared with the other replicas through it.
     fleet: Option<&'a FleetStore>,
 }
 
@@ -193,6 +194,15 @@ impl TokenSources<'_> {
             credentials: self.credentials.clone(),
             call: profile.call.clone(),
         };
+        let far = self.fleet.map(|store| -> Arc<dyn shared::FarShared> {
+            let cancel = self.cancel.child_token();
+            FleetShared::start(
+                store.clone(),
+                profile.name.clone(),
+                self.clock.clone(),
+                cancel,
+            )
+        });
         let (shared, _task) = shared::spawn(
             profile.name.clone(),
             fetcher,
@@ -200,6 +210,7 @@ impl TokenSources<'_> {
             self.config.min_remaining,
             self.cancel.child_token(),
             Arc::new(tokio::sync::Notify::new()),
+            far,
         );
         let access = &profile.access;
         let verifier = access

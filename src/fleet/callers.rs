@@ -15,21 +15,20 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use secrecy::SecretSlice;
-use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use super::store::FleetStore;
+use super::stored;
 use super::tokens::{Fetched, SingleFlight, Source, TokenStore, ttl_until};
 use crate::clock::Clock;
 use crate::metrics::{self, FleetTokenSource};
 use crate::sts::FailureClass;
 use crate::tokens::callers::{FarCache, HeldFuture, HeldToken};
-use crate::tokens::keeper::{Fresh, Held};
+use crate::tokens::keeper::Held;
 use crate::tokens::schedule::Freshness;
-use crate::tokens::{CallerKey, Refusal, Token, Unavailable};
+use crate::tokens::{CallerKey, Refusal, Unavailable};
 
 /// When to ask again if a flight ends without a token (not expected: every path that returns
 /// one sets it).
@@ -44,20 +43,6 @@ pub struct FleetCallers {
     clock: Clock,
     /// Tokens stored before this moment are not handed out again (the kill switch cleared them).
     not_before: Mutex<Option<DateTime<Utc>>>,
-}
-
-/// What is sealed in Redis: the response body and the facts the audit log and the schedule
-/// need. Times are wall-clock milliseconds, since each replica has its own monotonic clock.
-#[derive(Serialize, Deserialize)]
-struct Stored {
-    body: String,
-    key_id_prefix: String,
-    expiration_ms: i64,
-    serve_until_ms: i64,
-    refresh_at_ms: i64,
-    stored_at_ms: i64,
-    role_session_name: String,
-    sts_request_id: Option<String>,
 }
 
 /// The bytes a caller's Redis key is derived from: every part of [`CallerKey`], length-prefixed
@@ -99,34 +84,18 @@ impl FleetCallers {
         })
     }
 
-    /// `at`, a tokio deadline, as wall time.
-    fn wall(&self, at: Instant, now: DateTime<Utc>) -> DateTime<Utc> {
-        let left = at.saturating_duration_since(Instant::now());
-        now + chrono::Duration::from_std(left).unwrap_or_default()
-    }
-
     /// The sealed form of `held` and how long to keep it: until it stops being servable (a
     /// token that cannot be written is kept for no time, i.e. not stored).
     fn fetched(&self, held: &HeldToken) -> Fetched {
         let now = self.clock.now();
-        let token = &held.value;
-        let serve_until = self.wall(held.serve_until, now);
-        let stored = std::str::from_utf8(&token.body).ok().map(|body| Stored {
-            body: body.to_owned(),
-            key_id_prefix: token.key_id_prefix.clone(),
-            expiration_ms: token.expiration.timestamp_millis(),
-            serve_until_ms: serve_until.timestamp_millis(),
-            refresh_at_ms: self.wall(held.refresh_at, now).timestamp_millis(),
-            stored_at_ms: now.timestamp_millis(),
-            role_session_name: token.role_session_name.clone(),
-            sts_request_id: token.sts_request_id.clone(),
-        });
-        match stored.and_then(|stored| serde_json::to_vec(&stored).ok()) {
-            Some(plaintext) => Fetched {
+        let plaintext = stored::plaintext(&held.value, held.serve_until, held.refresh_at, now);
+        let ttl = ttl_until(stored::wall(held.serve_until, now), now);
+        match (plaintext, ttl) {
+            (Some(plaintext), Some(ttl)) => Fetched {
                 plaintext: SecretSlice::from(plaintext),
-                ttl: ttl_until(serve_until, now).unwrap_or_default(),
+                ttl,
             },
-            None => Fetched {
+            _ => Fetched {
                 plaintext: SecretSlice::from(Vec::new()),
                 ttl: Duration::ZERO,
             },
@@ -135,27 +104,11 @@ impl FleetCallers {
 
     /// The token in a stored value, when this replica may serve it now.
     fn restore(&self, plaintext: &[u8]) -> Option<HeldToken> {
-        let stored: Stored = serde_json::from_slice(plaintext).ok()?;
-        let at = DateTime::<Utc>::from_timestamp_millis;
-        let stored_at = at(stored.stored_at_ms)?;
-        if lock(&self.not_before).is_some_and(|not_before| stored_at < not_before) {
+        let restored = stored::restore(plaintext, &self.clock)?;
+        if lock(&self.not_before).is_some_and(|not_before| restored.stored_at < not_before) {
             return None;
         }
-        let serve_until = self.clock.deadline(at(stored.serve_until_ms)?);
-        let refresh_at = self.clock.deadline(at(stored.refresh_at_ms)?);
-        let token = Token::restored(
-            Bytes::from(stored.body),
-            stored.key_id_prefix,
-            at(stored.expiration_ms)?,
-            serve_until,
-            stored.role_session_name,
-            stored.sts_request_id,
-        );
-        let held = Held::new(Fresh {
-            value: Arc::new(token),
-            serve_until,
-            refresh_at,
-        });
+        let held = Held::new(restored.fresh);
         (held.freshness(Instant::now()) != Freshness::Unservable).then_some(held)
     }
 

@@ -2,9 +2,9 @@
 //! fleet-wide single flight, the STS budget, rate limits and the kill switch.
 //!
 //! This folder is the store's building blocks, all wired into the app: per-caller tokens
-//! (through [`callers`]), the kill switch (through [`switchboard`] and `http::fleet_switch`), the
-//! STS budget ([`budget::share`], behind the `sts::budget::SharedBudget` trait) and the rate
-//! limits (`http::limits`).
+//! (through [`callers`]), the shared per-profile token (through [`shared`]), the kill switch
+//! (through [`switchboard`] and `http::fleet_switch`), the STS budget ([`budget::share`], behind
+//! the `sts::budget::SharedBudget` trait) and the rate limits (`http::limits`).
 //! Every command is bounded by the command timeout, every value read back by a size limit, and
 //! every failure is a typed [`store::StoreError`] so that callers can fall back to local
 //! behaviour instead of failing.
@@ -14,6 +14,7 @@
 //! - [`store`]: the connection, up/down state, server version, the probe round trip;
 //! - [`tokens`]: sealed tokens, the fleet-wide single flight, the shared token's lease;
 //! - [`callers`]: per-caller tokens shared by the replicas, behind each one's local cache;
+//! - [`shared`]: each profile's shared token, refreshed by the lease holder, read by the others;
 //! - [`budget`]: the fleet-wide STS budget with its two lanes (one Lua script);
 //! - [`limits`]: GCRA rate limits (one Lua script);
 //! - [`kill_switch`]: the stored kill switch, its publication and its follower task;
@@ -25,6 +26,8 @@ pub mod kill_switch;
 pub mod limits;
 pub mod seal;
 pub mod settings;
+pub mod shared;
 pub mod store;
+mod stored;
 pub mod switchboard;
 pub mod tokens;

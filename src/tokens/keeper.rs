@@ -55,7 +55,7 @@ pub struct Fresh<V> {
 }
 
 /// Fetches once and plans the result: the step every keeper repeats.
-pub async fn attempt<J: Job>(job: &J, clock: &Clock) -> Result<Fresh<J::Value>, J::Error> {
+pub async fn attempt<J: Job + ?Sized>(job: &J, clock: &Clock) -> Result<Fresh<J::Value>, J::Error> {
     let obtained = clock.now();
     let issued = job.fetch().await?;
     let plan = job.plan(obtained, &issued)?;
@@ -92,6 +92,15 @@ pub trait Kept: Job<Value: Clone + 'static> + 'static {
 
     /// The current value is about to be dropped on request (the kill switch).
     fn resetting(&self) {}
+
+    /// One attempt at a new value: by default [`attempt`]. A job whose value may come from
+    /// elsewhere (a store shared between replicas) decides here whether to call upstream.
+    fn obtain(
+        &self,
+        clock: &Clock,
+    ) -> impl Future<Output = Result<Fresh<Self::Value>, Self::Error>> + Send {
+        attempt(self, clock)
+    }
 }
 
 /// What the keeper is doing right now.
@@ -186,7 +195,7 @@ async fn run<J: Kept>(
             s.activity = Activity::Fetching;
             s.next_attempt = None;
         });
-        let next = match attempt(&job, &clock).await {
+        let next = match job.obtain(&clock).await {
             Ok(fresh) => {
                 failures = 0;
                 job.renewed(&fresh);
@@ -415,6 +424,7 @@ mod tests {
             secs(min_remaining),
             CancellationToken::new(),
             reset.clone(),
+            None,
         );
         (shared, calls, reset)
     }

@@ -6,10 +6,13 @@
 //! Handlers reach it through [`Tokens`] and readiness through [`SharedToken::is_servable`];
 //! both read only the `watch` channel, so a keeper that fills the channel from elsewhere (a
 //! store shared between replicas) changes neither.
+//!
+//! In fleet mode a [`FarShared`] decides each attempt: publish the token another replica
+//! stored, or fetch one (then stored for the others). Without one, every attempt fetches.
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -17,7 +20,7 @@ use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::keeper::{self, Decision, Fresh, Job, Kept};
+use super::keeper::{self, Decision, Fresh, Job, Kept, attempt};
 use super::schedule::{self, Plan};
 use super::store::{CallerKey, Origin, Refusal, TokenFuture, Tokens, Unavailable};
 use super::token::Token;
@@ -204,12 +207,30 @@ impl RefreshError {
     }
 }
 
+/// What [`FarShared::obtain`] is handed and returns: a planned token, or why there is none.
+pub type FreshFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Fresh<Arc<Token>>, RefreshError>> + Send + 'a>>;
+
+/// The profile's token kept beyond this process (fleet mode: sealed in Redis, refreshed by the
+/// replica holding the profile's lease). `fetch` is this keeper's own STS path (budget, plan,
+/// metrics); the far store runs it only when this replica should call STS.
+pub trait FarShared: Send + Sync + std::fmt::Debug {
+    /// The token to publish next: a stored one, or the one `fetch` produces (then stored).
+    fn obtain<'a>(&'a self, fetch: FreshFuture<'a>) -> FreshFuture<'a>;
+
+    /// No token stored so far may be published again (the kill switch).
+    fn clear(&self);
+}
+
 /// The keeper's job for one profile: its log lines and its expiry gauge.
 struct Refresher<F> {
     profile: String,
     fetcher: F,
     clock: Clock,
     min_remaining: Duration,
+    far: Option<Arc<dyn FarShared>>,
+    /// The expiration last logged: in fleet mode an attempt may publish the token it holds.
+    logged: Mutex<Option<DateTime<Utc>>>,
 }
 
 impl<F: Fetch> Job for Refresher<F> {
@@ -255,6 +276,10 @@ impl<F: Fetch> Kept for Refresher<F> {
 
     fn renewed(&self, fresh: &Fresh<Arc<Token>>) {
         let token = &fresh.value;
+        let mut logged = self.logged.lock().unwrap_or_else(PoisonError::into_inner);
+        if logged.replace(token.expiration) == Some(token.expiration) {
+            return;
+        }
         tracing::info!(
             profile = %self.profile,
             access_key_id_prefix = %token.key_id_prefix,
@@ -296,11 +321,22 @@ impl<F: Fetch> Kept for Refresher<F> {
 
     fn resetting(&self) {
         tracing::info!(profile = %self.profile, "dropping the current token; fetching a new one");
+        if let Some(far) = &self.far {
+            far.clear();
+        }
+    }
+
+    async fn obtain(&self, clock: &Clock) -> Result<Fresh<Arc<Token>>, RefreshError> {
+        match &self.far {
+            Some(far) => far.obtain(Box::pin(attempt(self, clock))).await,
+            None => attempt(self, clock).await,
+        }
     }
 }
 
 /// Starts the keeper for `profile`'s shared token. It stops when `cancel` fires; `reset` (or
-/// [`Tokens::clear`]) drops the current token and fetches a new one at once.
+/// [`Tokens::clear`]) drops the current token and fetches a new one at once. With `far`, each
+/// attempt goes through it (fleet mode).
 pub fn spawn<F: Fetch>(
     profile: String,
     fetcher: F,
@@ -308,12 +344,15 @@ pub fn spawn<F: Fetch>(
     min_remaining: Duration,
     cancel: CancellationToken,
     reset: Arc<Notify>,
+    far: Option<Arc<dyn FarShared>>,
 ) -> (SharedToken, tokio::task::JoinHandle<()>) {
     let job = Refresher {
         profile: profile.clone(),
         fetcher,
         clock: clock.clone(),
         min_remaining,
+        far,
+        logged: Mutex::new(None),
     };
     let (rx, task) = keeper::spawn(job, clock, None, cancel, reset.clone());
     (SharedToken::new(profile, rx, reset), task)

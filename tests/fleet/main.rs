@@ -11,6 +11,7 @@ mod kill_switch_app;
 mod limits;
 mod limits_app;
 mod replica;
+mod shared_app;
 mod store;
 mod tokens;
 mod tokens_app;

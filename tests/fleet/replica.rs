@@ -11,6 +11,7 @@ use stsvend::clock::Clock;
 use stsvend::config::{self, Mode};
 use stsvend::credentials::CredentialsProvider;
 use stsvend::emulator::Emulator;
+use stsvend::fleet::store::FleetStore;
 use stsvend::startup::App;
 
 use crate::helpers::{RedisServer, store};
@@ -45,7 +46,7 @@ impl Replica {
     /// Builds replica `id` against `server` and `emulator` and serves it on a task. Returns once
     /// the app is built: the stored kill-switch state is applied by then.
     pub(crate) async fn start(server: &RedisServer, emulator: &Emulator, id: &str) -> Self {
-        Self::start_with(server, emulator, id, &[]).await
+        Self::start_on(store(server, id), emulator, &[]).await
     }
 
     /// [`Self::start`] with more settings (`STSVEND_*` name, value).
@@ -55,6 +56,15 @@ impl Replica {
         id: &str,
         settings: &[(&str, &str)],
     ) -> Self {
+        Self::start_on(store(server, id), emulator, settings).await
+    }
+
+    /// As [`Replica::start`], on `store`, with `extra` settings over the usual ones.
+    pub(crate) async fn start_on(
+        store: FleetStore,
+        emulator: &Emulator,
+        extra: &[(&str, &str)],
+    ) -> Self {
         let endpoint = emulator.endpoint().to_string();
         let env: HashMap<String, String> = [
             ("STSVEND_ROLE_ARN", ROLE_ARN),
@@ -62,14 +72,14 @@ impl Replica {
             ("STSVEND_LISTEN", "127.0.0.1:0"),
             ("STSVEND_ADMIN_LISTEN", "127.0.0.1:0"),
         ]
-        .into_iter()
-        .chain(settings.iter().copied())
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .iter()
+        .chain(extra)
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
         .collect();
         let config = config::load(None, &env, Mode::Serve).expect("test config is valid");
         let credentials = CredentialsProvider::Static(emulator.credentials());
         let app = App::builder(&config, credentials, Clock::System)
-            .fleet(store(server, id))
+            .fleet(store)
             .build()
             .await
             .expect("replica builds");
