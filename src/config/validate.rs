@@ -88,43 +88,48 @@ pub(super) fn validate(raw: Raw, mode: Mode, problems: &mut Problems) -> Option<
 
 /// `stsvend dev` listens on loopback by default and, without `--allow-remote`, only there.
 fn listen(raw: &Raw, mode: Mode, problems: &mut Problems) -> Option<SocketAddr> {
-    let setting = match (mode, raw.get(Key::Listen)) {
-        (Mode::Dev { .. }, None) => dev_default(Key::Listen, DEFAULT_DEV_LISTEN),
-        _ => raw.or_default(Key::Listen)?,
-    };
-    let addr = values::listen(&setting, problems)?;
-    if mode
-        == (Mode::Dev {
-            allow_remote: false,
-        })
-        && !addr.ip().is_loopback()
-    {
-        problems.add(
-            &setting.origin,
-            format!(
-                "`stsvend dev` hands out emulated credentials and listens on loopback only; {addr} is not a loopback address (pass --allow-remote to override)"
-            ),
-        );
-    }
-    Some(addr)
+    listen_address(
+        raw,
+        mode,
+        (Key::Listen, DEFAULT_DEV_LISTEN),
+        "hands out emulated credentials and listens on loopback only",
+        problems,
+    )
 }
 
 fn admin_listen(raw: &Raw, mode: Mode, problems: &mut Problems) -> Option<SocketAddr> {
-    let setting = match (mode, raw.get(Key::AdminListen)) {
-        (Mode::Dev { .. }, None) => dev_default(Key::AdminListen, DEFAULT_DEV_ADMIN_LISTEN),
-        _ => raw.or_default(Key::AdminListen)?,
+    listen_address(
+        raw,
+        mode,
+        (Key::AdminListen, DEFAULT_DEV_ADMIN_LISTEN),
+        "keeps its admin listener (metrics, kill switch) on loopback",
+        problems,
+    )
+}
+
+/// The address of `key` (in dev, `dev_default` unless given), which `stsvend dev` without
+/// `--allow-remote` keeps on loopback for the reason `why`.
+fn listen_address(
+    raw: &Raw,
+    mode: Mode,
+    (key, dev_listen): (Key, &str),
+    why: &str,
+    problems: &mut Problems,
+) -> Option<SocketAddr> {
+    let setting = match (mode, raw.get(key)) {
+        (Mode::Dev { .. }, None) => dev_default(key, dev_listen),
+        _ => raw.or_default(key)?,
     };
     let addr = values::listen(&setting, problems)?;
-    if mode
-        == (Mode::Dev {
+    let local_only = mode
+        == Mode::Dev {
             allow_remote: false,
-        })
-        && !addr.ip().is_loopback()
-    {
+        };
+    if local_only && !addr.ip().is_loopback() {
         problems.add(
             &setting.origin,
             format!(
-                "`stsvend dev` keeps its admin listener (metrics, kill switch) on loopback; {addr} is not a loopback address (pass --allow-remote to override)"
+                "`stsvend dev` {why}; {addr} is not a loopback address (pass --allow-remote to override)"
             ),
         );
     }

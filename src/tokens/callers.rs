@@ -253,53 +253,8 @@ impl moka::Expiry<CallerKey, Arc<Held<Arc<Token>>>> for UntilUnservable {
 }
 
 impl CallerTokens {
-    pub fn new(
-        profile: String,
-        template: AssumeRole,
-        client: StsClient,
-        credentials: CredentialsProvider,
-        clock: Clock,
-        min_remaining: Duration,
-    ) -> Arc<Self> {
-        Self::with_max_bytes(
-            profile,
-            template,
-            client,
-            credentials,
-            clock,
-            min_remaining,
-            MAX_CACHE_BYTES,
-        )
-    }
-
-    /// As [`CallerTokens::new`], with the cache bounded at `max_bytes` (tests use a small bound
-    /// to watch eviction happen).
-    pub fn with_max_bytes(
-        profile: String,
-        template: AssumeRole,
-        client: StsClient,
-        credentials: CredentialsProvider,
-        clock: Clock,
-        min_remaining: Duration,
-        max_bytes: u64,
-    ) -> Arc<Self> {
-        let settings = CallerSettings {
-            min_remaining,
-            max_bytes,
-            new_tokens_per_network_per_minute: None,
-        };
-        Self::with_settings(
-            profile,
-            template,
-            client,
-            credentials,
-            clock,
-            settings,
-            None,
-        )
-    }
-
-    /// The general form: with `far`, every local miss and due renewal asks it before STS.
+    /// A per-caller cache for `profile`, bounded and limited by `settings`. With `far` (fleet
+    /// mode), every local miss and due renewal asks it before STS.
     pub fn with_settings(
         profile: String,
         template: AssumeRole,

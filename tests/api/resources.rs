@@ -173,12 +173,13 @@ async fn a_flood_of_distinct_subjects_stays_within_the_per_caller_cache_bound() 
     use stsvend::credentials::CredentialsProvider;
     use stsvend::emulator::Emulator;
     use stsvend::sts::{AssumeRole, StsClient};
+    use stsvend::tokens::callers::CallerSettings;
     use stsvend::tokens::{CallerKey, CallerTokens};
 
     const BOUND: u64 = 256 * 1024;
     const SUBJECTS: usize = 600;
     let emulator = Emulator::start(Clock::System).await.unwrap();
-    let callers = CallerTokens::with_max_bytes(
+    let callers = CallerTokens::with_settings(
         "flood".to_owned(),
         AssumeRole {
             role_arn: ROLE_ARN.to_owned(),
@@ -189,8 +190,12 @@ async fn a_flood_of_distinct_subjects_stays_within_the_per_caller_cache_bound() 
         StsClient::new(emulator.endpoint(), Clock::System).unwrap(),
         CredentialsProvider::Static(emulator.credentials()),
         Clock::System,
-        Duration::from_secs(600),
-        BOUND,
+        CallerSettings {
+            min_remaining: Duration::from_secs(600),
+            max_bytes: BOUND,
+            new_tokens_per_network_per_minute: None,
+        },
+        None,
     );
     let key = |i: usize| CallerKey {
         caller: None,

@@ -11,17 +11,23 @@ pub(crate) struct ClosedPort {
     _socket: tokio::net::TcpSocket,
 }
 
+/// A loopback socket bound to a port of the kernel's choice, never listening.
+fn bound_loopback(reuse_address: bool) -> (SocketAddr, tokio::net::TcpSocket) {
+    let socket = tokio::net::TcpSocket::new_v4().expect("can create a socket");
+    if reuse_address {
+        socket.set_reuseaddr(true).expect("can set SO_REUSEADDR");
+    }
+    socket
+        .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .expect("can bind a loopback port");
+    let addr = socket.local_addr().expect("bound socket has an address");
+    (addr, socket)
+}
+
 impl ClosedPort {
     pub(crate) fn new() -> Self {
-        let socket = tokio::net::TcpSocket::new_v4().expect("can create a socket");
-        socket
-            .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-            .expect("can bind a loopback port");
-        let addr = socket.local_addr().expect("bound socket has an address");
-        Self {
-            addr,
-            _socket: socket,
-        }
+        let (addr, _socket) = bound_loopback(false);
+        Self { addr, _socket }
     }
 
     /// `http://127.0.0.1:PORT/`, for an endpoint that must not answer.
@@ -46,15 +52,7 @@ pub(crate) struct ReservedPort {
 
 impl ReservedPort {
     pub(crate) fn new() -> Self {
-        let socket = tokio::net::TcpSocket::new_v4().expect("can create a socket");
-        socket.set_reuseaddr(true).expect("can set SO_REUSEADDR");
-        socket
-            .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-            .expect("can bind a loopback port");
-        let addr = socket.local_addr().expect("bound socket has an address");
-        Self {
-            addr,
-            _socket: socket,
-        }
+        let (addr, _socket) = bound_loopback(true);
+        Self { addr, _socket }
     }
 }
