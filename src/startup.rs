@@ -416,9 +416,17 @@ impl App {
             .map(|profile| sources.profile_state(profile))
             .collect::<Result<Vec<_>, _>>()?;
         if let Some(store) = &fleet {
+            let fleet_size = config
+                .fleet
+                .as_ref()
+                .and_then(|f| f.fleet_size_hint)
+                .map_or(
+                    crate::fleet::budget::ASSUMED_FLEET_SIZE,
+                    std::num::NonZeroU32::get,
+                );
             profiles
                 .iter_mut()
-                .for_each(|p| p.limits.share(store, &p.name));
+                .for_each(|p| p.limits.share(store, &p.name, fleet_size, &cancel));
         }
         let mut state = AppState::new(profiles, config.trusted_proxies.clone(), clock);
         if let Some(store) = fleet {

@@ -87,27 +87,68 @@ impl FleetLimiter {
         quota: GcraQuota,
         now_us: Option<u64>,
     ) -> Result<Decision, StoreError> {
+        let answer = self.reconcile_at(key, quota, 0, true, now_us).await?;
+        Ok(answer.decision.unwrap_or(Decision::Allowed))
+    }
+
+    /// Charges `admitted` requests this replica already served on its own allowance and, when
+    /// `ask`, asks for one more; the answer says how many more the fleet could take at once.
+    pub async fn reconcile(
+        &self,
+        key: &str,
+        quota: GcraQuota,
+        admitted: u32,
+        ask: bool,
+    ) -> Result<Reconciled, StoreError> {
+        self.reconcile_at(key, quota, admitted, ask, None).await
+    }
+
+    async fn reconcile_at(
+        &self,
+        key: &str,
+        quota: GcraQuota,
+        admitted: u32,
+        ask: bool,
+        now_us: Option<u64>,
+    ) -> Result<Reconciled, StoreError> {
         let interval_us = u64::try_from(quota.interval.as_micros())
             .unwrap_or(u64::MAX)
             .max(1);
-        let (allowed, retry_us): (i64, i64) = self
+        let (allowed, retry_us, headroom): (i64, i64, i64) = self
             .store
             .script(
                 SCRIPT
                     .key(key)
                     .arg(now_us.map(|us| us.to_string()).unwrap_or_default())
                     .arg(interval_us)
-                    .arg(quota.burst.get()),
+                    .arg(quota.burst.get())
+                    .arg(admitted)
+                    .arg(if ask { "1" } else { "0" }),
             )
             .await?;
-        Ok(if allowed == 1 {
-            Decision::Allowed
-        } else {
-            Decision::Limited {
-                retry_after: Duration::from_micros(u64::try_from(retry_us).unwrap_or(1).max(1)),
+        let decision = ask.then(|| {
+            if allowed == 1 {
+                Decision::Allowed
+            } else {
+                Decision::Limited {
+                    retry_after: Duration::from_micros(u64::try_from(retry_us).unwrap_or(1).max(1)),
+                }
             }
+        });
+        Ok(Reconciled {
+            decision,
+            headroom: u32::try_from(headroom.max(0)).unwrap_or(u32::MAX),
         })
     }
+}
+
+/// The fleet's answer to [`FleetLimiter::reconcile`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reconciled {
+    /// The decision on the one request asked for; `None` when only charging.
+    pub decision: Option<Decision>,
+    /// Requests the fleet could still take at once after this call.
+    pub headroom: u32,
 }
 
 #[cfg(test)]

@@ -17,9 +17,11 @@
 //! - [`shared`]: each profile's shared token, refreshed by the lease holder, read by the others;
 //! - [`budget`]: the fleet-wide STS budget with its two lanes (one Lua script);
 //! - [`limits`]: GCRA rate limits (one Lua script);
+//! - [`allowance`]: what a replica admits on its own between the limits' answers (pure);
 //! - [`kill_switch`]: the stored kill switch, its publication and its follower task;
 //! - [`switchboard`]: this replica's side of it: who changed each profile, when, local only.
 
+pub mod allowance;
 pub mod budget;
 pub mod callers;
 pub mod kill_switch;

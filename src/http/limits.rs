@@ -8,18 +8,21 @@
 //!
 //! In fleet mode ([`RateLimits::share`]) the same quota is counted across every replica by the
 //! fleet store's GCRA script, keyed by a keyed digest of the profile and the address prefix or
-//! caller; when the store does not answer within its command timeout, this replica's own
-//! limiter decides, as a single process would.
+//! caller, local-first ([`super::fleet_limits`]); when the store does not answer within its
+//! command timeout, this replica's own limiter decides, as a single process would.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use governor::clock::{Clock as _, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use ipnet::IpNet;
+use tokio_util::sync::CancellationToken;
 
+use super::fleet_limits::FleetLimits;
 use crate::auth::subject::CallerId;
 use crate::config::RateLimit;
-use crate::fleet::limits::{Decision, FleetLimiter, GcraQuota, LimitKind};
+use crate::fleet::limits::GcraQuota;
 use crate::fleet::store::FleetStore;
 use crate::metrics;
 use crate::network::Grouping;
@@ -32,35 +35,7 @@ pub struct RateLimits {
     grouping: Grouping,
     limit: RateLimit,
     /// Fleet mode: the fleet-wide count, which decides while the store answers.
-    fleet: Option<FleetLimits>,
-}
-
-#[derive(Debug)]
-struct FleetLimits {
-    store: FleetStore,
-    limiter: FleetLimiter,
-    quota: GcraQuota,
-    /// The profile's name: each profile has its own limits, as locally.
-    profile: String,
-}
-
-impl FleetLimits {
-    /// The fleet's decision on one more request from `identity`, `None` when the store cannot
-    /// give one (known down, or no answer within its command timeout).
-    async fn check(&self, kind: LimitKind, identity: &[u8]) -> Option<Result<(), Duration>> {
-        if !self.store.is_up() {
-            return None;
-        }
-        let key = self.limiter.key(kind, &[self.profile.as_bytes(), identity]);
-        match self.limiter.check(&key, self.quota).await {
-            Ok(Decision::Allowed) => Some(Ok(())),
-            Ok(Decision::Limited { retry_after }) => Some(Err(retry_after)),
-            Err(error) => {
-                tracing::debug!(%error, "fleet rate limit: no answer; using the local limiter");
-                None
-            }
-        }
-    }
+    fleet: Option<Arc<FleetLimits>>,
 }
 
 impl RateLimits {
@@ -82,19 +57,23 @@ impl RateLimits {
         }
     }
 
-    /// Fleet mode: count this profile's limits across the fleet through `store`.
-    pub fn share(&mut self, store: &FleetStore, profile: &str) {
+    /// Fleet mode: count this profile's limits across the fleet through `store`, which
+    /// `fleet_size` replicas share (the size hint); batches of charges stop at `cancel`.
+    pub fn share(
+        &mut self,
+        store: &FleetStore,
+        profile: &str,
+        fleet_size: u32,
+        cancel: &CancellationToken,
+    ) {
         let quota = GcraQuota::per_period(
             self.limit.per_minute,
             Duration::from_secs(60),
             self.limit.burst,
         );
-        self.fleet = Some(FleetLimits {
-            store: store.clone(),
-            limiter: FleetLimiter::new(store.clone()),
-            quota,
-            profile: profile.to_owned(),
-        });
+        self.fleet = Some(FleetLimits::start(
+            store, profile, quota, fleet_size, cancel,
+        ));
     }
 
     /// Whether the limits are the fleet's: then [`Self::check_ip_shared`] and
@@ -105,32 +84,29 @@ impl RateLimits {
 
     /// [`Self::check_ip`] across the fleet; this replica's alone when the store does not answer.
     pub async fn check_ip_shared(&self, caller: IpNet) -> Result<(), Duration> {
-        let identity = caller.to_string();
-        match self.shared(LimitKind::Network, identity.as_bytes()).await {
-            Some(decision) => decision,
-            None => self.check_ip(caller),
-        }
+        let decision = match &self.fleet {
+            Some(fleet) => fleet.check_ip(caller).await,
+            None => None,
+        };
+        decision.unwrap_or_else(|| self.fall_back(|| self.check_ip(caller)))
     }
 
     /// [`Self::check_subject`] across the fleet; this replica's alone when the store does not
     /// answer.
     pub async fn check_subject_shared(&self, caller: CallerId) -> Result<(), Duration> {
-        match self.shared(LimitKind::Subject, caller.as_bytes()).await {
-            Some(decision) => decision,
-            None => self.check_subject(caller),
-        }
-    }
-
-    /// The fleet's decision, counting a fallback when it has none.
-    async fn shared(&self, kind: LimitKind, identity: &[u8]) -> Option<Result<(), Duration>> {
         let decision = match &self.fleet {
-            Some(fleet) => fleet.check(kind, identity).await,
+            Some(fleet) => fleet.check_subject(caller).await,
             None => None,
         };
-        if decision.is_none() && self.fleet.is_some() {
+        decision.unwrap_or_else(|| self.fall_back(|| self.check_subject(caller)))
+    }
+
+    /// The local decision when the fleet has none, counted as a fallback in fleet mode.
+    fn fall_back(&self, local: impl FnOnce() -> Result<(), Duration>) -> Result<(), Duration> {
+        if self.fleet.is_some() {
             metrics::record_fleet_fallback("rate_limit");
         }
-        decision
+        local()
     }
 
     /// How this profile groups addresses (for its rate limits, caches and new-token limit).
@@ -160,11 +136,15 @@ impl RateLimits {
         self.by_ip.shrink_to_fit();
         self.by_subject.retain_recent();
         self.by_subject.shrink_to_fit();
+        if let Some(fleet) = &self.fleet {
+            fleet.forget_idle();
+        }
     }
 
     /// Addresses and subjects currently tracked.
     pub fn tracked(&self) -> usize {
-        self.by_ip.len() + self.by_subject.len()
+        let fleet = self.fleet.as_ref().map_or(0, |fleet| fleet.tracked());
+        self.by_ip.len() + self.by_subject.len() + fleet
     }
 }
 

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod client_ip;
 pub mod edge;
 pub mod error;
+pub mod fleet_limits;
 pub mod fleet_switch;
 pub mod health;
 pub mod limits;

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use stsvend::fleet::limits::{Decision, FleetLimiter, GcraQuota, LimitKind};
+use tokio_util::sync::CancellationToken;
 
 use crate::helpers::{RedisServer, fleet, store};
 
@@ -99,7 +100,7 @@ async fn three_replicas_share_one_limit() {
 
 /// The app's limiter in fleet mode, as three replicas: one count per subject and per address
 /// prefix across them, no subject, address or profile name in a Redis key, and each replica's
-/// own count once Redis is gone.
+/// own count once Redis is gone (a refusal the fleet made still holds until its retry time).
 #[tokio::test]
 async fn the_apps_limits_are_counted_across_replicas() {
     use stsvend::auth::subject::caller_id;
@@ -112,7 +113,7 @@ async fn the_apps_limits_are_counted_across_replicas() {
             per_minute: 5.try_into().unwrap(),
             burst: 2.try_into().unwrap(),
         });
-        limits.share(&store, "web-profile");
+        limits.share(&store, "web-profile", 3, &CancellationToken::new());
         limits
     });
     let alice = caller_id(Some("https://idp.example"), "alice@example.com");
@@ -145,9 +146,94 @@ async fn the_apps_limits_are_counted_across_replicas() {
     }
 
     server.stop();
+    for limits in &replicas {
+        assert!(
+            limits.check_subject_shared(alice).await.is_err(),
+            "the fleet's last refusal holds until its retry time"
+        );
+    }
+    let carol = caller_id(Some("https://idp.example"), "carol@example.com");
     let mut local = 0;
     for limits in replicas.iter().cycle().take(9) {
-        local += usize::from(limits.check_subject_shared(alice).await.is_ok());
+        local += usize::from(limits.check_subject_shared(carol).await.is_ok());
     }
     assert_eq!(local, 6, "each replica's own burst of 2");
+}
+
+/// The app's limiter in fleet mode admits on local allowances and charges Redis in batches: three
+/// replicas hammering one address together cost far fewer script calls than requests, and admit
+/// at most one burst beyond the fleet's exact count.
+#[tokio::test]
+async fn local_allowances_save_round_trips_and_overshoot_at_most_one_burst() {
+    use stsvend::config::RateLimit;
+    use stsvend::http::limits::RateLimits;
+
+    const BURST: usize = 120;
+    const REQUESTS_EACH: usize = 600;
+    let server = RedisServer::start();
+    let cancel = CancellationToken::new();
+    let replicas = fleet(&server).map(|store| {
+        let mut limits = RateLimits::new(RateLimit {
+            per_minute: 60.try_into().unwrap(),
+            burst: u32::try_from(BURST).unwrap().try_into().unwrap(),
+        });
+        limits.share(&store, "web-profile", 3, &cancel);
+        std::sync::Arc::new(limits)
+    });
+    let net: ipnet::IpNet = "198.51.100.0/24".parse().unwrap();
+    let started = std::time::Instant::now();
+    let tasks = replicas.clone().map(|limits| {
+        tokio::spawn(async move {
+            let mut admitted = 0;
+            for _ in 0..REQUESTS_EACH {
+                admitted += usize::from(limits.check_ip_shared(net).await.is_ok());
+                tokio::task::yield_now().await;
+            }
+            admitted
+        })
+    });
+    let mut admitted = 0;
+    for task in tasks {
+        admitted += task.await.unwrap();
+    }
+    let elapsed = started.elapsed();
+    // Let the last batch of charges land, then read how many script calls were made.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut raw = server.raw().await;
+    let stats: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let calls: usize = stats
+        .lines()
+        .filter(|line| line.starts_with("cmdstat_eval"))
+        .filter_map(|line| {
+            line.split("calls=")
+                .nth(1)?
+                .split(',')
+                .next()?
+                .parse::<usize>()
+                .ok()
+        })
+        .sum();
+    // One request a second refills while the test runs.
+    let refilled = usize::try_from(elapsed.as_secs()).unwrap() + 1;
+    println!(
+        "3 replicas x {REQUESTS_EACH} requests, 60/min burst {BURST}: {admitted} admitted, \
+         {calls} script calls, {elapsed:?}"
+    );
+    assert!(
+        admitted >= BURST,
+        "the fleet's burst is admitted: {admitted}"
+    );
+    assert!(
+        admitted <= 2 * BURST + refilled,
+        "at most one burst beyond the exact count: {admitted}"
+    );
+    assert!(
+        calls * 10 < 3 * REQUESTS_EACH,
+        "far fewer round trips than requests: {calls}"
+    );
+    cancel.cancel();
 }

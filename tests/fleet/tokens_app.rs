@@ -206,6 +206,17 @@ async fn redis_holds_no_secret_or_subject_in_plaintext_and_a_foreign_value_is_re
         }
         let all = redis.everything().await;
         assert_eq!(token_keys(&all).len(), 30, "one stored token per user");
+        let sizes: Vec<usize> = token_keys(&all)
+            .iter()
+            .filter_map(|name| all.iter().find(|(n, _)| n == name.as_bytes()))
+            .map(|(_, value)| value.len())
+            .collect();
+        let token_len = answers[0].field("SecurityToken").unwrap().len();
+        println!(
+            "sealed per-caller tokens: {}..={} bytes each (SecurityToken of {token_len} characters)",
+            sizes.iter().min().unwrap(),
+            sizes.iter().max().unwrap()
+        );
         for (name, value) in &all {
             for needle in &forbidden {
                 assert!(
