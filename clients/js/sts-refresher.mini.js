@@ -5,6 +5,9 @@
 //   const { createStsRefresher, wxRequest } = require('./sts-refresher.mini.js')
 //   const refresher = createStsRefresher({ url, request: wxRequest(wx) })
 //   stsOpt.refreshSTSToken = refresher.for(stsOpt)
+// or, to log in with the platform (stsvend's wechat / alipay modes):
+//   const { createMiniLogin, wxAdapter } = require('./sts-refresher.mini.js')
+//   stsOpt.refreshSTSToken = createMiniLogin({ base, adapter: wxAdapter(wx) }).for(stsOpt)
 // See clients/js/README.md.
 'use strict';
 
@@ -31,6 +34,39 @@ function stsWithTimeout(promise, ms, onTimeout) {
     function (value) { clearTimeout(timer); return value; },
     function (error) { clearTimeout(timer); throw error; }
   );
+}
+
+// Milliseconds a `Retry-After` header asks us to wait: delta-seconds or an HTTP date (measured
+// against the server's clock when known). 0 when absent or unreadable; at most a day.
+function stsRetryAfterMs(value, nowMs) {
+  if (value === undefined || value === null || value === '') return 0;
+  var s = String(value).replace(/^\s+|\s+$/g, '');
+  var ms = /^\d+$/.test(s) ? Number(s) * 1000 : Date.parse(s) - nowMs;
+  return isFinite(ms) ? Math.max(0, Math.min(ms, 86400000)) : 0;
+}
+
+// The server's clock from its `Date` header when readable (client clocks are often wrong), else
+// the local clock.
+function stsServerNow(res, now) {
+  var serverNow = res && res.date ? Date.parse(res.date) : NaN;
+  return isFinite(serverNow) ? serverNow : now();
+}
+
+// Evaluates the `headers` option (an object, or a possibly async function) into a plain object
+// of string values, dropping undefined and null ones.
+function stsHeaders(option) {
+  var h = typeof option === 'function' ? option() : option;
+  return Promise.resolve(h).then(function (value) {
+    var out = {};
+    if (value) {
+      for (var k in value) {
+        if (Object.prototype.hasOwnProperty.call(value, k) && value[k] !== undefined && value[k] !== null) {
+          out[k] = String(value[k]);
+        }
+      }
+    }
+    return out;
+  });
 }
 
 // Validates the token JSON (`{AccessKeyId, AccessKeySecret, SecurityToken, Expiration}`, the STS
@@ -84,24 +120,9 @@ function createStsCore(o) {
   stsCheckNumber('timeoutMs', o.timeoutMs, 0);
   var retries = Math.floor(o.retries);
 
-  function currentHeaders() {
-    var h = typeof o.headers === 'function' ? o.headers() : o.headers;
-    return Promise.resolve(h).then(function (value) {
-      var out = {};
-      if (value) {
-        for (var k in value) {
-          if (Object.prototype.hasOwnProperty.call(value, k) && value[k] !== undefined && value[k] !== null) {
-            out[k] = String(value[k]);
-          }
-        }
-      }
-      return out;
-    });
-  }
-
   function attempt() {
     var abort = null;
-    var work = currentHeaders()
+    var work = stsHeaders(o.headers)
       .then(function (headers) {
         return o.load(o.url, headers, function (fn) { abort = fn; });
       })
@@ -109,6 +130,7 @@ function createStsCore(o) {
         if (!res || !res.ok) {
           var err = new Error('token service answered HTTP ' + (res ? res.status : '(no response)'));
           err.status = res ? res.status : undefined;
+          err.retryAfterMs = res ? stsRetryAfterMs(res.retryAfter, stsServerNow(res, o.now)) : 0;
           throw err;
         }
         return Promise.resolve()
@@ -118,8 +140,7 @@ function createStsCore(o) {
             var creds = stsParseCredentials(body);
             // Lifetime measured against the server's clock when its Date header is readable
             // (client clocks are often wrong), else against the local clock.
-            var serverNow = res.date ? Date.parse(res.date) : NaN;
-            creds.remainingMs = creds.expiresAt - (isFinite(serverNow) ? serverNow : o.now());
+            creds.remainingMs = creds.expiresAt - stsServerNow(res, o.now);
             return creds;
           });
       });
@@ -127,19 +148,27 @@ function createStsCore(o) {
   }
 
   // One fetch, retried `retries` times with exponential backoff (backoffMs, 2x, 4x, … capped at
-  // maxBackoffMs). Resolves to validated credentials or rejects with the last error.
+  // maxBackoffMs). A `Retry-After` longer than the backoff stretches the wait; one longer than
+  // maxBackoffMs ends the retries at once (the plugin awaits us before it signs a batch), and
+  // the error's `retryAfterMs` tells `for()` when the plugin should call again. An error marked
+  // `retryable = false` (the login helper's refused codes) is not retried either. Resolves to
+  // validated credentials or rejects with the last error.
   function fetchCredentials() {
     var n = 0;
     function next() {
       return attempt().then(null, function (error) {
-        if (n >= retries) {
+        var delay = Math.min(o.backoffMs * Math.pow(2, n), o.maxBackoffMs);
+        var retryAfterMs = error && error.retryAfterMs > 0 ? error.retryAfterMs : 0;
+        if (n >= retries || retryAfterMs > o.maxBackoffMs || (error && error.retryable === false)) {
           var e = new Error('STS token refresh failed after ' + (n + 1) + ' attempt(s): ' +
             (error && error.message ? error.message : String(error)));
           e.cause = error;
           e.attempts = n + 1;
+          e.status = error ? error.status : undefined;
+          e.retryAfterMs = retryAfterMs;
           throw e;
         }
-        var delay = Math.min(o.backoffMs * Math.pow(2, n), o.maxBackoffMs);
+        delay = Math.max(delay, retryAfterMs);
         n += 1;
         return Promise.resolve(o.sleep(delay)).then(next);
       });
@@ -176,8 +205,9 @@ function createStsCore(o) {
         },
         function (error) {
           // Previous credentials stay in place; ask the plugin to try again soon instead of
-          // after its full interval.
-          stsOpt.refreshSTSTokenInterval = o.minIntervalMs;
+          // after its full interval (but not before the server's Retry-After).
+          var after = error && error.retryAfterMs > 0 ? error.retryAfterMs : 0;
+          stsOpt.refreshSTSTokenInterval = Math.max(o.minIntervalMs, Math.min(after, o.maxIntervalMs));
           inflight = null;
           throw error;
         }
@@ -189,6 +219,253 @@ function createStsCore(o) {
 
   return { for: forOptions, fetchCredentials: fetchCredentials };
 }
+
+// ------------------------------------------------------------------------------------------
+// Mini program login (stsvend's `wechat` / `alipay` modes): a platform code (wx.login /
+// my.getAuthCode) → POST {base}/session → a session token kept here → GET /get_sts_token with
+// `Authorization: Bearer <session>`. The session token and the credentials are never logged and
+// never put into an error message.
+// ------------------------------------------------------------------------------------------
+var LOGIN_PLATFORMS = { wechat: true, alipay: true };
+
+// A session this close to its expiry is not used: logging in again is cheaper than a 401.
+var LOGIN_SESSION_MARGIN_MS = 60000;
+
+function loginCheck(ok, message) {
+  if (!ok) throw new TypeError('createMiniLogin: ' + message);
+}
+
+function loginJson(res, what) {
+  return Promise.resolve()
+    .then(function () { return res.body(); })
+    .then(function (body) { return typeof body === 'string' ? JSON.parse(body) : body; })
+    .then(null, function () { throw new Error('stsvend ' + what + ' answered a body that is not JSON'); });
+}
+
+// The error of a refused POST /session. `retryable` is false for the 4xx answers that asking
+// again cannot fix (a refused code, a blocked user, an unknown profile); 408, 429 and 5xx are
+// retried by the refresher's backoff, which also honours `Retry-After`.
+function loginError(res, now) {
+  var status = res ? res.status : undefined;
+  return loginJson(res, '/session').then(null, function () { return null; }).then(function (body) {
+    var code = body && body.error && typeof body.error.code === 'string' ? body.error.code : '';
+    var err = new Error('stsvend /session answered HTTP ' + (res ? status : '(no response)') + (code ? ' ' + code : ''));
+    err.status = status;
+    err.code = code;
+    err.retryAfterMs = res ? stsRetryAfterMs(res.retryAfter, stsServerNow(res, now)) : 0;
+    err.retryable = !(status >= 400 && status < 500 && status !== 408 && status !== 429);
+    throw err;
+  });
+}
+
+// `o`: the refresher's options plus `base`, `profile`, `platform`, `getCode`, `storage`,
+// `persist`, `storageKey`, and the transport `o.load(url, headers, setAbort, method, data)`.
+// Returns `{ for(stsOpt), fetchCredentials(), logout() }`.
+function createLoginCore(o) {
+  loginCheck(typeof o.base === 'string' && /^https?:\/\/[^/]/.test(o.base),
+    '`base` must be the stsvend URL, e.g. https://sts.example.com');
+  loginCheck(o.profile === undefined || o.profile === null || (typeof o.profile === 'string' && o.profile !== ''),
+    '`profile` must be a non-empty string (or left out for the default profile)');
+  loginCheck(LOGIN_PLATFORMS[o.platform] === true, "`platform` must be 'wechat' or 'alipay'");
+  loginCheck(typeof o.getCode === 'function', '`getCode` must be a function that resolves to a login code');
+  loginCheck(!o.persist || (o.storage && typeof o.storage.get === 'function' &&
+    typeof o.storage.set === 'function' && typeof o.storage.remove === 'function'),
+    '`persist` needs a `storage` with get/set/remove, e.g. wxStorage(wx)');
+  var base = o.base.replace(/\/+$/, '');
+  var suffix = o.profile ? '/' + encodeURIComponent(o.profile) : '';
+  var sessionUrl = base + '/session' + suffix;
+  var tokenUrl = base + '/get_sts_token' + suffix;
+  var storageKey = o.storageKey || ('stsvend-session ' + o.platform + ' ' + sessionUrl);
+
+  var session = restore(); // { token, expiresAt (local clock, ms) } or null
+  var loginInflight = null;
+
+  function restore() {
+    if (!o.persist) return null;
+    try {
+      var v = o.storage.get(storageKey);
+      var s = typeof v === 'string' && v !== '' ? JSON.parse(v) : v;
+      if (s && typeof s.token === 'string' && s.token !== '' && typeof s.expiresAt === 'number') {
+        return { token: s.token, expiresAt: s.expiresAt };
+      }
+    } catch (e) {
+      // Unreadable storage: log in again.
+    }
+    return null;
+  }
+
+  function save(s) {
+    if (!o.persist) return;
+    try {
+      if (s) o.storage.set(storageKey, JSON.stringify(s));
+      else o.storage.remove(storageKey);
+    } catch (e) {
+      // Storage full or unavailable: the session lives in memory only.
+    }
+  }
+
+  // One fresh code, one POST /session. Resolves to { token, expiresAt, credentials, offsetMs }.
+  function exchange(headers, setAbort) {
+    var work = Promise.resolve()
+      .then(function () { return o.getCode(); })
+      .then(function (code) {
+        if (typeof code !== 'string' || code === '') throw new Error('getCode() gave no login code');
+        var h = { 'Content-Type': 'application/json' };
+        for (var k in headers) h[k] = headers[k];
+        return o.load(sessionUrl, h, setAbort, 'POST', JSON.stringify({ platform: o.platform, code: code }));
+      })
+      .then(function (res) {
+        if (!res || !res.ok) return loginError(res, o.now);
+        return loginJson(res, '/session').then(function (body) {
+          if (body === null || typeof body !== 'object' || typeof body.SessionToken !== 'string' || body.SessionToken === '') {
+            throw new Error('stsvend /session answer lacks a non-empty string `SessionToken`');
+          }
+          var expiresAt = Date.parse(body.SessionExpiration);
+          if (!isFinite(expiresAt)) throw new Error('stsvend /session answered an unparsable SessionExpiration');
+          stsParseCredentials(body.Credentials);
+          // Kept on the local clock, corrected by the server's Date (a wrong phone clock would
+          // otherwise make every session look expired, or never).
+          var offsetMs = stsServerNow(res, o.now) - o.now();
+          return { token: body.SessionToken, expiresAt: expiresAt - offsetMs, credentials: body.Credentials, offsetMs: offsetMs };
+        });
+      });
+    // Bounded on its own: a login shared by several callers must settle even if getCode hangs.
+    return stsWithTimeout(work, o.timeoutMs);
+  }
+
+  // Concurrent callers share one login. Codes are single use and short-lived, so a code the
+  // server calls invalid gets exactly one more try, with a fresh code.
+  function login(headers, setAbort) {
+    if (loginInflight) return loginInflight;
+    loginInflight = exchange(headers, setAbort)
+      .then(null, function (error) {
+        if (error && error.status === 401 && error.code === 'invalid_login_code') return exchange(headers, setAbort);
+        throw error;
+      })
+      .then(function (result) {
+        loginInflight = null;
+        session = { token: result.token, expiresAt: result.expiresAt };
+        save(session);
+        return result;
+      }, function (error) {
+        loginInflight = null;
+        throw error;
+      });
+    return loginInflight;
+  }
+
+  // The login's credentials, in the shape of a token response: the first token comes with the
+  // login, so no GET follows it.
+  function asResponse(result) {
+    return {
+      ok: true,
+      status: 200,
+      body: function () { return result.credentials; },
+      date: new Date(o.now() + result.offsetMs).toUTCString(),
+      retryAfter: null,
+    };
+  }
+
+  // The refresher's transport: log in when there is no usable session; otherwise GET with the
+  // bearer, and on 401 (expired or refused session) log in once more and use that login's token.
+  function loadToken(_url, headers, setAbort) {
+    if (!session || session.expiresAt - LOGIN_SESSION_MARGIN_MS <= o.now()) {
+      return login(headers, setAbort).then(asResponse);
+    }
+    var used = session.token;
+    var h = {};
+    for (var k in headers) h[k] = headers[k];
+    h.Authorization = 'Bearer ' + used;
+    return Promise.resolve(o.load(tokenUrl, h, setAbort, 'GET')).then(function (res) {
+      if (!res || res.status !== 401) return res;
+      // Forget it only if no concurrent login has replaced it meanwhile.
+      if (session && session.token === used) {
+        session = null;
+        save(null);
+      }
+      // One login; a refused one rejects as not retryable (loginError), so this never loops.
+      return login(headers, setAbort).then(asResponse);
+    });
+  }
+
+  var coreOptions = {};
+  for (var key in o) coreOptions[key] = o[key];
+  coreOptions.url = tokenUrl;
+  coreOptions.load = loadToken;
+  var core = createStsCore(coreOptions);
+  return {
+    for: core.for,
+    fetchCredentials: core.fetchCredentials,
+    // Forget the session (memory and storage), e.g. when the user logs out or switches
+    // accounts; the next refresh logs in with a fresh code.
+    logout: function () {
+      session = null;
+      save(null);
+    },
+  };
+}
+
+// Code getters and storage for the two platforms (adapters pass the `wx` / `my` object).
+function wxLoginCode(sdk) {
+  if (!sdk || typeof sdk.login !== 'function') throw new TypeError('wxLoginCode(wx): pass the wx object');
+  return function () {
+    return new Promise(function (resolve, reject) {
+      sdk.login({
+        success: function (res) {
+          if (res && typeof res.code === 'string' && res.code !== '') resolve(res.code);
+          else reject(new Error('wx.login gave no code' + (res && res.errMsg ? ': ' + res.errMsg : '')));
+        },
+        fail: function (err) { reject(new Error('wx.login failed: ' + (err && err.errMsg ? err.errMsg : String(err)))); },
+      });
+    });
+  };
+}
+
+function myAuthCode(sdk) {
+  if (!sdk || typeof sdk.getAuthCode !== 'function') throw new TypeError('myAuthCode(my): pass the my object');
+  return function () {
+    return new Promise(function (resolve, reject) {
+      sdk.getAuthCode({
+        scopes: 'auth_base', // silent: only the user id
+        success: function (res) {
+          if (res && typeof res.authCode === 'string' && res.authCode !== '') resolve(res.authCode);
+          else reject(new Error('my.getAuthCode gave no authCode'));
+        },
+        fail: function (err) {
+          reject(new Error('my.getAuthCode failed: ' + (err && (err.errorMessage || err.errMsg) ? (err.errorMessage || err.errMsg) : String(err))));
+        },
+      });
+    });
+  };
+}
+
+// wx.getStorageSync(key) answers '' for a missing key.
+function wxStorage(sdk) {
+  return {
+    get: function (key) { return sdk.getStorageSync(key); },
+    set: function (key, value) { sdk.setStorageSync(key, value); },
+    remove: function (key) { sdk.removeStorageSync(key); },
+  };
+}
+
+// my.getStorageSync({key}) answers {data}.
+function myStorage(sdk) {
+  return {
+    get: function (key) { var r = sdk.getStorageSync({ key: key }); return r ? r.data : null; },
+    set: function (key, value) { sdk.setStorageSync({ key: key, data: value }); },
+    remove: function (key) { sdk.removeStorageSync({ key: key }); },
+  };
+}
+
+var LOGIN_DEFAULTS = {
+  base: undefined,
+  profile: undefined,
+  platform: undefined,
+  getCode: undefined,
+  storage: undefined,
+  persist: false,
+  storageKey: undefined,
+};
 
 function stsCoreOptions(opts, defaults) {
   var out = {};
@@ -220,7 +497,8 @@ function wxRequest(sdk) {
     return new Promise(function (resolve, reject) {
       var task = sdk.request({
         url: req.url,
-        method: 'GET',
+        method: req.method || 'GET',
+        data: req.data,
         header: req.headers,
         dataType: 'json',
         timeout: req.timeoutMs || undefined,
@@ -246,7 +524,8 @@ function myRequest(sdk, requestName) {
     return new Promise(function (resolve, reject) {
       var task = sdk[name]({
         url: req.url,
-        method: 'GET',
+        method: req.method || 'GET',
+        data: req.data,
         headers: req.headers,
         dataType: 'json',
         timeout: req.timeoutMs || undefined,
@@ -274,22 +553,17 @@ function stsHeader(headers, name) {
   return null;
 }
 
-/**
- * Same options as the ES module, but `request` (a function `({url, headers, timeoutMs,
- * setAbort}) => Promise<{status, data, headers?}>`, e.g. `wxRequest(wx)` / `myRequest(my)`)
- * replaces `fetchImpl`. Returns `{ for(stsOpt), fetchCredentials() }`.
- */
-function createStsRefresher(options) {
-  options = options || {};
-  var request = options.request;
+// The transport behind both helpers: `load(url, headers, setAbort, method, data)` over a
+// `request` adapter.
+function stsRequestLoad(request, o) {
   if (typeof request !== 'function') {
-    throw new TypeError('createStsRefresher: `request` must be a function, e.g. wxRequest(wx) or myRequest(my)');
+    throw new TypeError('`request` must be a function, e.g. wxRequest(wx) or myRequest(my)');
   }
-  var rest = {};
-  for (var k in options) if (k !== 'request') rest[k] = options[k];
-  var o = stsCoreOptions(rest, STS_DEFAULTS);
-  o.load = function (url, headers, setAbort) {
-    return Promise.resolve(request({ url: url, headers: headers, timeoutMs: o.timeoutMs, setAbort: setAbort }))
+  return function (url, headers, setAbort, method, data) {
+    var req = { url: url, headers: headers, timeoutMs: o.timeoutMs, setAbort: setAbort };
+    if (method) req.method = method;
+    if (data !== undefined) req.data = data;
+    return Promise.resolve(request(req))
       .then(function (res) {
         var status = res ? res.status : undefined;
         return {
@@ -297,14 +571,76 @@ function createStsRefresher(options) {
           status: status,
           body: function () { return res.data; },
           date: res ? stsHeader(res.headers, 'date') : null,
+          retryAfter: res ? stsHeader(res.headers, 'retry-after') : null,
         };
       });
   };
+}
+
+function stsWithout(options, names) {
+  var rest = {};
+  for (var k in options) if (names.indexOf(k) < 0) rest[k] = options[k];
+  return rest;
+}
+
+/**
+ * Same options as the ES module, but `request` (a function `({url, method?, data?, headers,
+ * timeoutMs, setAbort}) => Promise<{status, data, headers?}>`, e.g. `wxRequest(wx)` /
+ * `myRequest(my)`) replaces `fetchImpl`. Returns `{ for(stsOpt), fetchCredentials() }`.
+ */
+function createStsRefresher(options) {
+  options = options || {};
+  if (typeof options.request !== 'function') {
+    throw new TypeError('createStsRefresher: `request` must be a function, e.g. wxRequest(wx) or myRequest(my)');
+  }
+  var o = stsCoreOptions(stsWithout(options, ['request']), STS_DEFAULTS);
+  o.load = stsRequestLoad(options.request, o);
   return createStsCore(o);
+}
+
+// Everything a login needs from one platform: `createMiniLogin({ base, adapter: wxAdapter(wx) })`.
+function wxAdapter(sdk) {
+  return { platform: 'wechat', request: wxRequest(sdk), getCode: wxLoginCode(sdk), storage: wxStorage(sdk) };
+}
+
+function myAdapter(sdk) {
+  return { platform: 'alipay', request: myRequest(sdk), getCode: myAuthCode(sdk), storage: myStorage(sdk) };
+}
+
+/**
+ * Logs in with the platform (`wx.login` / `my.getAuthCode`) at stsvend's `POST /session`
+ * and refreshes tokens with the session. Options: the refresher's (except `url`), plus
+ * `base`, `profile`, `persist`, and `adapter` (`wxAdapter(wx)` / `myAdapter(my)`) or its
+ * parts `platform`, `request`, `getCode`, `storage` given one by one (these win over the
+ * adapter's). Returns `{ for(stsOpt), fetchCredentials(), logout() }`.
+ */
+function createMiniLogin(options) {
+  options = options || {};
+  if (options.url !== undefined) throw new TypeError('createMiniLogin: pass `base` (and `profile`), not `url`');
+  var merged = {};
+  var adapter = options.adapter || {};
+  for (var a in adapter) merged[a] = adapter[a];
+  for (var k in options) if (k !== 'adapter' && options[k] !== undefined) merged[k] = options[k];
+  if (typeof merged.request !== 'function') {
+    throw new TypeError('createMiniLogin: pass `adapter: wxAdapter(wx)` / `myAdapter(my)`, or a `request` function');
+  }
+  var defaults = {};
+  for (var d in STS_DEFAULTS) defaults[d] = STS_DEFAULTS[d];
+  for (var l in LOGIN_DEFAULTS) defaults[l] = LOGIN_DEFAULTS[l];
+  var o = stsCoreOptions(stsWithout(merged, ['request']), defaults);
+  o.load = stsRequestLoad(merged.request, o);
+  return createLoginCore(o);
 }
 
 module.exports = {
   createStsRefresher: createStsRefresher,
   wxRequest: wxRequest,
   myRequest: myRequest,
+  createMiniLogin: createMiniLogin,
+  wxAdapter: wxAdapter,
+  myAdapter: myAdapter,
+  wxLoginCode: wxLoginCode,
+  myAuthCode: myAuthCode,
+  wxStorage: wxStorage,
+  myStorage: myStorage,
 };
