@@ -60,7 +60,12 @@ async function startFakeStsvend(t, { credentialsLifetimeMs = 3600_000 } = {}) {
     const url = new URL(req.url, 'http://127.0.0.1');
     const entry = { method: req.method, path: url.pathname, authorization: req.headers.authorization, contentType: req.headers['content-type'] };
     if (raw) entry.body = JSON.parse(raw);
+    if (raw && url.pathname.startsWith('/sls/')) entry.events = entry.body.__logs__.map((l) => l.event);
     state.log.push(entry);
+    if (req.method === 'POST' && url.pathname.startsWith('/sls/')) {
+      res.writeHead(200).end(); // the dev SLS sink: the entry above records who signed
+      return undefined;
+    }
     const route = url.pathname.match(/^\/(session|get_sts_token)(?:\/([A-Za-z0-9_-]+))?$/);
     if (!route) return error(res, 404, 'not_found');
     const [, kind, profile = 'default'] = route;
@@ -73,9 +78,11 @@ async function startFakeStsvend(t, { credentialsLifetimeMs = 3600_000 } = {}) {
       if (req.method !== 'POST') return error(res, 405, 'method_not_allowed');
       const { platform, code } = entry.body || {};
       if (platform !== 'wechat' && platform !== 'alipay') return error(res, 400, 'bad_request');
-      if (!state.issued.has(code) || state.used.has(code)) return error(res, 401, 'invalid_login_code');
+      // `stsvend dev` emulates the platforms: dev:<name> logs in as dev-<name>, once.
+      const dev = typeof code === 'string' && /^dev:([a-z0-9-]+)$/.exec(code);
+      if ((!dev && !state.issued.has(code)) || state.used.has(code)) return error(res, 401, 'invalid_login_code');
       state.used.add(code);
-      const user = state.issued.get(code);
+      const user = dev ? `dev-${dev[1]}` : state.issued.get(code);
       const token = `session-${user}-${state.sessions.size + 1}-${'x'.repeat(40)}`;
       state.sessions.set(token, { user, platform, profile, refused: false });
       return send(res, 200, {
@@ -593,3 +600,48 @@ test('real @aliyun-sls/web-sts-plugin: signs with the login\'s token, re-logs in
     assert.ok(!out.join('\n').includes(s), 'a secret was printed');
   }
 });
+
+// ------------------------------------------------------------------------------------------
+// The examples' app.js, run in a vm with the platform shim, against the fake (dev codes + sink)
+// ------------------------------------------------------------------------------------------
+for (const [dir, platform, shim] of [['wechat-miniprogram', 'wx', wxShim], ['alipay-miniprogram', 'my', myShim]]) {
+  test(`examples/${dir}: logs in as the dev user, signs with that user's key, "Log in as" switches users`, {
+    skip: havePlugin ? false : `tests/e2e/node_modules missing (run \`npm ci\` in tests/e2e): ${PLUGIN_DIR}`,
+  }, async (t) => {
+    const { runInNewContext } = await import('node:vm');
+    const { readFileSync } = await import('node:fs');
+    const srv = await startFakeStsvend(t);
+    const sdk = shim(srv, 'platform-user');
+    const exampleDir = join(here, '../../examples', dir);
+    const source = readFileSync(join(exampleDir, 'app.js'), 'utf8').replaceAll('http://127.0.0.1:8080', srv.base);
+    const modules = {
+      '@aliyun-sls/web-sts-plugin': () => require(PLUGIN_DIR),
+      './utils/sts-refresher.mini.js': () => require('./sts-refresher.mini.js'),
+      './utils/sls-mini-tracker.js': () => require(join(exampleDir, 'utils/sls-mini-tracker.js')),
+    };
+    let app = null;
+    runInNewContext(source, {
+      require: (name) => modules[name](),
+      App: (definition) => { app = definition; },
+      getApp: () => app,
+      [platform]: sdk,
+      console: { error() {}, log() {} },
+      setTimeout, clearTimeout, Promise,
+    });
+    app.onLaunch();
+    await app.sls.send({ event: 'open' });
+    await app.sls.flush();
+    assert.deepEqual(srv.calls('session').map((e) => e.body), [{ platform: platform === 'wx' ? 'wechat' : 'alipay', code: 'dev:alice' }]);
+    const [firstBatch] = srv.calls('sls');
+    assert.deepEqual(firstBatch.events, ['open']);
+    assert.match(firstBatch.authorization, /^LOG STS\.dev-alice\.1:/);
+
+    assert.equal(await app.sls.logInAs('bob'), 'dev-bob');
+    await app.sls.send({ event: 'add-todo' });
+    await app.sls.flush();
+    assert.equal(srv.calls('session').at(-1).body.code, 'dev:bob');
+    assert.match(srv.calls('sls').at(-1).authorization, /^LOG STS\.dev-bob\.2:/);
+    assert.equal(sdk.codes.length, 0, 'the dev codes replaced the platform call');
+    assert.equal(sdk.storage.size, 0, 'dev users are not persisted');
+  });
+}

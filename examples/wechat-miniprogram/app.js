@@ -1,33 +1,62 @@
 // WeChat mini program: SLS web tracking with STS credentials from stsvend.
 //
-// - credentials: clients/js/sts-refresher.mini.js (copied to utils/, see README) fetches
-//   GET <stsvend>/get_sts_token with wx.request and fills the plugin's options object;
+// - credentials: clients/js/sts-refresher.mini.js (copied to utils/, see README). With
+//   CONFIG.login the app logs in with wx.login() at stsvend's POST /session (a profile in
+//   `wechat` mode) and refreshes its own token with the session; without it, it fetches
+//   GET <stsvend>/get_sts_token from a profile in `none` mode. Either way the helper fills the
+//   plugin's options object;
 // - signing: the real @aliyun-sls/web-sts-plugin (npm) — createStsPlugin(stsOpt);
 // - sending: utils/sls-mini-tracker.js posts each signed batch with wx.request, because the npm
 //   registry's @aliyun-sls/web-track-mini 0.0.2 has no useStsPlugin().
 
 const createStsPlugin = require('@aliyun-sls/web-sts-plugin');
-const { createStsRefresher, wxRequest } = require('./utils/sts-refresher.mini.js');
+const { createMiniLogin, createStsRefresher, wxAdapter, wxRequest } = require('./utils/sts-refresher.mini.js');
 const { createMiniTracker, wxPost } = require('./utils/sls-mini-tracker.js');
 
 // Local development with `stsvend dev` (DevTools: Details → Local settings → "Does not verify valid domain names" ticked).
-// Production: stsvendTokenUrl 'https://sts.example.com/get_sts_token',
+// Production: stsvendBase 'https://sts.example.com', devUser '',
 //             slsHost 'cn-hangzhou.log.aliyuncs.com' (the region endpoint of your project).
 const CONFIG = {
-  stsvendTokenUrl: 'http://127.0.0.1:8080/get_sts_token',
+  stsvendBase: 'http://127.0.0.1:8080',
+  profile: '', // '' = the default profile; 'NAME' → /session/NAME and /get_sts_token/NAME
+  login: true, // true: the profile's STSVEND_AUTH includes `wechat`; false: a `none` profile, no login
+  // `stsvend dev` emulates WeChat: the code `dev:<name>` logs in as the user dev-<name>, once.
+  // With devUser set, the app logs in as that user at launch and the page shows "Log in as".
+  devUser: 'alice',
   slsHost: 'http://127.0.0.1:8080/sls/dev-project', // http(s)://… → POST <host>/logstores/<logstore>
   project: 'dev-project',
   logstore: 'dev-logstore',
 };
 
 function initSlsTracker(onResult) {
-  // The plugin reads the keys from THIS object at every send; the refresher assigns them.
+  // The plugin reads the keys from THIS object at every send; the helper assigns them.
   const stsOpt = { accessKeyId: '', accessKeySecret: '', securityToken: '' };
-  stsOpt.refreshSTSToken = createStsRefresher({
-    url: CONFIG.stsvendTokenUrl,
-    request: wxRequest(wx),
-    // headers: () => ({ Authorization: 'Bearer ' + getApp().globalData.jwt }),  // if stsvend wants a JWT
-  }).for(stsOpt);
+  let login = null;
+  let devUser = CONFIG.devUser || null; // the next login sends dev:<devUser> instead of wx.login's code
+  if (CONFIG.login) {
+    const adapter = wxAdapter(wx);
+    login = createMiniLogin({
+      base: CONFIG.stsvendBase,
+      profile: CONFIG.profile || undefined,
+      adapter,
+      getCode: () => {
+        if (!devUser) return adapter.getCode(); // wx.login()
+        const code = 'dev:' + devUser;
+        devUser = null; // codes are single use, as the platform's are
+        return code;
+      },
+      // Keep the session across launches (wx.setStorageSync); not while trying dev users.
+      persist: !CONFIG.devUser,
+    });
+    stsOpt.refreshSTSToken = login.for(stsOpt);
+  } else {
+    const suffix = CONFIG.profile ? '/' + CONFIG.profile : '';
+    stsOpt.refreshSTSToken = createStsRefresher({
+      url: CONFIG.stsvendBase + '/get_sts_token' + suffix,
+      request: wxRequest(wx),
+      // headers: () => ({ Authorization: 'Bearer ' + getApp().globalData.jwt }),  // a `jwt` profile: your own login
+    }).for(stsOpt);
+  }
   const stsPlugin = createStsPlugin(stsOpt);
 
   const tracker = createMiniTracker({
@@ -44,16 +73,26 @@ function initSlsTracker(onResult) {
     onResult,
   });
 
-  // Prime: fetch the first token before the first batch is signed.
-  const primed = stsOpt.refreshSTSToken().catch((err) => console.error('STS token not loaded yet:', err));
+  // Prime: log in (or reuse the stored session) before the first batch is signed.
+  const primed = stsOpt.refreshSTSToken().catch((err) => console.error('STS token not loaded yet:', err.message));
   return {
     send: (event) => primed.then(() => tracker.send(event)),
     flush: () => primed.then(() => tracker.flush()),
+    // Dev only: log in again as another stsvend dev user; later batches carry that user's token.
+    logInAs: (name) => {
+      if (!login) return Promise.reject(new Error('CONFIG.login is off: this profile has no users'));
+      return tracker.flush().then(() => {
+        devUser = name;
+        login.logout();
+        return stsOpt.refreshSTSToken();
+      }).then(() => 'dev-' + name);
+    },
   };
 }
 
 App({
   globalData: { lastSend: null },
+  config: CONFIG,
   onLaunch() {
     this.sls = initSlsTracker((result) => {
       this.globalData.lastSend = result;

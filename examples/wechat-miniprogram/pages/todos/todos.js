@@ -5,6 +5,10 @@ Page({
     todos: [],
     input: '',
     lastSend: 'nothing sent yet',
+    // Dev only: "Log in as" sends the code dev:<name>, which `stsvend dev` accepts once.
+    devLogin: !!(app.config.login && app.config.devUser),
+    devName: app.config.devUser,
+    who: app.config.login ? (app.config.devUser ? 'dev-' + app.config.devUser : 'the WeChat user') : 'nobody (a no-login profile)',
   },
 
   onLoad() {
@@ -18,6 +22,20 @@ Page({
 
   onUnload() {
     app.onSlsResult = null;
+  },
+
+  onDevName(e) {
+    this.setData({ devName: e.detail.value });
+  },
+
+  logInAs() {
+    const name = this.data.devName.trim();
+    if (!name) return;
+    this.setData({ who: 'logging in as dev-' + name + '…' });
+    app.sls.logInAs(name).then(
+      (who) => this.setData({ who }),
+      (err) => this.setData({ who: 'login failed: ' + err.message }),
+    );
   },
 
   onInput(e) {
