@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone: Rust unit and integration tests, the signature
-# vectors and credential-chain decisions re-derived with the official Python SDKs, and the
-# end-to-end test with the real @aliyun-sls npm packages. Needs cargo, python3 (with venv) and node/npm; fetches crates,
-# PyPI and npm packages on first run, and installs Debian's redis-server if it is missing.
+# vectors (Alibaba Cloud RPC, Alipay RSA2) and credential-chain decisions re-derived with the
+# official SDKs, and the end-to-end test with the real @aliyun-sls npm packages. Needs cargo,
+# python3 (with venv) and node/npm; fetches crates, PyPI and npm packages on first run, and
+# installs Debian's redis-server if it is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,6 +31,13 @@ venv_python() {
 
 echo "== signature vectors: the committed fixture equals what the official SDK produces"
 "$(venv_python target/sigvenv scripts/requirements.txt)" scripts/gen_signature_vectors.py --check
+
+echo "== Alipay RSA2 vectors: the committed fixture equals what alipay-sdk-python produces; npm alipay-sdk agrees"
+"$(venv_python target/alipayvenv scripts/requirements-alipay.txt)" scripts/gen_alipay_vectors.py --check
+if [ ! -d scripts/alipay-node/node_modules ]; then
+  (cd scripts/alipay-node && npm ci --no-audit --no-fund)
+fi
+node scripts/alipay-node/check_vectors.mjs
 
 echo "== credential chain: the committed decisions equal what alibabacloud_credentials decides"
 "$(venv_python target/chainvenv scripts/requirements-chain.txt)" scripts/gen_chain_decisions.py --check

@@ -1,5 +1,6 @@
 //! Property tests ("fuzzing on stable") for every parser that sees outside bytes: STS response
-//! bodies, settings, JWTs, the public router's paths, queries and headers, and the V1 signer.
+//! bodies, Alipay answers, settings, JWTs, the public router's paths, queries and headers, and
+//! the V1 signer.
 //!
 //! A binary of its own, apart from `tests/api`, so it can be run long (`scripts/fuzz.sh`) without
 //! the service tests. Each property runs `PROPTEST_CASES` inputs (proptest reads the variable; 256
@@ -16,6 +17,7 @@
 // The 80-line rule is for the service's own functions; a scenario test reads top to bottom.
 #![allow(clippy::too_many_lines)]
 
+mod alipay_answer;
 mod config;
 mod jwt;
 mod regressions;
