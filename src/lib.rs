@@ -10,6 +10,7 @@
 //! - [`server`]: accept loop, connection limits, HTTPS with reload, graceful shutdown;
 //! - [`http`]: token, health and admin routes, the error shape, rate limits, the audit line;
 //! - [`auth`]: who is calling: JWT verification, subject → session name;
+//! - [`login`]: mini program login: WeChat / Alipay code exchange, stsvend's session tokens;
 //! - [`tokens`]: the refresh-ahead engine: shared and per-caller tokens behind one interface;
 //! - [`fleet`]: fleet mode's Redis store: sealed tokens, budget, limits, kill switch;
 //! - [`sts`]: V1 signer, `AssumeRole` request and response, policies, names, the budget;
@@ -32,6 +33,7 @@ pub mod credentials;
 pub mod emulator;
 pub mod fleet;
 pub mod http;
+pub mod login;
 pub mod metrics;
 pub mod network;
 pub mod outbound;
