@@ -1,3 +1,3 @@
-//! Logging in with the mini program itself: stsvend's own session token, and the platforms' code exchanges.
+//! Mini program login: stsvend's own session token and the platforms' code exchanges.
 pub mod session;
 pub mod wechat;
