@@ -10,7 +10,8 @@
 //! - [`server`]: accept loop, connection limits, HTTPS with reload, graceful shutdown;
 //! - [`http`]: token, health and admin routes, the error shape, rate limits, the audit line;
 //! - [`auth`]: who is calling: JWT verification, subject → session name;
-//! - [`login`]: mini program login: the WeChat and Alipay code exchanges, Alipay's RSA2;
+//! - [`login`]: mini program login: WeChat / Alipay code exchanges, Alipay's RSA2, stsvend's
+//!   session tokens;
 //! - [`tokens`]: the refresh-ahead engine: shared and per-caller tokens behind one interface;
 //! - [`fleet`]: fleet mode's Redis store: sealed tokens, budget, limits, kill switch;
 //! - [`sts`]: V1 signer, `AssumeRole` request and response, policies, names, the budget;

@@ -33,6 +33,7 @@
 //! | `stsvend_connections_closed_total` | `listener`, `reason` | `server` (`idle`, `max_age`, `write_stall`) |
 //! | `stsvend_fleet_caller_tokens_total` | `profile`, `source` | `fleet::callers`, per local miss or renewal (`stored`, `fetched`, `local`) |
 //! | `stsvend_fleet_shared_tokens_total` | `profile`, `source` | `fleet::shared`, per shared token published (`stored`, `fetched`, `local`) |
+//! | `stsvend_login_exchanges_total` | `platform`, `outcome` | [`record_login_exchange`] (`login::wechat`, per call to the platform) |
 //!
 //! Labels are bounded: profile names come from the configuration, routes from the router's
 //! patterns (never the raw path), STS error codes are checked against a charset and capped in
@@ -209,6 +210,10 @@ fn describe() {
     describe_counter!(
         "stsvend_log_lines_dropped_total",
         "Log lines dropped because standard error could not keep up"
+    );
+    describe_counter!(
+        "stsvend_login_exchanges_total",
+        "Login codes sent to a platform (wechat, alipay) for exchange, by outcome: success, invalid_code, blocked, rate_limited, or why the platform could not be used (busy, error, timeout, unreachable, status, too_large, malformed)"
     );
     describe_counter!(
         "stsvend_tls_reloads_total",
@@ -580,6 +585,13 @@ pub fn record_fleet_shared_token(profile: &str, source: FleetTokenSource) {
 /// did not answer.
 pub fn record_fleet_fallback(part: &'static str) {
     counter!("stsvend_fleet_fallbacks_total", "part" => part).increment(1);
+}
+
+/// One login code sent to `platform` (`wechat`, `alipay`) for exchange; `outcome` is a fixed
+/// word (`success`, `invalid_code`, `timeout`, …), never anything the platform sent.
+pub fn record_login_exchange(platform: &'static str, outcome: &'static str) {
+    counter!("stsvend_login_exchanges_total", "platform" => platform, "outcome" => outcome)
+        .increment(1);
 }
 
 /// The count of open connections on `listener`; the server increments it per connection

@@ -1,8 +1,12 @@
 //! Mini program login: the platforms' code exchanges, so a mini program needs no login server.
 //!
-//! - [`alipay_sign`]: Alipay's RSA2 request signature and answer verification (pure).
+//! - [`alipay_sign`]: Alipay's RSA2 request signature and answer verification (pure);
+//! - [`session`]: stsvend's own session token (pure);
+//! - [`wechat`]: WeChat's `jscode2session` client.
 
 pub mod alipay_sign;
+pub mod session;
+pub mod wechat;
 
 #[cfg(test)]
 mod alipay_sign_vectors;
