@@ -39,6 +39,18 @@ pub(crate) fn jwt(subject: &str) -> String {
     .expect("the test token signs")
 }
 
+/// The `jwt`-mode settings (and the logstore) the replicas here run with, for tests that build
+/// their replicas another way and ask them with [`jwt`].
+pub(crate) fn jwt_settings() -> [(&'static str, &'static str); 5] {
+    [
+        ("STSVEND_LOGSTORE", "my-proj/web-log"),
+        ("STSVEND_AUTH", "jwt"),
+        ("STSVEND_JWT_HS256_SECRET", JWT_SECRET),
+        ("STSVEND_JWT_ISSUER", JWT_ISSUER),
+        ("STSVEND_JWT_AUDIENCE", JWT_AUDIENCE),
+    ]
+}
+
 /// One answer of a replica, read in full.
 #[derive(Debug)]
 pub(crate) struct Answer {

@@ -10,6 +10,7 @@ mod kill_switch;
 mod kill_switch_app;
 mod limits;
 mod limits_app;
+mod outage_app;
 mod replica;
 mod shared_app;
 mod store;

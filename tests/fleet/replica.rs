@@ -128,6 +128,14 @@ impl Replica {
         Self::answer(self.client.get(url).header("x-forwarded-for", client)).await
     }
 
+    /// `GET /get_sts_token` as `subject`, with a JWT from [`crate::apps::jwt`] (for replicas
+    /// started with [`crate::apps::jwt_settings`]).
+    pub(crate) async fn token_as(&self, subject: &str) -> Answer {
+        let url = format!("http://{}/get_sts_token", self.addr);
+        let jwt = crate::apps::jwt(subject);
+        Self::answer(self.client.get(url).bearer_auth(jwt)).await
+    }
+
     /// Waits (at most 10 s) until the admin `/readyz` answers 200 (no token request spent).
     pub(crate) async fn wait_ready(&self) {
         until_ok("not ready", async || self.readyz().await).await;
