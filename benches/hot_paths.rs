@@ -226,6 +226,7 @@ fn bench_cached(c: &mut Criterion) {
             Arc::new(tokio::sync::Notify::new()),
         ),
         callers: None,
+        logins: None,
         limits: RateLimits::new(RateLimit {
             per_minute: unlimited,
             burst: unlimited,

@@ -24,6 +24,7 @@ use crate::fleet::store::FleetStore;
 use crate::http::ProfileState;
 use crate::http::admin;
 use crate::http::limits::RateLimits;
+use crate::http::logins;
 use crate::http::{self, AppState};
 use crate::server;
 use crate::server::tls::{Tls, TlsError};
@@ -58,6 +59,12 @@ pub enum StartupError {
         #[source]
         source: JwtSetupError,
     },
+    #[error("profile `{profile}`: cannot set up mini program logins")]
+    Login {
+        profile: String,
+        #[source]
+        source: logins::LoginSetupError,
+    },
 }
 
 /// How often rate-limit state for quiet addresses and users is dropped.
@@ -75,6 +82,9 @@ async fn forget_idle_rate_limits(state: AppState, cancel: CancellationToken) {
         }
         for profile in state.profiles() {
             profile.limits.forget_idle();
+            if let Some(logins) = &profile.logins {
+                logins.forget_idle();
+            }
         }
     }
 }
@@ -222,6 +232,11 @@ impl TokenSources<'_> {
                 profile: profile.name.clone(),
                 source,
             })?;
+        let logins = logins::for_profile(access.login.as_ref(), self.config.sessions.as_ref())
+            .map_err(|source| StartupError::Login {
+                profile: profile.name.clone(),
+                source,
+            })?;
         let per_caller = access.auth != AuthMode::None || access.bind_source_ip;
         let callers = per_caller.then(|| -> Arc<dyn Tokens> {
             let far = self.fleet.map(|store| -> Arc<dyn FarCache> {
@@ -245,6 +260,7 @@ impl TokenSources<'_> {
             limits: RateLimits::with_grouping(access.rate_limit, self.config.grouping),
             auth: access.auth,
             verifier,
+            logins,
             bind_source_ip: access.bind_source_ip,
             cors_origins: access.cors_origins.clone(),
             would_deny: AtomicU64::new(0),

@@ -8,7 +8,9 @@ use std::path::PathBuf;
 use reqwest::Url;
 use secrecy::SecretString;
 
+use super::login::{self, Login, Platforms};
 use super::problems::{Problems, shown};
+pub use super::rate_limit::RateLimit;
 use super::raw::{RawProfile, profile_origin};
 use super::settings::Key;
 use super::values::{flag, items};
@@ -23,6 +25,9 @@ pub enum AuthMode {
     /// JWTs are checked and failures logged and counted, but callers without a valid one still
     /// get the guest token: for switching a live app over.
     Report,
+    /// Mini program login: `POST /session` exchanges a platform's one-time code for a session
+    /// token, which then asks for the caller's own token as a JWT does in `jwt` mode.
+    Login(Platforms),
 }
 
 /// JWT algorithms stsvend accepts; the list is pinned by configuration, never taken from a token.
@@ -85,19 +90,14 @@ impl fmt::Debug for JwtSettings {
     }
 }
 
-/// Requests allowed per client IP (and per JWT subject).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RateLimit {
-    pub per_minute: NonZeroU32,
-    pub burst: NonZeroU32,
-}
-
 /// A profile's protections.
 #[derive(Debug, Clone)]
 pub struct Access {
     pub auth: AuthMode,
     /// Present in `jwt` and `report` mode.
     pub jwt: Option<JwtSettings>,
+    /// Present in login mode (`wechat`, `alipay`).
+    pub login: Option<Login>,
     pub rate_limit: RateLimit,
     /// Exact origins allowed to call from a browser; empty means no CORS headers at all.
     pub cors_origins: Vec<String>,
@@ -112,12 +112,17 @@ pub(super) fn parse(name: &str, raw: &RawProfile, problems: &mut Problems) -> Op
     // Any problem added while parsing this profile's access settings means no `Access`.
     let problems_before = problems.count();
     let auth = auth_mode(name, raw, problems);
-    let jwt = if auth == AuthMode::None {
+    let jwt = if matches!(auth, AuthMode::Jwt | AuthMode::Report) {
+        parse_jwt(name, raw, problems)
+    } else {
         refuse_jwt_settings(name, raw, problems);
         None
-    } else {
-        parse_jwt(name, raw, problems)
     };
+    let platforms = match auth {
+        AuthMode::Login(platforms) => platforms,
+        _ => Platforms::default(),
+    };
+    let login = login::parse(name, raw, platforms, problems);
     let rate_limit = rate_limit(name, raw, problems);
     let cors_origins = cors_origins(raw, problems);
     let bind_source_ip = flag(raw.or_default(name, Key::BindSourceIp).as_ref(), problems);
@@ -127,6 +132,7 @@ pub(super) fn parse(name: &str, raw: &RawProfile, problems: &mut Problems) -> Op
     Some(Access {
         auth,
         jwt,
+        login,
         rate_limit: rate_limit?,
         cors_origins,
         bind_source_ip,
@@ -141,13 +147,19 @@ fn auth_mode(name: &str, raw: &RawProfile, problems: &mut Problems) -> AuthMode 
         "none" => AuthMode::None,
         "jwt" => AuthMode::Jwt,
         "report" => AuthMode::Report,
-        other => {
-            problems.add(
-                &s.origin,
-                format!("must be none, jwt or report, got {}", shown(other)),
-            );
-            AuthMode::None
-        }
+        other => match Platforms::parse(other) {
+            Some(platforms) => AuthMode::Login(platforms),
+            None => {
+                problems.add(
+                    &s.origin,
+                    format!(
+                        "must be none, jwt, report, wechat, alipay or wechat,alipay, got {}",
+                        shown(other)
+                    ),
+                );
+                AuthMode::None
+            }
+        },
     }
 }
 

@@ -3,13 +3,13 @@
 //! (`STSVEND_ADMIN_TOKEN`, or `STSVEND_ADMIN_TOKEN_FILE` read once at start-up).
 
 use std::fmt;
-use std::io::Read as _;
 use std::net::SocketAddr;
 
 use secrecy::{ExposeSecret as _, SecretString};
 use subtle::ConstantTimeEq as _;
 
 use super::problems::{Problems, shown};
+use super::secret::value_or_file;
 use super::setting::Setting;
 
 /// A token shorter than this could be guessed by a patient scanner; 32 is what
@@ -81,26 +81,13 @@ pub(super) fn parse(
             }
         }
     }
-    let text = match (token, token_file) {
-        (Some(token), Some(file)) => {
-            problems.add(
-                &file.origin,
-                format!("cannot be combined with {}; set one", token.origin),
-            );
-            return access;
-        }
-        (Some(token), None) => Some((token.value.trim().to_owned(), &token.origin)),
-        (None, Some(file)) => {
-            read_token_file(file, problems).map(|text| (text.trim().to_owned(), &file.origin))
-        }
-        (None, None) => None,
-    };
+    let text = value_or_file(token, token_file, MAX_ADMIN_TOKEN_BYTES, problems);
     if let Some((text, origin)) = text {
         // Never echo the token, not even its length.
         let printable = text.bytes().all(|b| b.is_ascii_graphic());
         if text.len() < MIN_ADMIN_TOKEN_BYTES || text.len() > MAX_ADMIN_TOKEN_BYTES || !printable {
             problems.add(
-                origin,
+                &origin,
                 format!(
                     "must be {MIN_ADMIN_TOKEN_BYTES} to {MAX_ADMIN_TOKEN_BYTES} printable ASCII characters without spaces, such as the output of `openssl rand -hex 32`"
                 ),
@@ -110,29 +97,6 @@ pub(super) fn parse(
         }
     }
     access
-}
-
-fn read_token_file(file: &Setting, problems: &mut Problems) -> Option<String> {
-    let path = file.value.trim();
-    let mut text = String::new();
-    let read = std::fs::File::open(path).and_then(|f| {
-        // One byte over the limit tells "too long" from "exactly the limit".
-        f.take(MAX_ADMIN_TOKEN_BYTES as u64 + 64)
-            .read_to_string(&mut text)
-    });
-    match read {
-        Ok(_) => Some(text),
-        Err(error) => {
-            problems.add(
-                &file.origin,
-                format!(
-                    "cannot read the token file {}: {error}; the file must hold the admin token as text",
-                    shown(path)
-                ),
-            );
-            None
-        }
-    }
 }
 
 /// The start-up warning for an admin listener reachable beyond loopback without a token.

@@ -4,23 +4,28 @@
 //! lifetime, and the login rate limit).
 
 use std::fmt;
+use std::io::Read as _;
 use std::num::NonZeroU32;
-use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
-use reqwest::Url;
 use secrecy::SecretString;
 
-use super::access::RateLimit;
 use super::problems::{Problems, shown};
+use super::rate_limit::RateLimit;
 use super::raw::{Raw, RawProfile, profile_origin};
 use super::secret::value_or_file;
 use super::settings::Key;
 use super::values::{endpoint, whole_number};
+pub use crate::login::alipay::AlipayApp;
+use crate::login::alipay_sign::{AlipayPublicKey, AppPrivateKey, KeyError};
+pub use crate::login::wechat::WechatApp;
 
 /// Shorter than this, an HMAC key is guessable (RFC 2104 asks for at least the hash size).
 pub const MIN_SESSION_SECRET_BYTES: usize = 32;
 const MAX_SECRET_BYTES: usize = 1024;
+/// An RSA key in PEM is under 4 KiB; a bigger file is the wrong file.
+const MAX_KEY_FILE_BYTES: u64 = 16 * 1024;
 const SESSION_TTL_SECONDS: std::ops::RangeInclusive<u64> = 60..=2_592_000;
 
 /// The platforms whose login a profile accepts.
@@ -46,33 +51,6 @@ impl Platforms {
         }
         Some(platforms)
     }
-}
-
-/// A WeChat mini program's server-side credentials.
-#[derive(Clone)]
-pub struct WechatApp {
-    pub appid: String,
-    pub app_secret: SecretString,
-    pub api_base: Url,
-}
-
-impl fmt::Debug for WechatApp {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("WechatApp")
-            .field("appid", &self.appid)
-            .field("app_secret", &"** redacted **")
-            .field("api_base", &self.api_base.as_str())
-            .finish()
-    }
-}
-
-/// An Alipay mini program's keys (files, read and checked when the profile starts).
-#[derive(Debug, Clone)]
-pub struct AlipayApp {
-    pub appid: String,
-    pub private_key_file: PathBuf,
-    pub public_key_file: PathBuf,
-    pub gateway: Url,
 }
 
 /// A login profile's platforms and their apps.
@@ -233,27 +211,59 @@ fn alipay(name: &str, raw: &RawProfile, problems: &mut Problems) -> Option<Alipa
         "such as 2021000000000000",
         problems,
     );
-    let mut file = |key: Key, what: &str| {
-        let path = raw.get(key).map(|s| PathBuf::from(s.value.trim()));
-        if path.is_none() {
-            problems.add(
-                profile_origin(name, key),
-                format!("is required for alipay logins: the path of {what}"),
-            );
-        }
-        path
-    };
-    let private_key_file = file(Key::AlipayAppPrivateKeyFile, "the app's RSA private key");
-    let public_key_file = file(Key::AlipayPublicKeyFile, "Alipay's public key");
+    let private_key = key_file(name, raw, Key::AlipayAppPrivateKeyFile, problems, |text| {
+        AppPrivateKey::from_text(text).map(Arc::new)
+    });
+    let public_key = key_file(name, raw, Key::AlipayPublicKeyFile, problems, |text| {
+        AlipayPublicKey::from_text(text)
+    });
     let gateway = raw
         .or_default(name, Key::AlipayGateway)
         .and_then(|s| endpoint(&s, None, problems));
     Some(AlipayApp {
         appid: appid?,
-        private_key_file: private_key_file?,
-        public_key_file: public_key_file?,
+        private_key: private_key?,
+        public_key: public_key?,
         gateway: gateway?,
     })
+}
+
+/// Reads and parses a key file named by `key`; problems name the file, never its content.
+fn key_file<T>(
+    name: &str,
+    raw: &RawProfile,
+    key: Key,
+    problems: &mut Problems,
+    parse: impl FnOnce(&str) -> Result<T, KeyError>,
+) -> Option<T> {
+    let Some(setting) = raw.get(key) else {
+        problems.add(
+            profile_origin(name, key),
+            format!("is required for alipay logins: {}", key.spec().doc),
+        );
+        return None;
+    };
+    let path = setting.value.trim();
+    let mut text = String::new();
+    let read = std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_KEY_FILE_BYTES).read_to_string(&mut text));
+    if let Err(error) = read {
+        problems.add(
+            &setting.origin,
+            format!("cannot read the key file {}: {error}", shown(path)),
+        );
+        return None;
+    }
+    match parse(&text) {
+        Ok(value) => Some(value),
+        Err(error) => {
+            problems.add(
+                &setting.origin,
+                format!("the key file {} is not usable: {error}", shown(path)),
+            );
+            None
+        }
+    }
 }
 
 fn appid(

@@ -26,10 +26,13 @@ mod credentials;
 mod env;
 mod file;
 pub mod fleet;
+pub mod login;
 mod problems;
 mod profile;
 mod profiles;
+mod rate_limit;
 mod raw;
+mod secret;
 mod setting;
 pub mod settings;
 #[cfg(test)]

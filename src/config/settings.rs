@@ -177,6 +177,20 @@ table! {
         Derived("4 assumed"), "", "replicas expected: while Redis is down each takes the budget / this";
     ReplicaId => "STSVEND_REPLICA_ID", Some("replica_id"), Global, Text,
         Derived("`HOSTNAME` (the pod's name), else random"), "", "this replica's name in the kill switch's history and Redis locks";
+    SessionSecret => "STSVEND_SESSION_SECRET", Some("session_secret"), Global, Secret,
+        Unset, "", "key of the session tokens `POST /session` issues (32+ bytes; `wechat`/`alipay` need it)";
+    SessionSecretFile => "STSVEND_SESSION_SECRET_FILE", Some("session_secret_file"), Global, Path,
+        Unset, "", "the session secret, read from this file at start-up";
+    SessionPreviousSecret => "STSVEND_SESSION_PREVIOUS_SECRET", Some("session_previous_secret"), Global, Secret,
+        Unset, "", "the session secret being rolled out: its sessions stay valid until they expire";
+    SessionPreviousSecretFile => "STSVEND_SESSION_PREVIOUS_SECRET_FILE", Some("session_previous_secret_file"), Global, Path,
+        Unset, "", "the previous session secret, read from this file at start-up";
+    SessionTtlSeconds => "STSVEND_SESSION_TTL_SECONDS", Some("session_ttl_seconds"), Global, Number,
+        Value("86400"), "", "how long a session token lasts (60 to 2592000)";
+    LoginRateLimitPerMinute => "STSVEND_LOGIN_RATE_LIMIT_PER_MINUTE", Some("login_rate_limit_per_minute"), Global, Number,
+        Value("60"), "", "`POST /session` attempts per client address prefix and minute";
+    LoginRateLimitBurst => "STSVEND_LOGIN_RATE_LIMIT_BURST", Some("login_rate_limit_burst"), Global, Number,
+        Value("20"), "", "burst on top of the login rate limit";
     Config => "STSVEND_CONFIG", None, EnvOnly, Path,
         Unset, "", "path of the TOML file";
     RustLog => "RUST_LOG", None, EnvOnly, Text,
@@ -193,7 +207,7 @@ table! {
     Policy => "STSVEND_POLICY", Some("policy"), Profile, Text,
         Unset, "", "a whole session policy document instead";
     Auth => "STSVEND_AUTH", Some("auth"), Profile, Text,
-        Value("none"), "", "none, jwt or report";
+        Value("none"), "", "none, jwt, report, or mini program login: wechat, alipay or wechat,alipay";
     JwtHs256Secret => "STSVEND_JWT_HS256_SECRET", Some("jwt_hs256_secret"), Profile, Secret,
         Unset, "", "HS256 key";
     JwtJwksUrl => "STSVEND_JWT_JWKS_URL", Some("jwt_jwks_url"), Profile, Url,
@@ -216,6 +230,22 @@ table! {
         Value("false"), "", "bind each token to the caller's address";
     JwtAcceptAnyAudience => "STSVEND_JWT_ACCEPT_ANY_AUDIENCE", Some("jwt_accept_any_audience"), Profile, Flag,
         Value("false"), "", "accept JWTs without an audience check";
+    WechatAppid => "STSVEND_WECHAT_APPID", Some("wechat_appid"), Profile, Text,
+        Unset, "", "the WeChat mini program's AppID (auth `wechat`)";
+    WechatAppSecret => "STSVEND_WECHAT_APP_SECRET", Some("wechat_app_secret"), Profile, Secret,
+        Unset, "", "its AppSecret";
+    WechatAppSecretFile => "STSVEND_WECHAT_APP_SECRET_FILE", Some("wechat_app_secret_file"), Profile, Path,
+        Unset, "", "the AppSecret, read from this file at start-up";
+    WechatApiBase => "STSVEND_WECHAT_API_BASE", Some("wechat_api_base"), Profile, Url,
+        Value("https://api.weixin.qq.com"), "", "base URL of WeChat's server API";
+    AlipayAppid => "STSVEND_ALIPAY_APPID", Some("alipay_appid"), Profile, Text,
+        Unset, "", "the Alipay mini program's app id (auth `alipay`)";
+    AlipayAppPrivateKeyFile => "STSVEND_ALIPAY_APP_PRIVATE_KEY_FILE", Some("alipay_app_private_key_file"), Profile, Path,
+        Unset, "", "the app's RSA private key (PKCS#1 or PKCS#8, PEM or bare base64)";
+    AlipayPublicKeyFile => "STSVEND_ALIPAY_PUBLIC_KEY_FILE", Some("alipay_public_key_file"), Profile, Path,
+        Unset, "", "Alipay's public key, to verify its answers";
+    AlipayGateway => "STSVEND_ALIPAY_GATEWAY", Some("alipay_gateway"), Profile, Url,
+        Value("https://openapi.alipay.com/gateway.do"), "", "Alipay's OpenAPI gateway";
 }
 
 impl Key {

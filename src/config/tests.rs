@@ -641,7 +641,7 @@ fn bad_access_settings_are_reported() {
         (
             "unknown auth",
             vec![("STSVEND_AUTH", "oauth")],
-            "`STSVEND_AUTH`: must be none, jwt or report",
+            "`STSVEND_AUTH`: must be none, jwt, report, wechat, alipay or wechat,alipay",
         ),
         (
             "jwt without keys",

@@ -12,7 +12,7 @@ use super::profile::MIN_SERVE_WINDOW_SECONDS;
 use super::raw::Raw;
 use super::settings::Key;
 use super::validated::{Config, Mode, TlsFiles};
-use super::{admin, credentials, fleet, profiles, values};
+use super::{admin, credentials, fleet, login, profiles, values};
 use crate::network::Grouping;
 use crate::sts::names::DurationSeconds;
 use crate::telemetry::LogFormat;
@@ -24,7 +24,7 @@ const DEFAULT_DEV_ADMIN_LISTEN: &str = "127.0.0.1:0";
 /// Where the ECS metadata service answers on every instance: plain HTTP is allowed to it.
 pub(super) const ECS_METADATA_HOST: &str = "100.100.100.200";
 
-pub(super) fn validate(raw: Raw, mode: Mode, problems: &mut Problems) -> Option<Config> {
+pub(super) fn validate(mut raw: Raw, mode: Mode, problems: &mut Problems) -> Option<Config> {
     let mut warnings = Vec::new();
     let dev = matches!(mode, Mode::Dev { .. });
     let listen = listen(&raw, mode, problems);
@@ -54,14 +54,22 @@ pub(super) fn validate(raw: Raw, mode: Mode, problems: &mut Problems) -> Option<
         .map_or(crate::network::DEFAULT_IPV6_PREFIX_LENGTH, |g| {
             g.ipv6_prefix
         });
+    // Asked of the settings as given, so that a login profile with other problems still has
+    // its missing session secret reported in the same run.
+    let logins = raw.profiles.iter().any(|(name, profile)| {
+        profile
+            .or_default(name, Key::Auth)
+            .is_some_and(|auth| login::Platforms::parse(auth.value.trim()).is_some())
+    });
     let profiles = profiles::parse(
-        raw.profiles,
+        std::mem::take(&mut raw.profiles),
         dev,
         min_remaining,
         ipv6_prefix,
         &mut warnings,
         problems,
     );
+    let sessions = login::sessions(&raw, logins, problems);
     Some(Config {
         listen: listen?,
         sts_endpoint: sts_endpoint?,
@@ -82,6 +90,7 @@ pub(super) fn validate(raw: Raw, mode: Mode, problems: &mut Problems) -> Option<
         warnings,
         given: Vec::new(),
         fleet,
+        sessions,
         replica_id,
     })
 }

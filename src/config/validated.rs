@@ -67,6 +67,8 @@ pub struct Config {
     pub given: Vec<Given>,
     /// Fleet mode: the Redis the replicas share state through. `None`: one process.
     pub fleet: Option<FleetSettings>,
+    /// Mini program login: the session tokens' settings, when some profile accepts logins.
+    pub sessions: Option<super::login::Sessions>,
     /// `STSVEND_REPLICA_ID` as given (see [`super::fleet::replica_id`] for the default).
     pub replica_id: Option<String>,
 }

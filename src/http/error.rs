@@ -12,6 +12,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::auth::jwt::JwtError;
+use crate::login::error::LoginError;
+use crate::login::session::SessionError;
 use crate::sts::FailureClass;
 
 /// Header that carries the request id on every response.
@@ -64,6 +66,20 @@ pub enum ApiError {
     AdminTokenInvalid,
     /// 400: a state-changing admin call without `X-Stsvend-Admin`.
     AdminHeaderMissing,
+    /// 401: a login profile's session token is missing, bad, for another profile, or expired.
+    Session(SessionError),
+    /// `POST /session`: the platform's code exchange failed (the status depends on why).
+    Login(LoginError),
+    /// 404: `POST /session` to a profile whose auth is not a mini program login.
+    LoginNotEnabled,
+    /// 400: the `POST /session` body is not what it must be; the text names the field.
+    BadLoginRequest(&'static str),
+    /// 405 on `/session`: only `POST`; the `Allow` header says so.
+    PostOnly,
+    /// 415: `POST /session` without `Content-Type: application/json`.
+    UnsupportedMediaType,
+    /// 429: too many login attempts from this address prefix.
+    LoginAttemptsLimited { retry_after_secs: u64 },
 }
 
 /// What the request-id middleware needs to render an error body.
@@ -77,7 +93,7 @@ impl ApiError {
     fn status(&self) -> StatusCode {
         match self {
             Self::NotFound | Self::UnknownProfile => StatusCode::NOT_FOUND,
-            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::MethodNotAllowed | Self::PostOnly => StatusCode::METHOD_NOT_ALLOWED,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::TokenUnavailable {
@@ -93,7 +109,12 @@ impl ApiError {
             Self::AdminHostRefused => StatusCode::MISDIRECTED_REQUEST,
             Self::AdminOriginRefused => StatusCode::FORBIDDEN,
             Self::AdminTokenMissing | Self::AdminTokenInvalid => StatusCode::UNAUTHORIZED,
-            Self::AdminHeaderMissing => StatusCode::BAD_REQUEST,
+            Self::AdminHeaderMissing | Self::BadLoginRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Session(_) => StatusCode::UNAUTHORIZED,
+            Self::Login(error) => login_status(error),
+            Self::LoginNotEnabled => StatusCode::NOT_FOUND,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::LoginAttemptsLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -154,26 +175,18 @@ impl ApiError {
                 "internal_error",
                 "an unexpected error occurred; the server log has the details",
             ),
-            Self::AdminHostRefused => (
-                "admin_host_refused",
-                "the admin listener answers only to IP addresses, localhost and the names in STSVEND_ADMIN_HOSTS; use one of them as the host, or list this name",
-            ),
-            Self::AdminOriginRefused => (
-                "admin_origin_refused",
-                "the admin listener refuses requests from web pages (an Origin header other than its own); call it with curl or another non-browser client",
-            ),
-            Self::AdminTokenMissing => (
-                "admin_token_missing",
-                "this admin endpoint needs the admin token: send Authorization: Bearer <the STSVEND_ADMIN_TOKEN value>",
-            ),
-            Self::AdminTokenInvalid => (
-                "admin_token_invalid",
-                "the admin token is wrong: send Authorization: Bearer <the STSVEND_ADMIN_TOKEN value>",
-            ),
-            Self::AdminHeaderMissing => (
-                "admin_header_missing",
-                "a state-changing admin call needs the header X-Stsvend-Admin: 1",
-            ),
+            Self::AdminHostRefused
+            | Self::AdminOriginRefused
+            | Self::AdminTokenMissing
+            | Self::AdminTokenInvalid
+            | Self::AdminHeaderMissing => admin_info(self),
+            Self::Session(_)
+            | Self::Login(_)
+            | Self::LoginNotEnabled
+            | Self::BadLoginRequest(_)
+            | Self::PostOnly
+            | Self::UnsupportedMediaType
+            | Self::LoginAttemptsLimited { .. } => login_request_info(self),
         };
         ErrorInfo { code, message }
     }
@@ -188,10 +201,16 @@ impl IntoResponse for ApiError {
                     .headers_mut()
                     .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
             }
+            Self::PostOnly => {
+                response
+                    .headers_mut()
+                    .insert(header::ALLOW, HeaderValue::from_static("POST"));
+            }
             Self::TokenUnavailable {
                 retry_after_secs, ..
             }
-            | Self::RateLimited { retry_after_secs } => {
+            | Self::RateLimited { retry_after_secs }
+            | Self::LoginAttemptsLimited { retry_after_secs } => {
                 response
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
@@ -223,6 +242,21 @@ impl IntoResponse for ApiError {
                         .insert(header::WWW_AUTHENTICATE, value);
                 }
             }
+            Self::Login(error) => {
+                if let Some(wait) = error.retry_after() {
+                    response.headers_mut().insert(
+                        header::RETRY_AFTER,
+                        HeaderValue::from(wait.as_secs().max(1)),
+                    );
+                }
+            }
+            Self::Session(_) => {
+                // Fixed text: the session's own description never echoes the token.
+                response.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"stsvend\", error=\"invalid_token\""),
+                );
+            }
             Self::AdminTokenMissing | Self::AdminTokenInvalid => {
                 let value = if matches!(self, Self::AdminTokenMissing) {
                     "Bearer realm=\"stsvend-admin\""
@@ -240,6 +274,107 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The refusals of `POST /session` and of session tokens.
+fn login_request_info(error: &ApiError) -> (&'static str, &'static str) {
+    match error {
+        ApiError::Session(error) => (error.code(), error.description()),
+        ApiError::Login(error) => login_info(error),
+        ApiError::LoginNotEnabled => (
+            "login_not_enabled",
+            "this profile does not take mini program logins (its auth is none, jwt or report); ask GET /get_sts_token instead",
+        ),
+        ApiError::BadLoginRequest(message) => ("invalid_login_request", *message),
+        ApiError::PostOnly => (
+            "method_not_allowed",
+            "this endpoint only answers POST with a JSON body {\"platform\",\"code\"}",
+        ),
+        ApiError::UnsupportedMediaType => (
+            "unsupported_media_type",
+            "POST /session takes a JSON body: send Content-Type: application/json",
+        ),
+        ApiError::LoginAttemptsLimited { .. } => (
+            "login_attempts_limited",
+            "too many login attempts from this address; retry after the number of seconds in Retry-After",
+        ),
+        _ => (
+            "internal_error",
+            "an unexpected error occurred; the server log has the details",
+        ),
+    }
+}
+
+/// The admin listener's refusals.
+fn admin_info(error: &ApiError) -> (&'static str, &'static str) {
+    match error {
+        ApiError::AdminHostRefused => (
+            "admin_host_refused",
+            "the admin listener answers only to IP addresses, localhost and the names in STSVEND_ADMIN_HOSTS; use one of them as the host, or list this name",
+        ),
+        ApiError::AdminOriginRefused => (
+            "admin_origin_refused",
+            "the admin listener refuses requests from web pages (an Origin header other than its own); call it with curl or another non-browser client",
+        ),
+        ApiError::AdminTokenMissing => (
+            "admin_token_missing",
+            "this admin endpoint needs the admin token: send Authorization: Bearer <the STSVEND_ADMIN_TOKEN value>",
+        ),
+        ApiError::AdminTokenInvalid => (
+            "admin_token_invalid",
+            "the admin token is wrong: send Authorization: Bearer <the STSVEND_ADMIN_TOKEN value>",
+        ),
+        ApiError::AdminHeaderMissing => (
+            "admin_header_missing",
+            "a state-changing admin call needs the header X-Stsvend-Admin: 1",
+        ),
+        _ => (
+            "internal_error",
+            "an unexpected error occurred; the server log has the details",
+        ),
+    }
+}
+
+fn login_status(error: &LoginError) -> StatusCode {
+    match error {
+        LoginError::NotAccepted(_) => StatusCode::BAD_REQUEST,
+        LoginError::InvalidCode(_) => StatusCode::UNAUTHORIZED,
+        LoginError::Blocked(_) => StatusCode::FORBIDDEN,
+        LoginError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+        LoginError::Misconfigured { .. } | LoginError::Unavailable { .. } => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+    }
+}
+
+/// Fixed texts: a platform's own message, the code and the reason stay in the server log.
+fn login_info(error: &LoginError) -> (&'static str, &'static str) {
+    match error {
+        LoginError::NotAccepted(_) => (
+            "platform_not_accepted",
+            "this profile does not accept logins from that platform; see the profile's auth setting",
+        ),
+        LoginError::InvalidCode(_) => (
+            "invalid_login_code",
+            "the platform refused the login code (invalid, expired or already used); get a new code (wx.login / my.getAuthCode) and log in again",
+        ),
+        LoginError::Blocked(_) => (
+            "login_blocked",
+            "the platform blocked this user's login (WeChat flags the user as high-risk)",
+        ),
+        LoginError::RateLimited(_) => (
+            "platform_rate_limited",
+            "the platform's login frequency limit for this user was reached; retry after the number of seconds in Retry-After",
+        ),
+        LoginError::Misconfigured { .. } => (
+            "login_unavailable",
+            "logins cannot be checked with the platform right now (the operator has been told in the server log); retry after the number of seconds in Retry-After",
+        ),
+        LoginError::Unavailable { .. } => (
+            "login_unavailable",
+            "the platform did not confirm the login in time; retry after the number of seconds in Retry-After",
+        ),
+    }
+}
+
 /// Why a token request was refused: the one value that gives the client's answer (its
 /// [`ApiError`]), the audit line's reason and the labels of `stsvend_rejections_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -252,6 +387,8 @@ pub enum Rejection {
     KeysUnavailable,
     /// A JWT check failed.
     Auth(JwtError),
+    /// A login profile's session token was refused.
+    Session(SessionError),
     /// The caller's subject is over its rate; retry after `wait`.
     RateLimitSubject { wait: Duration },
     /// The caller's network has had its share of new per-caller tokens; retry after `wait`.
@@ -271,6 +408,7 @@ impl Rejection {
             Self::RateLimitIp { .. } => "rate limit per address",
             Self::KeysUnavailable => "jwt keys unavailable",
             Self::Auth(error) => error.code(),
+            Self::Session(error) => error.code(),
             Self::RateLimitSubject { .. } => "rate limit per user",
             Self::NewTokenLimitNetwork { .. } => "new-token limit per network",
             Self::NoToken { .. } => "no token available",
@@ -283,6 +421,7 @@ impl Rejection {
             Self::Disabled => ("disabled", ""),
             Self::RateLimitIp { .. } => ("rate_limit_ip", ""),
             Self::Auth(error) => ("auth", error.code()),
+            Self::Session(error) => ("auth", error.code()),
             Self::RateLimitSubject { .. } => ("rate_limit_subject", ""),
             Self::NewTokenLimitNetwork { .. } => ("new_token_limit_network", ""),
             // The reason is the code of the error the client is answered with.
@@ -299,6 +438,7 @@ impl From<Rejection> for ApiError {
             Rejection::Disabled => Self::ProfileDisabled,
             Rejection::KeysUnavailable => Self::JwtKeysUnavailable,
             Rejection::Auth(error) => Self::Unauthorized(error),
+            Rejection::Session(error) => Self::Session(error),
             Rejection::RateLimitIp { wait }
             | Rejection::RateLimitSubject { wait }
             | Rejection::NewTokenLimitNetwork { wait } => Self::RateLimited {
@@ -366,6 +506,11 @@ pub fn with_error_body(mut response: Response) -> Response {
 /// Fallback for a known path asked with a method it does not serve.
 pub async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
+}
+
+/// The fallback of the `POST`-only login routes.
+pub async fn method_not_allowed_post() -> ApiError {
+    ApiError::PostOnly
 }
 
 /// Turns a caught panic into the standard 500 body. The panic message is not included: it

@@ -9,7 +9,9 @@ pub mod fleet_limits;
 pub mod fleet_switch;
 pub mod health;
 pub mod limits;
+pub mod logins;
 pub mod openapi;
+pub mod session;
 pub mod state;
 pub mod token;
 
@@ -17,7 +19,7 @@ use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -62,6 +64,10 @@ pub fn public_router_on(state: AppState, edge: &edge::Edge) -> Router {
             None => router.route(&path, route),
         };
     }
+    let logins = state.profiles().iter().any(|p| p.logins.is_some());
+    if logins {
+        router = session_routes(router, &state);
+    }
     if state.profile(DEFAULT_PROFILE).is_none() {
         router = router.route(
             "/get_sts_token",
@@ -93,10 +99,46 @@ pub fn public_router_on(state: AppState, edge: &edge::Edge) -> Router {
         )
         .fallback(|| async { ApiError::NotFound })
         .with_state(state);
-    let edge = edge
-        .with_methods(edge::Methods::ReadOnly)
-        .with_profiles(profiles);
+    // Login profiles take `POST /session`; without them the public surface takes no body.
+    let methods = if logins {
+        edge::Methods::Routed
+    } else {
+        edge::Methods::ReadOnly
+    };
+    let edge = edge.with_methods(methods).with_profiles(profiles);
     harden(router, edge)
+}
+
+/// `POST /session[/{profile}]` for every profile (a profile without logins answers
+/// `login_not_enabled`), and `unknown_profile` for names that are none.
+fn session_routes(mut router: Router<AppState>, state: &AppState) -> Router<AppState> {
+    for profile in state.profiles() {
+        let for_handler = profile.clone();
+        let route = post(move |State(state): State<AppState>, request: Request| {
+            session::login(state, for_handler.clone(), request)
+        })
+        .fallback(error::method_not_allowed_post);
+        router = router.route(&session_path(&profile.name), route);
+    }
+    if state.profile(DEFAULT_PROFILE).is_none() {
+        router = router.route(
+            "/session",
+            post(unknown_profile).fallback(error::method_not_allowed_post),
+        );
+    }
+    router.route(
+        "/session/{profile}",
+        post(unknown_profile).fallback(error::method_not_allowed_post),
+    )
+}
+
+/// The login route of profile `name`, beside its token route.
+pub fn session_path(name: &str) -> String {
+    if name == DEFAULT_PROFILE {
+        "/session".to_owned()
+    } else {
+        format!("/session/{name}")
+    }
 }
 
 /// The profile each token route serves, for the request metrics.

@@ -28,6 +28,8 @@ pub struct ProfileState {
     pub limits: RateLimits,
     pub auth: AuthMode,
     pub verifier: Option<JwtVerifier>,
+    /// Login mode (`wechat`, `alipay`): the platforms, the session tokens, the attempt limit.
+    pub logins: Option<Arc<super::logins::Logins>>,
     pub bind_source_ip: bool,
     /// Browser origins allowed by CORS; empty for none.
     pub cors_origins: Vec<String>,

@@ -16,11 +16,13 @@ use axum::response::{IntoResponse, Response};
 
 use super::client_ip::client_ip;
 use super::error::{ApiError, Rejection, RequestId};
+use super::logins::Logins;
 use super::state::{AppState, ProfileState};
 use crate::auth::jwt::{Claims, JwtError};
 use crate::auth::subject;
 use crate::config::AuthMode;
 use crate::http::audit;
+use crate::login::session::Platform;
 use crate::metrics;
 use crate::tokens::store::{CallerKey, Origin, Refusal, Tokens, Unavailable};
 use crate::tokens::token::Token;
@@ -32,12 +34,7 @@ pub async fn serve(
     profile: Arc<ProfileState>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    // Missing only when a test drives the router without `ConnectInfo`; treat it as a bug.
-    let Some(ConnectInfo(peer)) = request.extensions().get::<ConnectInfo<SocketAddr>>() else {
-        tracing::error!("request without ConnectInfo; serve the router with connect info");
-        return Err(ApiError::Internal);
-    };
-    let ip = client_ip(peer.ip(), request.headers(), &state.trusted_proxies);
+    let ip = caller_address(&state, &request)?;
     let mut caller = audit::Caller {
         request_id: request_id(&request),
         profile: &profile.name,
@@ -51,18 +48,42 @@ pub async fn serve(
     }
     let claims = authorize(&state, &profile, &caller, request.headers()).await?;
     caller.subject = claims.as_ref().map(|claims| claims.subject.as_str());
-    if profile.limits.is_shared() {
-        check_subject_shared(&profile, &caller, claims.as_ref()).await?;
-    }
-    let key = caller_key(&profile, &caller, claims.as_ref())?;
-    let token = token_for(&profile, key, ip)
-        .await
-        .map_err(|refusal| refused(&caller, refusal))?;
-    audit::issued(&caller, &token);
+    let token = issue(&profile, &caller, claims.as_ref()).await?;
     Ok(respond(&token))
 }
 
-fn request_id(request: &Request) -> &str {
+/// The caller's token once their subject's rate limit lets them through, audited either way.
+pub(super) async fn issue(
+    profile: &ProfileState,
+    caller: &audit::Caller<'_>,
+    claims: Option<&Claims>,
+) -> Result<Arc<Token>, ApiError> {
+    if profile.limits.is_shared() {
+        check_subject_shared(profile, caller, claims).await?;
+    }
+    let key = caller_key(profile, caller, claims)?;
+    let token = token_for(profile, key, caller.client_ip)
+        .await
+        .map_err(|refusal| refused(caller, refusal))?;
+    audit::issued(caller, &token);
+    Ok(token)
+}
+
+/// The client's address: the socket's, or what a trusted proxy says it is.
+pub(super) fn caller_address(state: &AppState, request: &Request) -> Result<IpAddr, ApiError> {
+    // Missing only when a test drives the router without `ConnectInfo`; treat it as a bug.
+    let Some(ConnectInfo(peer)) = request.extensions().get::<ConnectInfo<SocketAddr>>() else {
+        tracing::error!("request without ConnectInfo; serve the router with connect info");
+        return Err(ApiError::Internal);
+    };
+    Ok(client_ip(
+        peer.ip(),
+        request.headers(),
+        &state.trusted_proxies,
+    ))
+}
+
+pub(super) fn request_id(request: &Request) -> &str {
     request
         .extensions()
         .get::<RequestId>()
@@ -117,8 +138,11 @@ async fn authorize(
     caller: &audit::Caller<'_>,
     headers: &HeaderMap,
 ) -> Result<Option<Claims>, ApiError> {
+    if let Some(logins) = &profile.logins {
+        return session_claims(state, profile, logins, caller, headers).map(Some);
+    }
     let (mode, verifier) = match (profile.auth, &profile.verifier) {
-        (AuthMode::None, _) | (_, None) => return Ok(None),
+        (AuthMode::None | AuthMode::Login(_), _) | (_, None) => return Ok(None),
         (mode, Some(verifier)) => (mode, verifier),
     };
     let verified = match bearer(headers) {
@@ -148,6 +172,37 @@ async fn authorize(
             );
             Ok(None)
         }
+    }
+}
+
+/// Login mode: the caller is whom their session token names. Sessions and JWTs never pass for
+/// each other (see [`crate::login::session`]).
+fn session_claims(
+    state: &AppState,
+    profile: &ProfileState,
+    logins: &Logins,
+    caller: &audit::Caller<'_>,
+    headers: &HeaderMap,
+) -> Result<Claims, ApiError> {
+    let token = bearer(headers).map_err(|error| deny(caller, Rejection::Auth(error)))?;
+    let session = logins
+        .sessions
+        .verify(
+            token,
+            &profile.name,
+            &logins.clients.platforms(),
+            state.clock.now(),
+        )
+        .map_err(|error| deny(caller, Rejection::Session(error)))?;
+    Ok(login_claims(session.login.platform, session.login.user_id))
+}
+
+/// A platform's user as the rest of the token path sees callers: the platform is the issuer,
+/// so caches and limits key the user by (platform, user id).
+pub(super) fn login_claims(platform: Platform, user_id: String) -> Claims {
+    Claims {
+        subject: user_id,
+        issuer: Some(platform.as_str().to_owned()),
     }
 }
 
@@ -222,7 +277,7 @@ fn refused(caller: &audit::Caller<'_>, refusal: Refusal) -> ApiError {
 }
 
 /// Counts and audits a refusal, and answers it; every refusal goes through here, once.
-fn deny(caller: &audit::Caller<'_>, rejection: Rejection) -> ApiError {
+pub(super) fn deny(caller: &audit::Caller<'_>, rejection: Rejection) -> ApiError {
     let (reason, check) = rejection.labels();
     metrics::record_rejection(caller.profile, reason, check);
     audit::denied(caller, rejection.reason());

@@ -35,6 +35,7 @@ pub const RATE_LIMITED_RETRY_AFTER: Duration = Duration::from_secs(60);
 pub const UNAVAILABLE_RETRY_AFTER: Duration = Duration::from_secs(10);
 
 /// One mini program's WeChat credentials and where to reach WeChat.
+#[derive(Clone)]
 pub struct WechatApp {
     /// `STSVEND_WECHAT_APPID`.
     pub appid: String,

@@ -18,6 +18,7 @@ mod hostile_admin;
 mod hostile_connections;
 mod hostile_misc;
 mod https;
+mod login;
 mod observability;
 mod openapi;
 mod production;

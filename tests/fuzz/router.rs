@@ -76,6 +76,7 @@ fn profile(
             Arc::new(tokio::sync::Notify::new()),
         ),
         callers: None,
+        logins: None,
         limits: RateLimits::new(RateLimit {
             per_minute: NonZeroU32::MAX,
             burst: NonZeroU32::MAX,

@@ -28,7 +28,7 @@ mod time;
 mod uri;
 
 pub(crate) use app::{ROLE_ARN, TEST_KEY_ID, TEST_KEY_SECRET, TestApp};
-pub(crate) use fake::expiration_in;
+pub(crate) use fake::{FakeServer, expiration_in};
 pub(crate) use files::{TempDir, TempFile};
 pub(crate) use http::{Answer, http_client, send};
 pub(crate) use jwt::{
