@@ -226,6 +226,15 @@ pub(crate) fn fleet(server: &RedisServer) -> [FleetStore; 3] {
     ["replica-a", "replica-b", "replica-c"].map(|id| store(server, id))
 }
 
+/// [`fleet`] with a 500 ms command timeout: for tests that count decisions under a burst of
+/// hundreds of commands, which a loaded 2-core machine can answer slower than the default 50 ms
+/// (a timed-out command is decided alone, by design, and would be counted as a miss).
+pub(crate) fn patient_fleet(server: &RedisServer) -> [FleetStore; 3] {
+    let mut settings = settings(server, KEY_A, None);
+    settings.command_timeout = Duration::from_millis(500);
+    ["replica-a", "replica-b", "replica-c"].map(|id| FleetStore::connect(&settings, id).unwrap())
+}
+
 /// Waits until `check` holds, at most `limit`; returns how long it took.
 pub(crate) async fn within(limit: Duration, mut check: impl FnMut() -> bool) -> Option<Duration> {
     let started = tokio::time::Instant::now();

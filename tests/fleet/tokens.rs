@@ -11,7 +11,7 @@ use stsvend::fleet::kill_switch::KillSwitchStore;
 use stsvend::fleet::limits::{FleetLimiter, GcraQuota, LimitKind};
 use stsvend::fleet::tokens::{Fetched, SingleFlight, Source, TokenStore};
 
-use crate::helpers::{RedisServer, at, fleet, store};
+use crate::helpers::{RedisServer, at, fleet, patient_fleet, store};
 
 fn token_json(subject: &str) -> Vec<u8> {
     format!(
@@ -84,7 +84,7 @@ async fn a_value_over_the_size_limit_is_refused_not_read_whole() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_first_requests_over_three_replicas_make_one_fetch() {
     let server = RedisServer::start();
-    let replicas = fleet(&server).map(|s| TokenStore::new(s, SingleFlight::default()));
+    let replicas = patient_fleet(&server).map(|s| TokenStore::new(s, SingleFlight::default()));
     let fetches = Arc::new(AtomicUsize::new(0));
     let tasks: Vec<_> = (0..200)
         .map(|i| {
