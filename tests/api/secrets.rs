@@ -395,3 +395,71 @@ fn the_debug_form_of_a_loaded_config_shows_no_secret() {
         );
     }
 }
+
+/// Mini program login (issue 16): the WeChat AppSecret, the Alipay app private key and the
+/// session secrets appear in no `Debug` form of the loaded config, nor in its errors.
+#[test]
+fn the_debug_form_of_a_login_config_shows_no_secret() {
+    let fixture = |name: &str| {
+        format!(
+            "{}/tests/fixtures/alipay/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        )
+    };
+    let private_key = std::fs::read_to_string(fixture("app_private_pkcs8.pem")).unwrap();
+    let app_secret = format!("{}", uuid::Uuid::new_v4().simple());
+    let session_secret = format!("Session{}{}", uuid::Uuid::new_v4().simple(), "x".repeat(8));
+    let previous = format!("Previous{}{}", uuid::Uuid::new_v4().simple(), "y".repeat(8));
+    let mut env: HashMap<String, String> = [
+        ("ALIBABA_CLOUD_ACCESS_KEY_ID", KEY_ID),
+        ("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "base-secret"),
+        ("STSVEND_ROLE_ARN", "acs:ram::1234567890123456:role/web"),
+        ("STSVEND_LOGSTORE", "my-project/web-logs"),
+        ("STSVEND_AUTH", "wechat,alipay"),
+        ("STSVEND_WECHAT_APPID", "wx1234567890abcdef"),
+        ("STSVEND_WECHAT_APP_SECRET", app_secret.as_str()),
+        ("STSVEND_ALIPAY_APPID", "2021000000000001"),
+        ("STSVEND_SESSION_SECRET", session_secret.as_str()),
+        ("STSVEND_SESSION_PREVIOUS_SECRET", previous.as_str()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    env.insert(
+        "STSVEND_ALIPAY_APP_PRIVATE_KEY_FILE".into(),
+        fixture("app_private_pkcs8.pem"),
+    );
+    env.insert(
+        "STSVEND_ALIPAY_PUBLIC_KEY_FILE".into(),
+        fixture("alipay_public.pem"),
+    );
+    let config = config::load(None, &env, Mode::Serve).expect("valid");
+    let shown = format!("{config:?} {config:#?}");
+    let key_lines: Vec<&str> = private_key
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    assert!(!key_lines.is_empty());
+    for secret in [&app_secret, &session_secret, &previous]
+        .into_iter()
+        .map(String::as_str)
+        .chain(key_lines.iter().copied())
+    {
+        assert!(
+            !shown.contains(secret),
+            "Debug of a login config shows a secret"
+        );
+    }
+
+    // Nor do the errors of a login configuration that holds them.
+    env.insert("STSVEND_SESSION_TTL_SECONDS".into(), "5".into());
+    env.insert("STSVEND_WECHAT_APPID".into(), "not an app id".into());
+    let errors = config::load(None, &env, Mode::Serve).expect_err("invalid");
+    let shown = format!("{errors:?} {errors}");
+    for secret in [&app_secret, &session_secret, &previous] {
+        assert!(
+            !shown.contains(secret.as_str()),
+            "config errors show a secret"
+        );
+    }
+}
