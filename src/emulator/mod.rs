@@ -1,11 +1,13 @@
 //! `stsvend dev`'s built-in stand-ins for the platforms stsvend talks to: a local STS that
-//! behaves like the real one for `AssumeRole`, and WeChat's mini program login
-//! exchange. They share one server, in the same process, on loopback, on a port the OS picks,
+//! behaves like the real one for `AssumeRole`, and WeChat's and Alipay's mini program login
+//! exchanges. They share one server, in the same process, on loopback, on a port the OS picks,
 //! and are reused by the integration tests.
 //!
-//! What each checks, and the error codes it answers with, are in [`sts`] and [`wechat`]. The credentials and users they hand out are well-formed but worthless: nothing
-//! outside this process accepts them. The dev app's secret is public.
+//! What each checks, and the error codes it answers with, are in [`sts`], [`wechat`] and
+//! [`alipay`]. The credentials and users they hand out are well-formed but worthless: nothing
+//! outside this process accepts them. The dev apps' secrets and keys (`dev_keys/`) are public.
 
+pub mod alipay;
 mod dev_login;
 pub mod sls;
 pub mod sts;
@@ -26,6 +28,7 @@ pub struct Emulator {
     addr: SocketAddr,
     state: Arc<sts::EmulatorState>,
     wechat: Arc<wechat::WechatState>,
+    alipay: Arc<alipay::AlipayState>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -33,10 +36,14 @@ impl Emulator {
     /// Starts an emulator on `127.0.0.1` with a freshly generated AccessKey pair.
     pub async fn start(clock: Clock) -> std::io::Result<Self> {
         let state = Arc::new(sts::EmulatorState::new(clock.clone()));
-        let wechat = Arc::new(wechat::WechatState::new(clock));
+        let wechat = Arc::new(wechat::WechatState::new(clock.clone()));
+        // The dev keys are compiled in and checked by the tests; an error here is a broken build.
+        let alipay = Arc::new(alipay::AlipayState::new(clock).map_err(std::io::Error::other)?);
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
         let addr = listener.local_addr()?;
-        let router = sts::router(state.clone()).merge(wechat::router(wechat.clone()));
+        let router = sts::router(state.clone())
+            .merge(wechat::router(wechat.clone()))
+            .merge(alipay::router(alipay.clone()));
         let task = tokio::spawn(async move {
             if let Err(error) = axum::serve(listener, router).await {
                 tracing::error!(%error, "emulator stopped");
@@ -46,6 +53,7 @@ impl Emulator {
             addr,
             state,
             wechat,
+            alipay,
             task,
         })
     }
@@ -60,6 +68,11 @@ impl Emulator {
         self.url("/")
     }
 
+    /// URL to use as `STSVEND_ALIPAY_GATEWAY` (`…/gateway.do`).
+    pub fn alipay_gateway(&self) -> Url {
+        self.url(alipay::PATH)
+    }
+
     fn url(&self, path: &str) -> Url {
         // A socket address and an absolute path always form a valid URL.
         Url::parse(&format!("http://{}{path}", self.addr)).expect("valid loopback URL")
@@ -68,6 +81,18 @@ impl Emulator {
     /// The dev WeChat mini program the emulator knows: `(appid, app secret)`. Fixed and public.
     pub fn dev_wechat_app() -> (&'static str, &'static str) {
         (wechat::DEV_APPID, wechat::DEV_APP_SECRET)
+    }
+
+    /// The dev Alipay mini program the emulator knows: `(app_id, the app's private key PEM,
+    /// Alipay's public key PEM)`, what `STSVEND_ALIPAY_APPID`,
+    /// `STSVEND_ALIPAY_APP_PRIVATE_KEY_FILE` and `STSVEND_ALIPAY_PUBLIC_KEY_FILE` give in
+    /// production. Fixed and public.
+    pub fn dev_alipay_app() -> (&'static str, &'static str, &'static str) {
+        (
+            alipay::DEV_APP_ID,
+            alipay::DEV_APP_PRIVATE_KEY_PEM,
+            alipay::DEV_ALIPAY_PUBLIC_KEY_PEM,
+        )
     }
 
     /// `jscode2session` requests received, answered well or not.
@@ -79,6 +104,23 @@ impl Emulator {
     /// `errcode` (e.g. -1 busy, 45011 frequency limit, 40226 high-risk user); for tests.
     pub fn wechat_fail_next(&self, n: u64, errcode: i32) {
         self.wechat.fail_next(n, errcode);
+    }
+
+    /// Gateway requests received, answered well or not.
+    pub fn alipay_exchanges(&self) -> u64 {
+        self.alipay.calls()
+    }
+
+    /// Answers the next `n` correctly signed gateway requests with an `error_response` of
+    /// `code` and `sub_code` (e.g. `"20000"`, `"aop.ACQ.SYSTEM_ERROR"`); for tests.
+    pub fn alipay_fail_next(&self, n: u64, code: &str, sub_code: &str) {
+        self.alipay.fail_next(n, code, sub_code);
+    }
+
+    /// While `on`, the gateway signs its answers with the app's key instead of Alipay's, so they
+    /// fail verification as a forged answer would; for tests.
+    pub fn alipay_sign_with_wrong_key(&self, on: bool) {
+        self.alipay.sign_with_wrong_key(on);
     }
 
     /// The RAM-user AccessKey the emulator accepts.
@@ -134,6 +176,7 @@ impl Drop for Emulator {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::login::alipay_sign::{self, AlipayPublicKey, AppPrivateKey, OauthAnswer};
     use std::time::Duration;
 
     fn client() -> reqwest::Client {
@@ -144,7 +187,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn one_server_answers_sts_and_wechat() {
+    async fn one_server_answers_sts_wechat_and_alipay() {
         let emulator = Emulator::start(Clock::System).await.unwrap();
         let http = client();
 
@@ -163,6 +206,31 @@ mod tests {
                 .unwrap();
         assert_eq!(answer["openid"], "dev-alice", "{answer}");
         assert_eq!(emulator.wechat_exchanges(), 1);
+
+        let (app_id, app_key, alipay_key) = Emulator::dev_alipay_app();
+        let app_key = AppPrivateKey::from_text(app_key).unwrap();
+        let alipay_key = AlipayPublicKey::from_text(alipay_key).unwrap();
+        let request =
+            alipay_sign::oauth_token_request(app_id, "dev:bob:1", Clock::System.now(), &app_key)
+                .unwrap();
+        let mut url = emulator.alipay_gateway();
+        assert_eq!(url.path(), "/gateway.do");
+        url.set_query(Some(&request.query));
+        let body = http
+            .post(url)
+            .header("content-type", alipay_sign::CONTENT_TYPE)
+            .body(request.body)
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        match alipay_sign::verify_answer(&body, &alipay_key).unwrap() {
+            OauthAnswer::User(user) => assert_eq!(user.id, "dev-bob"),
+            OauthAnswer::Refused(refusal) => panic!("{refusal:?}"),
+        }
+        assert_eq!(emulator.alipay_exchanges(), 1);
 
         // STS still answers at the root (an unsigned request is refused as STS refuses it).
         let sts = http.get(emulator.endpoint()).send().await.unwrap();
