@@ -238,3 +238,101 @@ mod tests {
         assert_eq!(emulator.calls(), 1);
     }
 }
+
+/// The emulated platforms against stsvend's own login clients, so dev mode and the clients
+/// agree on every answer the lead's wiring maps.
+#[cfg(test)]
+mod client_tests {
+    use std::sync::Arc;
+
+    use secrecy::SecretString;
+
+    use super::*;
+    use crate::login::alipay::{AlipayApp, AlipayClient};
+    use crate::login::alipay_sign::{AlipayPublicKey, AppPrivateKey};
+    use crate::login::error::LoginError;
+    use crate::login::wechat::{ExchangeError, Unavailable, WechatApp, WechatClient, WechatUser};
+
+    #[tokio::test]
+    async fn the_wechat_client_meets_every_emulated_answer() {
+        let emulator = Emulator::start(Clock::System).await.unwrap();
+        let (appid, secret) = Emulator::dev_wechat_app();
+        let app = |secret: &str| WechatApp {
+            appid: appid.to_owned(),
+            app_secret: SecretString::from(secret.to_owned()),
+            api_base: emulator.wechat_api_base(),
+        };
+        let client = WechatClient::new(app(secret)).unwrap();
+        let alice = WechatUser {
+            openid: "dev-alice".to_owned(),
+            unionid: Some("dev-union-alice".to_owned()),
+        };
+        assert_eq!(client.exchange("dev:alice:1").await, Ok(alice.clone()));
+        assert_eq!(
+            client.exchange("dev:alice:1").await,
+            Err(ExchangeError::InvalidCode)
+        );
+        assert_eq!(
+            client.exchange("0a1b2c3d").await,
+            Err(ExchangeError::InvalidCode)
+        );
+        for (errcode, want) in [
+            (45011, ExchangeError::RateLimited),
+            (40226, ExchangeError::Blocked),
+            (-1, ExchangeError::Unavailable(Unavailable::Busy)),
+        ] {
+            emulator.wechat_fail_next(1, errcode);
+            assert_eq!(client.exchange("dev:alice:2").await, Err(want), "{errcode}");
+        }
+        assert_eq!(client.exchange("dev:alice:2").await, Ok(alice));
+        let wrong = WechatClient::new(app("0123456789abcdef0123456789abcdef")).unwrap();
+        assert_eq!(
+            wrong.exchange("dev:alice:3").await,
+            Err(ExchangeError::Unavailable(Unavailable::Errcode(40125)))
+        );
+        assert_eq!(emulator.wechat_exchanges(), 8);
+    }
+
+    #[tokio::test]
+    async fn the_alipay_client_meets_every_emulated_answer() {
+        let emulator = Emulator::start(Clock::System).await.unwrap();
+        let (appid, private_key, public_key) = Emulator::dev_alipay_app();
+        let client = AlipayClient::new(AlipayApp {
+            appid: appid.to_owned(),
+            private_key: Arc::new(AppPrivateKey::from_text(private_key).unwrap()),
+            public_key: AlipayPublicKey::from_text(public_key).unwrap(),
+            gateway: emulator.alipay_gateway(),
+        })
+        .unwrap();
+        let now = || Clock::System.now();
+        let invalid = Err(LoginError::InvalidCode(
+            crate::login::session::Platform::Alipay,
+        ));
+        assert_eq!(
+            client.exchange("dev:bob:1", now()).await,
+            Ok("dev-bob".to_owned())
+        );
+        assert_eq!(client.exchange("dev:bob:1", now()).await, invalid);
+        assert_eq!(client.exchange("0a1b2c3d", now()).await, invalid);
+        emulator.alipay_fail_next(1, "20000", "aop.ACQ.SYSTEM_ERROR");
+        let got = client.exchange("dev:bob:2", now()).await;
+        assert!(
+            matches!(got, Err(LoginError::Unavailable { .. })),
+            "{got:?}"
+        );
+        emulator.alipay_sign_with_wrong_key(true);
+        let got = client.exchange("dev:bob:2", now()).await;
+        assert!(
+            matches!(got, Err(LoginError::Misconfigured { .. })),
+            "{got:?}"
+        );
+        emulator.alipay_sign_with_wrong_key(false);
+        // The forged answer's exchange did use dev:bob:2 up; only the answer was wrong.
+        assert_eq!(client.exchange("dev:bob:2", now()).await, invalid);
+        assert_eq!(
+            client.exchange("dev:bob:3", now()).await,
+            Ok("dev-bob".to_owned())
+        );
+        assert_eq!(emulator.alipay_exchanges(), 7);
+    }
+}
