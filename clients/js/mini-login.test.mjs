@@ -78,8 +78,8 @@ async function startFakeStsvend(t, { credentialsLifetimeMs = 3600_000 } = {}) {
       if (req.method !== 'POST') return error(res, 405, 'method_not_allowed');
       const { platform, code } = entry.body || {};
       if (platform !== 'wechat' && platform !== 'alipay') return error(res, 400, 'bad_request');
-      // `stsvend dev` emulates the platforms: dev:<name> logs in as dev-<name>, once.
-      const dev = typeof code === 'string' && /^dev:([a-z0-9-]+)$/.exec(code);
+      // `stsvend dev` emulates the platforms: dev:<name>[:<nonce>] logs in as dev-<name>, once.
+      const dev = typeof code === 'string' && /^dev:([a-z0-9-]+)(?::[A-Za-z0-9_-]+)?$/.exec(code);
       if ((!dev && !state.issued.has(code)) || state.used.has(code)) return error(res, 401, 'invalid_login_code');
       state.used.add(code);
       const user = dev ? `dev-${dev[1]}` : state.issued.get(code);
@@ -631,7 +631,10 @@ for (const [dir, platform, shim] of [['wechat-miniprogram', 'wx', wxShim], ['ali
     app.onLaunch();
     await app.sls.send({ event: 'open' });
     await app.sls.flush();
-    assert.deepEqual(srv.calls('session').map((e) => e.body), [{ platform: platform === 'wx' ? 'wechat' : 'alipay', code: 'dev:alice' }]);
+    const sessions = srv.calls('session').map((e) => e.body);
+    assert.equal(sessions.length, 1);
+    assert.equal(sessions[0].platform, platform === 'wx' ? 'wechat' : 'alipay');
+    assert.match(sessions[0].code, /^dev:alice:[A-Za-z0-9_-]+$/, 'a fresh dev code per login');
     const [firstBatch] = srv.calls('sls');
     assert.deepEqual(firstBatch.events, ['open']);
     assert.match(firstBatch.authorization, /^LOG STS\.dev-alice\.1:/);
@@ -639,7 +642,7 @@ for (const [dir, platform, shim] of [['wechat-miniprogram', 'wx', wxShim], ['ali
     assert.equal(await app.sls.logInAs('bob'), 'dev-bob');
     await app.sls.send({ event: 'add-todo' });
     await app.sls.flush();
-    assert.equal(srv.calls('session').at(-1).body.code, 'dev:bob');
+    assert.match(srv.calls('session').at(-1).body.code, /^dev:bob:[A-Za-z0-9_-]+$/);
     assert.match(srv.calls('sls').at(-1).authorization, /^LOG STS\.dev-bob\.2:/);
     assert.equal(sdk.codes.length, 0, 'the dev codes replaced the platform call');
     assert.equal(sdk.storage.size, 0, 'dev users are not persisted');

@@ -18,9 +18,9 @@ const { createMiniTracker, myPost } = require('./utils/sls-mini-tracker.js');
 //             slsHost 'cn-hangzhou.log.aliyuncs.com' (the region endpoint of your project).
 const CONFIG = {
   stsvendBase: 'http://127.0.0.1:8080',
-  profile: '', // '' = the default profile; 'NAME' → /session/NAME and /get_sts_token/NAME
+  profile: 'mini', // `stsvend dev`'s login profile; '' = the default profile; 'NAME' → /session/NAME and /get_sts_token/NAME
   login: true, // true: the profile's STSVEND_AUTH includes `alipay`; false: a `none` profile, no login
-  // `stsvend dev` emulates Alipay: the code `dev:<name>` logs in as the user dev-<name>, once.
+  // `stsvend dev` emulates Alipay: the code `dev:<name>:<nonce>` logs in as the user dev-<name>, once.
   // With devUser set, the app logs in as that user at launch and the page shows "Log in as".
   devUser: 'alice',
   slsHost: 'http://127.0.0.1:8080/sls/dev-project', // http(s)://… → POST <host>/logstores/<logstore>
@@ -32,7 +32,7 @@ function initSlsTracker(onResult) {
   // The plugin reads the keys from THIS object at every send; the helper assigns them.
   const stsOpt = { accessKeyId: '', accessKeySecret: '', securityToken: '' };
   let login = null;
-  let devUser = CONFIG.devUser || null; // the next login sends dev:<devUser> instead of my.getAuthCode's code
+  let devUser = CONFIG.devUser || null; // the next login sends dev:<devUser> (with a fresh nonce) instead of my.getAuthCode's code
   if (CONFIG.login) {
     const adapter = myAdapter(my);
     login = createMiniLogin({
@@ -41,9 +41,8 @@ function initSlsTracker(onResult) {
       adapter,
       getCode: () => {
         if (!devUser) return adapter.getCode(); // my.getAuthCode({ scopes: 'auth_base' })
-        const code = 'dev:' + devUser;
-        devUser = null; // codes are single use, as the platform's are
-        return code;
+        // A fresh code per login, as the platform gives: each is single use.
+        return 'dev:' + devUser + ':' + Date.now().toString(36) + Math.random().toString(36).slice(2, 8);
       },
       // Keep the session across launches (my.setStorageSync); not while trying dev users.
       persist: !CONFIG.devUser,

@@ -93,6 +93,13 @@ pub fn print_banner(
             "  profile {:<10} http://{host}{path}  ({})",
             profile.name, profile.scope
         );
+        if profile.access.login.is_some() {
+            println!(
+                "          {:<10} POST http://{host}{} {{\"platform\":\"wechat\"|\"alipay\",\"code\":\"dev:NAME\"}} logs in dev-NAME",
+                "",
+                crate::http::session_path(&profile.name)
+            );
+        }
     }
     if !addr.ip().is_loopback() {
         println!();

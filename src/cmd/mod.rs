@@ -3,6 +3,7 @@
 
 pub mod check;
 pub mod dev;
+pub mod dev_login;
 mod fleet;
 pub mod healthcheck;
 pub mod serve;

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::{dev, fleet};
+use super::{dev, dev_login, fleet};
 use crate::clock::Clock;
 use crate::config::{Config, Mode};
 use crate::credentials::CredentialsProvider;
@@ -68,6 +68,11 @@ pub async fn run(
                 .await
                 .map_err(ServeError::Emulator)?;
             config.sts_endpoint = dev.emulator.endpoint();
+            dev_login::emulate_logins(&mut config, &dev.emulator).map_err(|error| {
+                ServeError::Emulator(std::io::Error::other(format!(
+                    "the emulator's dev Alipay keys: {error}"
+                )))
+            })?;
             (dev.credentials.clone(), Some(dev), Some(routes))
         }
         Mode::Serve => {

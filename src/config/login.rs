@@ -306,14 +306,22 @@ fn printable(text: &str) -> bool {
 
 /// The session settings, required when some profile accepts logins (`needed`), refused when
 /// none does.
-pub(super) fn sessions(raw: &Raw, needed: bool, problems: &mut Problems) -> Option<Sessions> {
+///
+/// `stsvend dev` (`dev`) always has them, for the login profile it adds: without a secret
+/// given, it makes one up for the run (sessions end with the process, as dev tokens do).
+pub(super) fn sessions(
+    raw: &Raw,
+    needed: bool,
+    dev: bool,
+    problems: &mut Problems,
+) -> Option<Sessions> {
     let given = [
         Key::SessionSecret,
         Key::SessionSecretFile,
         Key::SessionPreviousSecret,
         Key::SessionPreviousSecretFile,
     ];
-    if !needed {
+    if !needed && !dev {
         for key in given {
             if let Some(s) = raw.get(key) {
                 problems.add(
@@ -324,11 +332,16 @@ pub(super) fn sessions(raw: &Raw, needed: bool, problems: &mut Problems) -> Opti
         }
         return None;
     }
-    let secret = session_secret(raw, Key::SessionSecret, Key::SessionSecretFile, problems);
-    if secret.is_none()
-        && raw.get(Key::SessionSecret).is_none()
-        && raw.get(Key::SessionSecretFile).is_none()
-    {
+    let unset = raw.get(Key::SessionSecret).is_none() && raw.get(Key::SessionSecretFile).is_none();
+    let secret = if dev && unset {
+        let bytes: [u8; 32] = rand::random();
+        Some(SecretString::from(
+            bytes.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+        ))
+    } else {
+        session_secret(raw, Key::SessionSecret, Key::SessionSecretFile, problems)
+    };
+    if secret.is_none() && unset {
         problems.add(
             format!("`{}`", Key::SessionSecret.spec().env),
             format!(

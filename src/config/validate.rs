@@ -69,7 +69,7 @@ pub(super) fn validate(mut raw: Raw, mode: Mode, problems: &mut Problems) -> Opt
         &mut warnings,
         problems,
     );
-    let sessions = login::sessions(&raw, logins, problems);
+    let sessions = login::sessions(&raw, logins, dev, problems);
     Some(Config {
         listen: listen?,
         sts_endpoint: sts_endpoint?,

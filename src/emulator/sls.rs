@@ -40,6 +40,9 @@ const MAX_KEPT: usize = 5_000;
 /// One accepted log.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct StoredLog {
+    /// The `RoleSessionName` of the credentials that signed the upload: in `jwt` and login
+    /// mode, the user.
+    pub role_session_name: String,
     pub project: String,
     pub logstore: String,
     pub received_at: String,
@@ -213,7 +216,13 @@ fn accept(
     }
     let payload: Payload = serde_json::from_slice(body)
         .map_err(|_| bad("PostBodyInvalid", "The body is not a JSON log group."))?;
-    Ok(store(sink, project, logstore, payload, now))
+    Ok(store(
+        sink,
+        &minted.session_name,
+        (project, logstore),
+        payload,
+        now,
+    ))
 }
 
 fn unauthorized(code: &'static str, message: &str) -> Refusal {
@@ -337,8 +346,8 @@ fn issued_credentials(
 /// Keeps the logs (the newest [`MAX_KEPT`]) and appends them to the file; how many there were.
 fn store(
     sink: &SlsSink,
-    project: &str,
-    logstore: &str,
+    session_name: &str,
+    (project, logstore): (&str, &str),
     payload: Payload,
     now: DateTime<Utc>,
 ) -> usize {
@@ -347,6 +356,7 @@ fn store(
         .logs
         .into_iter()
         .map(|fields| StoredLog {
+            role_session_name: session_name.to_owned(),
             project: project.to_owned(),
             logstore: logstore.to_owned(),
             received_at: received_at.clone(),
@@ -547,8 +557,9 @@ async fn logs_page(State(sink): State<Arc<SlsSink>>, Query(filter): Query<Filter
     let mut rows = String::new();
     for log in filtered(&sink, &filter).iter().rev().take(200) {
         rows.push_str(&format!(
-            "<tr><td>{}</td><td>{}/{}</td><td>{}</td><td><code>{}</code></td></tr>\n",
+            "<tr><td>{}</td><td>{}</td><td>{}/{}</td><td>{}</td><td><code>{}</code></td></tr>\n",
             escape(&log.received_at),
+            escape(&log.role_session_name),
             escape(&log.project),
             escape(&log.logstore),
             escape(log.topic.as_deref().unwrap_or("")),
@@ -559,7 +570,7 @@ async fn logs_page(State(sink): State<Arc<SlsSink>>, Query(filter): Query<Filter
         "<!doctype html><html><head><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"2\">\
 <title>stsvend dev — logs</title><style>body{{font-family:sans-serif;margin:2em}}td{{padding:.2em .6em;border-bottom:1px solid #ddd;vertical-align:top}}</style></head>\
 <body><h1>Logs received by the dev SLS sink</h1><p>Newest first; this page refreshes every 2 s. JSON: <a href=\"/dev/logs.json\">/dev/logs.json</a></p>\
-<table><tr><th>received</th><th>project/logstore</th><th>topic</th><th>fields</th></tr>\n{rows}</table></body></html>"
+<table><tr><th>received</th><th>from (RoleSessionName)</th><th>project/logstore</th><th>topic</th><th>fields</th></tr>\n{rows}</table></body></html>"
     ))
 }
 

@@ -43,6 +43,8 @@ pub(crate) struct Minted {
     pub(crate) expiration: DateTime<Utc>,
     /// The session policy sent with `AssumeRole`; the dev SLS sink enforces it.
     pub(crate) policy: Option<String>,
+    /// The `RoleSessionName` asked for: who the dev SLS sink's logs came from.
+    pub(crate) session_name: String,
 }
 
 /// Arrival times kept: a dev session runs for hours, so the record is bounded.
@@ -417,6 +419,7 @@ fn mint(state: &EmulatorState, call: &Call<'_>, now: DateTime<Utc>) -> serde_jso
             token: SecretString::from(token.clone()),
             expiration,
             policy: call.policy.map(str::to_owned),
+            session_name: call.session_name.to_owned(),
         },
         now,
     );
