@@ -18,30 +18,8 @@ const PROFILE = 'mini';
 const PROJECT = 'dev-project';
 const LOGSTORE = 'dev-logstore';
 
-// A browser XMLHttpRequest forwarded to the network with fetch, so the tracker's requests
-// reach the sink.
-class ForwardingXMLHttpRequest {
-  constructor() {
-    this.readyState = 0;
-    this.status = 0;
-    this.headers = {};
-  }
-  open(method, url) {
-    this.method = method;
-    this.url = url;
-  }
-  setRequestHeader(name, value) {
-    this.headers[name] = value;
-  }
-  send(body) {
-    fetch(this.url, { method: this.method, headers: this.headers, body }).then((response) => {
-      this.readyState = 4;
-      this.status = response.status;
-      if (typeof this.onreadystatechange === 'function') this.onreadystatechange();
-    });
-  }
-}
-globalThis.window = { XMLHttpRequest: ForwardingXMLHttpRequest, addEventListener() {}, console };
+
+import './forwarding-xhr.mjs';
 
 const { default: createStsPlugin } = await import('@aliyun-sls/web-sts-plugin');
 const { default: SlsTracker } = await import('@aliyun-sls/web-track-browser');
