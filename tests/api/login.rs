@@ -590,3 +590,76 @@ fn a_login_profile_without_its_settings_does_not_start() {
     ]);
     assert_eq!(ok, "");
 }
+
+/// Every kind of `POST /session` answer, and a token request with a good and a bad session,
+/// validates against the public OpenAPI document.
+#[tokio::test]
+async fn every_login_answer_matches_the_openapi_document() {
+    let mock = MockSts::start(vec![]).await;
+    let platforms = Platforms::start().await;
+    let app = platforms
+        .app(
+            &mock,
+            "login_rate_limit_per_minute = 1\nlogin_rate_limit_burst = 12",
+        )
+        .await;
+    let doc: serde_json::Value = serde_json::from_str(stsvend::http::openapi::PUBLIC).unwrap();
+    let post = |path: &str, content_type: Option<&str>, body: String| {
+        let mut request = app.client.post(app.url(path)).body(body);
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        request.send()
+    };
+    let json = Some("application/json");
+    let login =
+        |platform: &str, code: &str| json!({"platform": platform, "code": code}).to_string();
+    let cases = [
+        ("/session", json, login("wechat", "good-gus"), 200),
+        ("/session", json, login("alipay", "good-gus"), 200),
+        ("/session", json, "{}".to_owned(), 400),
+        ("/session", json, login("wechat", "nonsense"), 401),
+        ("/session", json, login("wechat", "risky"), 403),
+        ("/session/nobody", json, login("wechat", "good-x"), 404),
+        ("/session", None, login("wechat", "good-y"), 415),
+        ("/session", json, login("wechat", "frequent"), 429),
+        ("/session", json, login("wechat", "busy"), 503),
+        ("/session/wx", json, login("alipay", "good-z"), 400),
+    ];
+    let mut session = String::new();
+    for (path, content_type, body, status) in cases {
+        let response = post(path, content_type, body).await.unwrap();
+        assert_eq!(response.status().as_u16(), status, "{path}");
+        let doc_path = path
+            .replace("/nobody", "/{profile}")
+            .replace("/wx", "/{profile}");
+        let body = crate::openapi::check_answer(&doc, &doc_path, "post", response).await;
+        if status == 200 {
+            session = body["SessionToken"].as_str().unwrap().to_owned();
+        }
+    }
+    let get = app.client.get(app.url("/session")).send().await.unwrap();
+    assert_eq!(get.status(), 405);
+    crate::openapi::check_answer(&doc, "/session", "post", get).await;
+    for (token, status) in [(session.as_str(), 200), ("sv1.bogus~bogus", 401)] {
+        let response = app
+            .client
+            .get(app.url("/get_sts_token"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), status);
+        crate::openapi::check_answer(&doc, "/get_sts_token", "get", response).await;
+    }
+    for _ in 0..12 {
+        let response = post("/session", json, login("wechat", "nonsense"))
+            .await
+            .unwrap();
+        if response.status() == 429 {
+            crate::openapi::check_answer(&doc, "/session", "post", response).await;
+            return;
+        }
+    }
+    panic!("the login attempt limit never answered 429");
+}

@@ -24,6 +24,11 @@ const PUBLIC_ROUTES: &[(&str, &[&str])] = &[
     ("/openapi.json", &["get", "head"]),
 ];
 
+/// The login routes: served only when a profile takes mini program logins (not in the apps
+/// these tests start; `tests/api/login.rs` asks them).
+const LOGIN_ROUTES: &[(&str, &[&str])] =
+    &[("/session", &["post"]), ("/session/{profile}", &["post"])];
+
 /// Every (path, method) the admin router serves.
 const ADMIN_ROUTES: &[(&str, &[&str])] = &[
     ("/metrics", &["get", "head"]),
@@ -251,7 +256,9 @@ async fn the_documents_list_exactly_the_routes_the_routers_serve() {
     let app = TestApp::emulated().start().await;
     let (public, _) = fetch_document(&app, &app.addr.to_string()).await;
     let (admin, _) = fetch_document(&app, &app.admin_addr.to_string()).await;
-    assert_eq!(documented_routes(&public), expected_routes(PUBLIC_ROUTES));
+    let mut public_routes = expected_routes(PUBLIC_ROUTES);
+    public_routes.extend(expected_routes(LOGIN_ROUTES));
+    assert_eq!(documented_routes(&public), public_routes);
     assert_eq!(documented_routes(&admin), expected_routes(ADMIN_ROUTES));
 
     // Each listed route is really served: not the router's `not_found` fallback, not a 405.
