@@ -463,3 +463,45 @@ fn the_debug_form_of_a_login_config_shows_no_secret() {
         );
     }
 }
+
+/// Mini program login at `RUST_LOG=trace` (issue 16): the real binary in `stsvend dev` logs in
+/// through the emulated WeChat (whose AppSecret rides in the request's query) and Alipay (whose
+/// request is signed with the app's private key); neither the AppSecret, the private key,
+/// WeChat's `session_key` nor the session token reaches the output.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_login_secret_reaches_the_logs_at_trace_level() {
+    use stsvend::emulator::Emulator;
+
+    let mut service = ServiceProcess::start(&["dev"], &[("RUST_LOG", "trace")]).await;
+    let client = http_client(Duration::from_secs(10));
+    let mut sessions = Vec::new();
+    for platform in ["wechat", "alipay"] {
+        let answer = client
+            .post(service.url("/session/mini"))
+            .header("content-type", "application/json")
+            .body(format!(r#"{{"platform":"{platform}","code":"dev:leak"}}"#))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 200);
+        let body: serde_json::Value = answer.json().await.unwrap();
+        assert!(body.get("session_key").is_none());
+        sessions.push(body["SessionToken"].as_str().unwrap().to_owned());
+    }
+    service.signal("TERM");
+    assert!(service.wait_exit(Duration::from_secs(10)).await.is_some());
+    let (stdout, stderr) = service.output().await;
+    let output = format!("{stdout}{stderr}");
+    assert!(output.contains("TRACE"), "trace lines were written");
+    let (_, wechat_secret) = Emulator::dev_wechat_app();
+    let (_, private_key, _) = Emulator::dev_alipay_app();
+    let key_lines = private_key.lines().filter(|l| !l.starts_with("-----"));
+    for secret in sessions
+        .iter()
+        .map(String::as_str)
+        .chain([wechat_secret, "session_key"])
+        .chain(key_lines)
+    {
+        assert!(!output.contains(secret), "a login secret in the output");
+    }
+}
