@@ -16,7 +16,8 @@
 //! - [`fleet`]: fleet mode's Redis store: sealed tokens, budget, limits, kill switch;
 //! - [`sts`]: V1 signer, `AssumeRole` request and response, policies, names, the budget;
 //! - [`credentials`]: the service's own credentials: the chain of sources, renewal, redaction;
-//! - [`emulator`]: the local STS and SLS sink behind `stsvend dev` and the tests.
+//! - [`emulator`]: the local STS and SLS sink behind `stsvend dev` and the tests (cargo
+//!   feature `dev`, on by default).
 //!
 //! Leaves, importing nothing above them:
 //! - [`clock`]: wall time, passed in so pure logic can be tested with fixed times;
@@ -31,6 +32,7 @@ pub mod clock;
 pub mod cmd;
 pub mod config;
 pub mod credentials;
+#[cfg(feature = "dev")]
 pub mod emulator;
 pub mod fleet;
 pub mod http;

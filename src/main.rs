@@ -14,6 +14,11 @@ use stsvend::server::shutdown;
 use stsvend::sts::names::DurationSeconds;
 use stsvend::telemetry;
 
+// Only with the `mimalloc` feature, for bench/alloc.sh's comparison with musl's allocator.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Exit code for an invalid configuration or command line.
 const EXIT_CONFIG: u8 = 2;
 
@@ -24,8 +29,8 @@ const EXIT_CONFIG: u8 = 2;
     about = "Vends short-lived, least-privilege Alibaba Cloud STS credentials for SLS web tracking"
 )]
 struct Cli {
-    /// TOML settings file; `STSVEND_CONFIG` names one too. Environment variables override it.
-    #[arg(long, global = true, value_name = "PATH")]
+    /// TOML settings file. Environment variables override it.
+    #[arg(long, global = true, value_name = "PATH", env = "STSVEND_CONFIG")]
     config: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
@@ -36,6 +41,10 @@ enum Command {
     /// Serve tokens from Alibaba Cloud STS (the default).
     Serve,
     /// Try the service without a cloud account: a built-in STS emulator issues (worthless) tokens.
+    #[cfg_attr(
+        not(feature = "dev"),
+        command(about = "Not built into this binary (built without the cargo feature `dev`)")
+    )]
     Dev {
         /// Allow listening on a non-loopback address.
         #[arg(long)]
@@ -65,6 +74,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(Command::Healthcheck { url }) = &cli.command {
         return healthcheck(url.clone());
+    }
+    if cfg!(not(feature = "dev")) && matches!(cli.command, Some(Command::Dev { .. })) {
+        eprintln!(
+            "stsvend: `stsvend dev` is not built into this binary (it was built without the cargo feature `dev`); use a build with default features"
+        );
+        return ExitCode::from(EXIT_CONFIG);
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

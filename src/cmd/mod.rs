@@ -2,7 +2,9 @@
 //! `dev` (one wiring, with the emulator in place of STS for `dev`), `check` and `healthcheck`.
 
 pub mod check;
+#[cfg(feature = "dev")]
 pub mod dev;
+#[cfg(feature = "dev")]
 pub mod dev_login;
 mod fleet;
 pub mod healthcheck;

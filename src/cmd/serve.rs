@@ -4,7 +4,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::{dev, dev_login, fleet};
+#[cfg(feature = "dev")]
+use super::dev::{self, Dev};
+#[cfg(feature = "dev")]
+use super::dev_login;
+use super::fleet;
 use crate::clock::Clock;
 use crate::config::{Config, Mode};
 use crate::credentials::CredentialsProvider;
@@ -17,6 +21,10 @@ use crate::startup::{App, StartupError};
 use crate::sts::budget::StsBudget;
 use crate::telemetry;
 
+/// Without the `dev` feature there is never an emulator to keep running.
+#[cfg(not(feature = "dev"))]
+type Dev = std::convert::Infallible;
+
 /// How serving can fail.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -28,6 +36,11 @@ pub enum ServeError {
     Setup(StartupError),
     #[error("cannot start the STS emulator")]
     Emulator(#[source] std::io::Error),
+    /// `stsvend dev` in a binary built without the `dev` feature (the production image).
+    #[error(
+        "`stsvend dev` is not built into this binary (it was built without the cargo feature `dev`)"
+    )]
+    DevNotBuiltIn,
     #[error(transparent)]
     Startup(StartupError),
     #[error("cannot read the bound address")]
@@ -44,14 +57,17 @@ pub enum ServeError {
 impl ServeError {
     /// Whether the operator's settings are at fault (exit 2) rather than the run.
     pub fn is_configuration(&self) -> bool {
-        matches!(self, Self::Credentials(_) | Self::Setup(_) | Self::Fleet(_))
+        matches!(
+            self,
+            Self::Credentials(_) | Self::Setup(_) | Self::Fleet(_) | Self::DevNotBuiltIn
+        )
     }
 }
 
 /// Serves until a shutdown signal. In `dev` mode the emulator replaces STS and supplies the
 /// base credentials; `token_lifetime` shortens its tokens.
 pub async fn run(
-    mut config: Config,
+    #[cfg_attr(not(feature = "dev"), allow(unused_mut))] mut config: Config,
     mode: Mode,
     token_lifetime: Option<u32>,
     env: &HashMap<String, String>,
@@ -63,6 +79,12 @@ pub async fn run(
     let budget = Arc::new(StsBudget::new(config.sts_budget_per_second));
     // Dropped at the end of this function, after the service has stopped.
     let (credentials, dev, dev_routes) = match mode {
+        #[cfg(not(feature = "dev"))]
+        Mode::Dev { .. } => {
+            let _ = token_lifetime;
+            return Err(ServeError::DevNotBuiltIn);
+        }
+        #[cfg(feature = "dev")]
         Mode::Dev { .. } => {
             let (dev, routes) = dev::start(clock.clone(), token_lifetime)
                 .await
@@ -77,7 +99,7 @@ pub async fn run(
         }
         Mode::Serve => {
             let credentials = chain_credentials(&config, env, &clock, &budget).await?;
-            (credentials, None, None)
+            (credentials, None::<Dev>, None)
         }
     };
     let mut builder = App::builder(&config, credentials.clone(), clock)
@@ -102,13 +124,18 @@ pub async fn run(
     log_profiles(&config);
     let admin_addr = app.admin_addr().map_err(ServeError::AdminAddress)?;
     tracing::info!(%addr, %admin_addr, tls = config.tls.is_some(), sts = %config.sts_endpoint, credentials = credentials.source(), "listening");
+    #[cfg(feature = "dev")]
     if let Some(dev) = &dev {
         dev::print_banner(addr, admin_addr, &config, dev.log_file.as_deref());
     }
     app.run_until(shutdown::signal())
         .await
         .map_err(ServeError::Serve)?;
+    // The emulator stops after the service has.
+    #[cfg(feature = "dev")]
     drop(dev);
+    #[cfg(not(feature = "dev"))]
+    let _ = dev;
     Ok(())
 }
 

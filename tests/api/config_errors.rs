@@ -455,6 +455,33 @@ fn stsvend_config_names_the_file_too() {
 }
 
 #[test]
+fn help_shows_that_stsvend_config_names_the_file() {
+    let run = run(&["--help"], &[]);
+    assert!(run.status.success(), "{}", run.stderr);
+    assert!(run.stdout.contains("--config <PATH>"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("[env: STSVEND_CONFIG"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn an_empty_stsvend_config_names_no_file() {
+    // Empty is unset: no file is read, so the one problem is the environment's own.
+    let mut vars = valid_env(&unique_secret());
+    vars.push(("STSVEND_CONFIG".to_owned(), String::new()));
+    vars.push((
+        "STSVEND_ROLE_SESSION_NAME".to_owned(),
+        "no spaces allowed".to_owned(),
+    ));
+    let run = run(&[], &vars);
+    assert_eq!(run.status.code(), Some(2), "{}", run.stderr);
+    assert_eq!(run.lines().len(), 1, "{}", run.stderr);
+    run.line_naming("STSVEND_ROLE_SESSION_NAME");
+}
+
+#[test]
 fn the_environment_overrides_a_bad_file_value() {
     // The file's bad duration is replaced by a valid one from the environment, so the only
     // problem left is the environment's own bad session name.
