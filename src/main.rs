@@ -2,6 +2,7 @@
 //! the same service against a built-in STS emulator, with no cloud account.
 
 use std::collections::HashMap;
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -29,9 +30,11 @@ const EXIT_CONFIG: u8 = 2;
     about = "Vends short-lived, least-privilege Alibaba Cloud STS credentials for SLS web tracking"
 )]
 struct Cli {
-    /// TOML settings file. Environment variables override it.
+    /// TOML settings file (empty: none). Environment variables override it.
+    // OsString, not PathBuf: clap refuses an empty PathBuf, and an empty STSVEND_CONFIG has
+    // always meant "no file".
     #[arg(long, global = true, value_name = "PATH", env = "STSVEND_CONFIG")]
-    config: Option<PathBuf>,
+    config: Option<OsString>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -99,7 +102,8 @@ fn main() -> ExitCode {
     };
     let env = process_env();
     let run = Run::from(cli.command);
-    let config = match load_config(cli.config, &env, run.mode) {
+    let config_path = cli.config.filter(|p| !p.is_empty()).map(PathBuf::from);
+    let config = match load_config(config_path, &env, run.mode) {
         Ok(config) => config,
         Err(lines) => {
             for line in lines {
@@ -229,17 +233,13 @@ fn exit_code(served: Result<(), ServeError>) -> ExitCode {
     }
 }
 
-/// Reads the file (if any) and validates everything; on failure, the lines to print.
+/// Reads the file (if any: `--config` or `STSVEND_CONFIG`, which clap reads) and validates
+/// everything; on failure, the lines to print.
 fn load_config(
-    flag: Option<PathBuf>,
+    path: Option<PathBuf>,
     env: &HashMap<String, String>,
     mode: Mode,
 ) -> Result<Config, Vec<String>> {
-    let path = flag.or_else(|| {
-        env.get("STSVEND_CONFIG")
-            .filter(|p| !p.is_empty())
-            .map(PathBuf::from)
-    });
     let file = match path {
         Some(path) => match std::fs::read_to_string(&path) {
             Ok(text) => Some(ConfigFile {
