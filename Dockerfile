@@ -54,7 +54,8 @@ RUN set -eu; \
     rustup target add "$target"
 
 WORKDIR /src
-# Strip symbols from the release binary (about 13 MB -> 10.5 MB) without touching Cargo.toml.
+# Strip symbols from the release binary (x86_64 production build: 15.3 MB -> 12.3 MB) without
+# touching Cargo.toml.
 ENV CARGO_PROFILE_RELEASE_STRIP=symbols \
     CARGO_TERM_COLOR=never
 
