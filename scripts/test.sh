@@ -22,9 +22,16 @@ cargo test --locked --all-targets
 # Each generator runs in its own virtualenv with its pinned requirements.
 venv_python() {
   local venv=$1 requirements=$2
-  if [ ! -x "$venv/bin/python" ]; then
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
+  # Marked complete only once pip succeeded, so a run cut short (a full disk, a lost network)
+  # is redone rather than reused half-installed.
+  if [ ! -f "$venv/.installed" ]; then
+    rm -rf "$venv"
+    python3 -m venv "$venv" >&2 || return 1
+    "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements" >&2 || {
+      echo "scripts/test.sh: installing $requirements into $venv failed" >&2
+      return 1
+    }
+    touch "$venv/.installed"
   fi
   echo "$venv/bin/python"
 }
