@@ -1,11 +1,14 @@
 //! The environment's edges, through [`load`]: the names Kubernetes and Docker inject beside
-//! ours (issue 17 point 2).
+//! ours (issue 17 point 2), and the HS256 key from a file (point 7).
 
 use std::collections::HashMap;
+
+use secrecy::ExposeSecret as _;
 
 use super::*;
 
 const ARN: &str = "acs:ram::1234567890123456:role/sls-web-tracking";
+const HS_SECRET: &str = "0123456789abcdef0123456789abcdef-hs256";
 
 fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
     [
@@ -201,5 +204,105 @@ fn near_misses_of_the_injected_names_are_still_refused() {
     assert_eq!(
         refused,
         "`STSVEND_REGOIN`: is not a setting this version knows; did you mean `STSVEND_REGION`? (see the README's settings table)"
+    );
+}
+
+/// Writes `text` to `name` in `dir`; returns the path.
+fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
+    let path = dir.path().join(name);
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+const JWT: &[(&str, &str)] = &[
+    ("STSVEND_AUTH", "jwt"),
+    ("STSVEND_JWT_ISSUER", "https://login.example.com"),
+    ("STSVEND_JWT_AUDIENCE", "stsvend"),
+];
+
+fn hs256_secret(config: &Config) -> String {
+    let jwt = config.profiles[0].access.jwt.as_ref().unwrap();
+    assert_eq!(jwt.algorithms, [JwtAlgorithm::Hs256]);
+    jwt.hs256_secret
+        .as_ref()
+        .unwrap()
+        .expose_secret()
+        .to_owned()
+}
+
+#[test]
+fn the_hs256_key_is_read_from_its_file_trimmed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(&dir, "key", &format!("{HS_SECRET}\n"));
+    let config = load_env(&[JWT, &[("STSVEND_JWT_HS256_SECRET_FILE", &path)]].concat()).unwrap();
+    assert_eq!(hs256_secret(&config), HS_SECRET);
+    assert!(!format!("{config:?}").contains(HS_SECRET));
+    // Given directly, it is still used byte for byte.
+    let spaced = format!(" {HS_SECRET} ");
+    let config = load_env(&[JWT, &[("STSVEND_JWT_HS256_SECRET", &spaced)]].concat()).unwrap();
+    assert_eq!(hs256_secret(&config), spaced);
+    // A profile of the file names it by its file key.
+    let text = format!(
+        "[profiles.users]\nrole_arn = \"{ARN}\"\nauth = \"jwt\"\njwt_hs256_secret_file = \"{path}\"\njwt_issuer = \"https://i\"\njwt_audience = \"a\"\n"
+    );
+    let file = ConfigFile {
+        path: "stsvend.toml".into(),
+        text,
+    };
+    let config = load(Some(&file), &env(&[]), Mode::Serve).unwrap();
+    let users = config.profiles.iter().find(|p| p.name == "users").unwrap();
+    let jwt = users.access.jwt.as_ref().unwrap();
+    assert_eq!(
+        jwt.hs256_secret.as_ref().unwrap().expose_secret(),
+        HS_SECRET
+    );
+}
+
+#[test]
+fn a_bad_hs256_key_file_is_refused_naming_the_file_never_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = write(&dir, "key", HS_SECRET);
+    let short_key = "short-key-in-file";
+    let short = write(&dir, "short", short_key);
+    let huge_key = "k".repeat(2000);
+    let huge = write(&dir, "huge", &huge_key);
+    let missing = dir.path().join("absent").to_str().unwrap().to_owned();
+    let file_var = "STSVEND_JWT_HS256_SECRET_FILE";
+    let cases: Vec<(Vec<(&str, &str)>, String)> = vec![
+        (
+            vec![(file_var, &good), ("STSVEND_JWT_HS256_SECRET", HS_SECRET)],
+            format!("`{file_var}`: cannot be combined with `STSVEND_JWT_HS256_SECRET`; set one"),
+        ),
+        (
+            vec![(file_var, &missing)],
+            // The path as problems show any value: quoted, cut at 60 characters.
+            format!(
+                "`{file_var}`: cannot read the secret file \"{}",
+                missing.chars().take(60).collect::<String>()
+            ),
+        ),
+        (
+            vec![(file_var, &short)],
+            format!("`{file_var}`: must be at least 32 bytes"),
+        ),
+        (
+            vec![(file_var, &huge)],
+            format!("`{file_var}`: must be at most 1024 bytes"),
+        ),
+    ];
+    for (pairs, expected) in cases {
+        let refused = load_env(&[JWT, &pairs].concat()).unwrap_err();
+        assert!(refused.starts_with(&expected), "{expected}\n{refused}");
+        for secret in [HS_SECRET, short_key, &huge_key[..64]] {
+            assert!(!refused.contains(secret), "{refused}");
+        }
+    }
+    // On a profile that checks no JWT it is a mistake, as the key itself is.
+    let refused = load_env(&[(file_var, &good)]).unwrap_err();
+    assert!(
+        refused.starts_with(&format!(
+            "`{file_var}`: is set but profile `default` does not check JWTs"
+        )),
+        "{refused}"
     );
 }
