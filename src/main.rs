@@ -114,7 +114,11 @@ fn main() -> ExitCode {
         tracing::warn!("{warning}");
     }
     for variable in &config.injected {
-        tracing::debug!(variable = %variable.name, by = %variable.by, "ignored: the platform set it, it is not a setting");
+        tracing::debug!(
+            variable = %variable.name,
+            by = %variable.by,
+            "ignored: the platform set it, it is not a setting"
+        );
     }
     let served = runtime.block_on(serve::run(config, run.mode, run.token_lifetime, &env));
     exit_code(served)
