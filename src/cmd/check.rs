@@ -151,6 +151,13 @@ fn report_settings(config: &Config, say: &mut impl FnMut(String)) {
     for given in &config.given {
         say(format!("    {} = {}", given.setting, given.value));
     }
+    // Not settings, but names that look like ones: say why they did not stop start-up.
+    for variable in &config.injected {
+        say(format!(
+            "    {} ignored: set by {}",
+            variable.name, variable.by
+        ));
+    }
     for warning in &config.warnings {
         say(format!("  warning: {warning}"));
     }

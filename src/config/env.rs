@@ -1,15 +1,21 @@
 //! Reading the environment into [`Raw`], over what the file gave, and refusing `STSVEND_`
-//! variables that are not in the settings table.
+//! variables that are not in the settings table (but for those the platform injects).
 
 use std::collections::HashMap;
 
+use super::injected::{self, Injected};
 use super::problems::{Problems, name_shown};
 use super::raw::Raw;
 use super::setting::{Place, Setting};
 use super::settings::{self, Level};
 use crate::profile_name::DEFAULT_PROFILE;
 
-pub(super) fn read(env: &HashMap<String, String>, raw: &mut Raw, problems: &mut Problems) {
+/// Returns the variables ignored as the platform's (see `injected.rs`).
+pub(super) fn read(
+    env: &HashMap<String, String>,
+    raw: &mut Raw,
+    problems: &mut Problems,
+) -> Vec<Injected> {
     // An empty variable counts as unset.
     let get = |name: &str| {
         env.get(name).filter(|v| !v.is_empty()).map(|v| Setting {
@@ -32,17 +38,22 @@ pub(super) fn read(env: &HashMap<String, String>, raw: &mut Raw, problems: &mut 
             }
         }
     }
-    refuse_unknown(env, problems);
+    refuse_unknown(env, problems)
 }
 
 /// A typo such as `STSVEND_LOGSTORES` must not silently hand out tokens with every permission
-/// of the role: any `STSVEND_` variable not in the table is a problem, with the nearest name.
-fn refuse_unknown(env: &HashMap<String, String>, problems: &mut Problems) {
-    let mut unknown: Vec<&String> = env
-        .keys()
-        .filter(|k| k.starts_with("STSVEND_") && !settings::stsvend_env_names().any(|n| n == *k))
+/// of the role: any `STSVEND_` variable not in the table is a problem, with the nearest name,
+/// unless the platform put it there.
+fn refuse_unknown(env: &HashMap<String, String>, problems: &mut Problems) -> Vec<Injected> {
+    let mut unknown: Vec<(&str, &str)> = env
+        .iter()
+        .filter(|(k, _)| {
+            k.starts_with("STSVEND_") && !settings::stsvend_env_names().any(|n| n == *k)
+        })
+        .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
-    unknown.sort();
+    unknown.sort_unstable();
+    let (ignored, unknown) = injected::split(&unknown);
     for name in unknown {
         let suggestion = settings::stsvend_env_names()
             .map(|known| (strsim::levenshtein(name, known), known))
@@ -57,4 +68,5 @@ fn refuse_unknown(env: &HashMap<String, String>, problems: &mut Problems) {
             ),
         );
     }
+    ignored
 }

@@ -89,6 +89,7 @@ pub(super) fn validate(mut raw: Raw, mode: Mode, problems: &mut Problems) -> Opt
         credentials,
         warnings,
         given: Vec::new(),
+        injected: Vec::new(),
         fleet,
         sessions,
         replica_id,

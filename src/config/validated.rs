@@ -65,6 +65,9 @@ pub struct Config {
     pub warnings: Vec<String>,
     /// Every setting the operator gave, as `stsvend check` lists them (no secret in it).
     pub given: Vec<Given>,
+    /// `STSVEND_`-like variables Kubernetes service links or Docker links injected: not
+    /// settings, ignored, each logged at debug level at start-up.
+    pub injected: Vec<super::injected::Injected>,
     /// Fleet mode: the Redis the replicas share state through. `None`: one process.
     pub fleet: Option<FleetSettings>,
     /// Mini program login: the session tokens' settings, when some profile accepts logins.
