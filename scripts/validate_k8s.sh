@@ -151,6 +151,14 @@ check(str(override.get("newTag", "")) == version or "digest" in override,
 check(container.get("imagePullPolicy") == "IfNotPresent" or container.get("imagePullPolicy") is None,
       f"imagePullPolicy {container.get('imagePullPolicy')!r}: a pinned tag needs no Always")
 
+# The worst case the defaults allow (a full per-caller cache and 10 000 idle connections) peaked
+# at 455 MiB in scripts/peak_rss.sh (deploy/README.md, "Memory"): the limit must hold it.
+PEAK_MIB = 455
+mem = str(container.get("resources", {}).get("limits", {}).get("memory", ""))
+m = re.fullmatch(r"(\d+)(Mi|Gi)", mem)
+check(m and int(m.group(1)) * (1024 if m.group(2) == "Gi" else 1) > PEAK_MIB,
+      f"memory limit {mem!r} is not above the measured peak of {PEAK_MIB} MiB at the defaults")
+
 sa = one("ServiceAccount")
 check(pod.get("serviceAccountName") == sa["metadata"]["name"], "Deployment does not use the ServiceAccount")
 check("pod-identity.alibabacloud.com/role-name" in sa["metadata"].get("annotations", {}),
