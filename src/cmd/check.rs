@@ -51,7 +51,7 @@ pub async fn run(
     let loaded = chain::load(ChainInputs {
         env,
         configured: config.credentials.clone(),
-        sts_endpoint: config.sts_endpoint.clone(),
+        sts_endpoint: config.base_sts_endpoint.clone(),
         metadata_endpoint: config.ecs_metadata_endpoint.clone(),
         clock: clock.clone(),
         budget: None,

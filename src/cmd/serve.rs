@@ -122,7 +122,7 @@ async fn chain_credentials(
     let chain = chain::load(ChainInputs {
         env,
         configured: config.credentials.clone(),
-        sts_endpoint: config.sts_endpoint.clone(),
+        sts_endpoint: config.base_sts_endpoint.clone(),
         metadata_endpoint: config.ecs_metadata_endpoint.clone(),
         clock: clock.clone(),
         budget: Some(budget.clone()),
