@@ -42,9 +42,8 @@ pub(super) fn read(env: &HashMap<String, String>, raw: &mut Raw, problems: &mut 
 /// typo (`ALIBABA_CLOUD_STS_REGOIN`), but another tool in the same environment may read it:
 /// one warning each, naming the nearest name stsvend reads.
 fn unknown_sdk_names(env: &HashMap<String, String>) -> Vec<String> {
-    let known = || {
-        settings::sdk_env_names().chain(crate::credentials::CHAIN_VARIABLES.iter().copied())
-    };
+    let known =
+        || settings::sdk_env_names().chain(crate::credentials::CHAIN_VARIABLES.iter().copied());
     let mut unknown: Vec<&String> = env
         .keys()
         .filter(|k| k.starts_with("ALIBABA_CLOUD_") && !known().any(|n| n == *k))

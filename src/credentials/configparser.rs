@@ -58,15 +58,18 @@ fn strip(s: &str) -> &str {
     s.trim_matches(is_space)
 }
 
+/// A section's keys, in order, each with its value's lines as read.
+type Options = Vec<(String, Vec<String>)>;
+
 /// Raw values as read, before the joins and expansion.
 #[derive(Default)]
 struct Raw {
-    defaults: Vec<(String, Vec<String>)>,
-    sections: Vec<(String, Vec<(String, Vec<String>)>)>,
+    defaults: Options,
+    sections: Vec<(String, Options)>,
 }
 
 impl Raw {
-    fn options(&mut self, section: Option<usize>) -> &mut Vec<(String, Vec<String>)> {
+    fn options(&mut self, section: Option<usize>) -> &mut Options {
         match section {
             Some(i) => &mut self.sections[i].1,
             None => &mut self.defaults,
@@ -87,7 +90,12 @@ pub(super) fn parse(text: &str) -> Result<BTreeMap<String, Section>, IniError> {
     let join = |options: &[(String, Vec<String>)]| -> Vec<(String, String)> {
         options
             .iter()
-            .map(|(k, lines)| (k.clone(), lines.join("\n").trim_end_matches(is_space).to_owned()))
+            .map(|(k, lines)| {
+                (
+                    k.clone(),
+                    lines.join("\n").trim_end_matches(is_space).to_owned(),
+                )
+            })
             .collect()
     };
     let defaults = join(&raw.defaults);
@@ -136,11 +144,11 @@ fn read(text: &str) -> Result<Raw, IniError> {
             continue;
         }
         let indent = line.chars().take_while(|c| is_space(*c)).count();
-        if let (Some(section), Some(option)) = (at.section, at.option) {
-            if indent > at.indent {
-                raw.options(section)[option].1.push(value.to_owned());
-                continue;
-            }
+        if let (Some(section), Some(option)) = (at.section, at.option)
+            && indent > at.indent
+        {
+            raw.options(section)[option].1.push(value.to_owned());
+            continue;
         }
         at.indent = indent;
         if let Some(name) = section_header(value) {
@@ -209,7 +217,10 @@ fn interpolate(
     depth: usize,
 ) -> Result<String, IniError> {
     if depth > MAX_INTERPOLATION_DEPTH {
-        return Err(IniError::InterpolationDepth(section.to_owned(), key.to_owned()));
+        return Err(IniError::InterpolationDepth(
+            section.to_owned(),
+            key.to_owned(),
+        ));
     }
     let syntax = || IniError::InterpolationSyntax(section.to_owned(), key.to_owned());
     let mut out = String::new();
@@ -268,7 +279,10 @@ mod tests {
         // Indented deeper than the key before it: a continuation, even with a `=` in it.
         let map = parse("[s]\nk = v\n\tx =\n").unwrap();
         assert_eq!(map["s"]["k"], "v\nx =");
-        assert_eq!(value("[a b]\nk b = v = w\n", "a b", "k b").as_deref(), Some("v = w"));
+        assert_eq!(
+            value("[a b]\nk b = v = w\n", "a b", "k b").as_deref(),
+            Some("v = w")
+        );
         assert_eq!(value("[ d ]\nk=v\n", " d ", "k").as_deref(), Some("v"));
         assert_eq!(value("[a]b]\nk=v\n", "a]b", "k").as_deref(), Some("v"));
         assert_eq!(value("[s] # c\nk=v\n", "s", "k").as_deref(), Some("v"));
@@ -307,7 +321,10 @@ mod tests {
         assert_eq!(map["s"]["k"], "50%!");
         assert_eq!(map["s"]["base"], "acs:ram::1:role");
         // A section's own key shadows the default's.
-        assert_eq!(value("[DEFAULT]\nk = d\n[s]\nk = s\n", "s", "k").as_deref(), Some("s"));
+        assert_eq!(
+            value("[DEFAULT]\nk = d\n[s]\nk = s\n", "s", "k").as_deref(),
+            Some("s")
+        );
     }
 
     #[test]
@@ -320,11 +337,26 @@ mod tests {
             ("[s]\n= v\n", E::Parsing(2)),
             ("[s]\n[]\n", E::Parsing(2)),
             ("[s]\n[s]\n", E::DuplicateSection(2, "s".into())),
-            ("[s]\nK = 1\nk = 2\n", E::DuplicateOption(3, "s".into(), "k".into())),
-            ("[s]\nk = 5%\n", E::InterpolationSyntax("s".into(), "k".into())),
-            ("[s]\nk = %(x)\n", E::InterpolationSyntax("s".into(), "k".into())),
-            ("[s]\nk = %(x)s\n", E::InterpolationMissing("s".into(), "k".into(), "x".into())),
-            ("[s]\nk = %(k)s\n", E::InterpolationDepth("s".into(), "k".into())),
+            (
+                "[s]\nK = 1\nk = 2\n",
+                E::DuplicateOption(3, "s".into(), "k".into()),
+            ),
+            (
+                "[s]\nk = 5%\n",
+                E::InterpolationSyntax("s".into(), "k".into()),
+            ),
+            (
+                "[s]\nk = %(x)\n",
+                E::InterpolationSyntax("s".into(), "k".into()),
+            ),
+            (
+                "[s]\nk = %(x)s\n",
+                E::InterpolationMissing("s".into(), "k".into(), "x".into()),
+            ),
+            (
+                "[s]\nk = %(k)s\n",
+                E::InterpolationDepth("s".into(), "k".into()),
+            ),
         ];
         for (text, expected) in cases {
             assert_eq!(parse(text), Err(expected), "{text:?}");

@@ -67,9 +67,14 @@ mod tests {
                 );
             }
         }
-        assert!(found >= CHAIN_VARIABLES.len(), "the scan found {found} names");
+        assert!(
+            found >= CHAIN_VARIABLES.len(),
+            "the scan found {found} names"
+        );
         for name in CHAIN_VARIABLES {
-            let read = sources.iter().any(|text| text.contains(&format!("\"{name}\"")));
+            let read = sources
+                .iter()
+                .any(|text| text.contains(&format!("\"{name}\"")));
             assert!(read, "{name} is listed but no source reads it");
         }
     }

@@ -12,7 +12,7 @@ use super::env::var;
 use super::error::SourceError;
 use super::found::Found;
 use super::origin::Origin;
-use super::profile_kind::ProfileKind;
+use super::profile_kind::{ProfileKind, shown as shown_value};
 use super::source::{Context, Detect};
 
 /// Larger than any credentials file; a bigger one is a mistake, not read into memory.
@@ -51,7 +51,8 @@ pub(super) fn detect(ctx: &Context<'_>) -> Result<Detect<(Found, String)>, Sourc
     let kind_name = section.get("type").cloned().unwrap_or_default();
     let kind = kind(&kind_name, section).ok_or_else(|| {
         SourceError::new(format!(
-            "{what} has type `{kind_name}`; stsvend supports access_key, ram_role_arn, oidc_role_arn and ecs_ram_role"
+            "{what} has type {}; stsvend supports access_key, ram_role_arn, oidc_role_arn and ecs_ram_role",
+            shown_value(&kind_name)
         ))
     })?;
     let description = format!("{what} (type {kind_name})");

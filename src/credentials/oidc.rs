@@ -125,9 +125,7 @@ impl Oidc {
         let path = self.fields.token_file.display();
         let by = &self.fields.token_setting;
         let metadata = std::fs::metadata(&self.fields.token_file).map_err(|e| {
-            SourceError::new(format!(
-                "cannot read OIDC token file `{path}` ({by}): {e}"
-            ))
+            SourceError::new(format!("cannot read OIDC token file `{path}` ({by}): {e}"))
         })?;
         if metadata.len() > MAX_TOKEN_BYTES {
             return Err(SourceError::new(format!(
@@ -135,9 +133,7 @@ impl Oidc {
             )));
         }
         let token = std::fs::read_to_string(&self.fields.token_file).map_err(|e| {
-            SourceError::new(format!(
-                "cannot read OIDC token file `{path}` ({by}): {e}"
-            ))
+            SourceError::new(format!("cannot read OIDC token file `{path}` ({by}): {e}"))
         })?;
         let token = token.trim();
         if token.len() < 4 {

@@ -54,6 +54,23 @@ fn or_env(value: String, ctx: &Context<'_>, name: &str) -> String {
     }
 }
 
+/// A profile's value as errors show it: its first line, cut at 60 characters. A value the file
+/// continued on further lines may have swallowed the lines under it, a secret among them.
+pub(super) fn shown(value: &str) -> String {
+    let mut lines = value.lines();
+    let first = lines.next().unwrap_or_default();
+    let cut: String = first.chars().take(60).collect();
+    let more = lines.count();
+    let mut text = format!("{cut:?}");
+    if cut.len() < first.len() {
+        text.push('…');
+    }
+    if more > 0 {
+        text.push_str(&format!(" (and {more} more line(s), not shown)"));
+    }
+    text
+}
+
 /// An error when `value` is empty.
 fn required(what: &str, value: String, field: &str) -> Result<String, SourceError> {
     if value.is_empty() {
@@ -65,11 +82,16 @@ fn required(what: &str, value: String, field: &str) -> Result<String, SourceErro
 
 /// The role's ARN, else the `ALIBABA_CLOUD_ROLE_ARN` it falls back to, checked.
 fn role_arn(what: &str, value: String, ctx: &Context<'_>) -> Result<String, SourceError> {
-    let role_arn = required(what, or_env(value, ctx, "ALIBABA_CLOUD_ROLE_ARN"), "role arn")?;
+    let role_arn = required(
+        what,
+        or_env(value, ctx, "ALIBABA_CLOUD_ROLE_ARN"),
+        "role arn",
+    )?;
     match RoleArn::parse(&role_arn) {
         Some(parsed) => Ok(parsed.into()),
         None => Err(SourceError::new(format!(
-            "{what}: {role_arn:?} is not a RAM role ARN"
+            "{what}: {} is not a RAM role ARN",
+            shown(&role_arn)
         ))),
     }
 }
@@ -85,7 +107,8 @@ fn session_name(what: &str, value: String, ctx: &Context<'_>) -> Result<String, 
     match SessionName::parse(&name) {
         Some(parsed) => Ok(parsed.into()),
         None => Err(SourceError::new(format!(
-            "{what}: session name {name:?} must be {}",
+            "{what}: session name {} must be {}",
+            shown(&name),
             SessionName::RULE
         ))),
     }
@@ -179,5 +202,20 @@ fn duration(what: &str, seconds: Option<u32>) -> Result<u32, SourceError> {
             DurationSeconds::RANGE.start(),
             DurationSeconds::RANGE.end()
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shown;
+
+    #[test]
+    fn errors_show_only_a_values_first_line() {
+        assert_eq!(shown("access_key"), "\"access_key\"");
+        let swallowed = "access_key\naccess_key_secret = hunter2";
+        let text = shown(swallowed);
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(text.ends_with("(and 1 more line(s), not shown)"), "{text}");
+        assert_eq!(shown(&"x".repeat(100)), format!("{:?}…", "x".repeat(60)));
     }
 }
