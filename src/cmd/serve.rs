@@ -130,7 +130,8 @@ async fn chain_credentials(
     .await
     .map_err(ServeError::Credentials)?;
     let (source, why) = chain.chosen();
-    tracing::info!(source, detail = why, "credentials for calling STS");
+    let sts = &config.base_sts_endpoint;
+    tracing::info!(source, detail = why, %sts, "credentials for calling STS");
     Ok(chain.provider)
 }
 
