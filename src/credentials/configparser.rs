@@ -19,6 +19,9 @@
 //!   empty key: the whole file is unusable.
 //!
 //! Errors name a line number and what is wrong, never the line: it may hold a secret.
+//!
+//! `tests/fixtures/credentials_ini_vectors.json` holds 1200 files the SDK itself read (or
+//! refused), made by `scripts/gen_ini_vectors.py`; a test expects the same of this module.
 
 use std::collections::BTreeMap;
 
@@ -363,6 +366,37 @@ mod tests {
         }
         // A bad `%` in another section spoils the file too.
         assert!(parse("[a]\nk = v\n[b]\nsecret = 1%2\n").is_err());
+    }
+
+    /// `scripts/gen_ini_vectors.py` read each of these files with the SDK's own `_load_ini`:
+    /// stsvend reads the same sections, keys and values, and refuses the files it refused.
+    #[test]
+    fn every_file_the_python_sdk_read_or_refused() {
+        let fixture: serde_json::Value = serde_json::from_str(include_str!(
+            "../../tests/fixtures/credentials_ini_vectors.json"
+        ))
+        .expect("the fixture is JSON");
+        let cases = fixture["cases"].as_array().expect("cases");
+        assert!(cases.len() >= 1000, "{} cases", cases.len());
+        let mut read = 0;
+        let mut differ = Vec::new();
+        for case in cases {
+            let text = case["text"].as_str().expect("text");
+            let sdk: Option<BTreeMap<String, Section>> =
+                serde_json::from_value(case["sections"].clone()).expect("a map or null");
+            read += usize::from(sdk.is_some());
+            let ours = parse(text).ok();
+            if ours != sdk {
+                differ.push(format!("{text:?}\n  stsvend {ours:?}\n  the SDK {sdk:?}"));
+            }
+        }
+        assert!(read >= 300, "only {read} files were read by the SDK");
+        assert!(
+            differ.is_empty(),
+            "{} differ:\n{}",
+            differ.len(),
+            differ.join("\n")
+        );
     }
 
     #[test]
