@@ -1,5 +1,7 @@
-//! Reading the environment into [`Raw`], over what the file gave, and refusing `STSVEND_`
-//! variables that are not in the settings table (but for those the platform injects).
+//! Reading the environment into [`Raw`], over what the file gave, refusing `STSVEND_`
+//! variables that are not in the settings table (but for those the platform injects), and
+//! warning about `ALIBABA_CLOUD_` ones that nothing reads (other tools share those names, so
+//! they are not refused).
 
 use std::collections::HashMap;
 
@@ -24,7 +26,8 @@ pub(super) fn read(
             value: v.clone(),
         })
     };
-    for spec in settings::at(Level::Global) {
+    let sdk_endpoint = settings::SDK_ENDPOINT_KEYS.iter().map(|key| key.spec());
+    for spec in settings::at(Level::Global).chain(sdk_endpoint) {
         if let Some(setting) = get(spec.env) {
             raw.global.insert(spec.key, setting);
         }
@@ -38,7 +41,41 @@ pub(super) fn read(
             }
         }
     }
+    raw.warnings.extend(unknown_sdk_names(env));
     refuse_unknown(env, problems)
+}
+
+/// An `ALIBABA_CLOUD_` variable neither the settings nor the credential chain reads is likely a
+/// typo (`ALIBABA_CLOUD_STS_REGOIN`), but another tool in the same environment may read it:
+/// one warning each, naming the nearest name stsvend reads.
+fn unknown_sdk_names(env: &HashMap<String, String>) -> Vec<String> {
+    let known =
+        || settings::sdk_env_names().chain(crate::credentials::CHAIN_VARIABLES.iter().copied());
+    let mut unknown: Vec<&String> = env
+        .keys()
+        .filter(|k| k.starts_with("ALIBABA_CLOUD_") && !known().any(|n| n == *k))
+        .collect();
+    unknown.sort();
+    unknown
+        .into_iter()
+        .map(|name| {
+            let nearest = known()
+                .map(|known| (strsim::levenshtein(name, known), known))
+                .min()
+                .map(|(distance, known)| {
+                    if distance <= 3 {
+                        format!("; did you mean `{known}`?")
+                    } else {
+                        format!(" (the nearest it reads is `{known}`)")
+                    }
+                })
+                .unwrap_or_default();
+            format!(
+                "`{}` is not a variable stsvend reads{nearest}; ignored (other tools may read it)",
+                name_shown(name)
+            )
+        })
+        .collect()
 }
 
 /// A typo such as `STSVEND_LOGSTORES` must not silently hand out tokens with every permission

@@ -35,6 +35,8 @@ mod profile;
 mod profiles;
 mod rate_limit;
 mod raw;
+#[cfg(test)]
+mod sdk_tests;
 mod secret;
 mod setting;
 pub mod settings;

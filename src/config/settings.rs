@@ -195,6 +195,10 @@ table! {
         Unset, "", "path of the TOML file";
     RustLog => "RUST_LOG", None, EnvOnly, Text,
         Value("info"), "", "log filter";
+    StsRegion => "ALIBABA_CLOUD_STS_REGION", None, EnvOnly, Text,
+        Unset, "", "the base credentials' own STS region; the profiles' too unless stsvend's are set";
+    VpcEndpointEnabled => "ALIBABA_CLOUD_VPC_ENDPOINT_ENABLED", None, EnvOnly, Flag,
+        Value("false"), "", "`true`: that region's VPC endpoint";
 
     RoleArn => "STSVEND_ROLE_ARN", Some("role_arn"), Profile, Text,
         Required, "", "the RAM role to assume";
@@ -271,6 +275,19 @@ pub fn by_file_key(level: Level, key: &str) -> Option<&'static Spec> {
 /// Every file key of one level, in table order.
 pub fn file_keys(level: Level) -> impl Iterator<Item = &'static str> {
     at(level).filter_map(|s| s.file_key)
+}
+
+/// The official SDKs' variables that set the base credentials' STS endpoint, read with the
+/// other settings (and, having no file key, from the environment only).
+pub const SDK_ENDPOINT_KEYS: [Key; 2] = [Key::StsRegion, Key::VpcEndpointEnabled];
+
+/// Every `ALIBABA_CLOUD_` variable in the table (the chain's own are listed in
+/// [`crate::credentials::CHAIN_VARIABLES`]).
+pub fn sdk_env_names() -> impl Iterator<Item = &'static str> {
+    SETTINGS
+        .iter()
+        .map(|s| s.env)
+        .filter(|name| name.starts_with("ALIBABA_CLOUD_"))
 }
 
 /// Every `STSVEND_` variable this version knows. Any other is refused: a typo such as
