@@ -62,7 +62,7 @@ ENV CARGO_PROFILE_RELEASE_STRIP=symbols \
 # Dependencies first, in their own layer: built against a placeholder crate, so editing src/
 # does not rebuild them. Only a change to Cargo.toml or Cargo.lock does. The production build:
 # --no-default-features leaves out `stsvend dev` (the emulators and their public dev keys).
-COPY Cargo.toml Cargo.lock ./
+COPY Cargo.toml Cargo.lock build.rs ./
 RUN mkdir -p src \
  && echo 'fn main() {}' > src/main.rs \
  && : > src/lib.rs \
@@ -73,9 +73,13 @@ RUN mkdir -p src \
 # The real sources. touch: COPY keeps the files' old modification times, which cargo could
 # take for "not changed since the placeholder build".
 COPY src ./src
+# The commit, for stsvend_build_info: build.rs cannot ask git here (.git is .dockerignore'd)
+# and ignores anything but hex digits, so "unknown" leaves the metric's revision unknown.
+# Declared here, not above, so a new commit does not rebuild the dependencies' layer.
+ARG REVISION=unknown
 RUN touch src/main.rs src/lib.rs \
  && . /cargo-env \
- && cargo build --release --locked --no-default-features --features "$FEATURES" --bin stsvend \
+ && STSVEND_BUILD_REVISION="$REVISION" cargo build --release --locked --no-default-features --features "$FEATURES" --bin stsvend \
  && cp "target/$CARGO_BUILD_TARGET/release/stsvend" /stsvend \
  && if [ "$TARGETARCH" = "$BUILDARCH" ]; then /stsvend --version; fi
 

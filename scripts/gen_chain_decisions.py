@@ -44,6 +44,9 @@ provider_name → stsvend source (the first component after ``default/``):
     env → environment          oidc_role_arn → oidc         cli_profile → cli_profile
     profile → credentials_file  ecs_ram_role → ecs_ram_role  credential_uri → credentials_uri
     (the chain raised) → none
+``sts_host`` is the STS host the SDK addressed for the chosen source's own call (AssumeRoleWithOIDC, a
+RamRoleArn profile's AssumeRole; ``sts[-vpc].<ALIBABA_CLOUD_STS_REGION>.aliyuncs.com``, else
+``sts.aliyuncs.com``), read from the request before the redirect; null when it called no STS.
 ``fell_through`` names the stsvend source that was at least partly configured but failed, which
 Python silently went past (stsvend stops the chain with that source's error instead); else null.
 """
@@ -193,6 +196,17 @@ def ini(section="default", key_id="LTAI-ini", path=".alibabacloud/credentials.in
     return {path: f"[{section}]\ntype = access_key\naccess_key_id = {key_id}\naccess_key_secret = ini-secret\n"}
 
 
+def ini_text(text, path=".alibabacloud/credentials.ini"):
+    return {path: text}
+
+
+REGION = {"ALIBABA_CLOUD_STS_REGION": "cn-beijing"}
+VPC = {"ALIBABA_CLOUD_VPC_ENDPOINT_ENABLED": "true"}
+INI_OIDC = (f"[default]\ntype = oidc_role_arn\nrole_arn = {OIDC['ALIBABA_CLOUD_ROLE_ARN']}\n"
+            f"oidc_provider_arn = {OIDC['ALIBABA_CLOUD_OIDC_PROVIDER_ARN']}\n"
+            "oidc_token_file_path = {HOME}/oidc/token\nrole_session_name = ini-oidc\n")
+
+
 def S(name, source, key_id, env=None, files=None, ecs=False, fell_through=None, check=None):
     return {"name": name, "env": env or {}, "files": files or {}, "ecs_metadata": ecs,
             "expect": (source, key_id), "fell_through": fell_through, "check": check}
@@ -209,6 +223,14 @@ def no_role_discovery(trail):
 
 def no_sts(trail):
     return not any(STS_HOST.fullmatch(t["host"]) for t in trail)
+
+
+def sts_hosts(trail):  # the STS hosts the SDK addressed (before the redirect to the mock)
+    return [t["host"] for t in trail if STS_HOST.fullmatch(t["host"])]
+
+
+def sts_at(host):
+    return lambda trail: sts_hosts(trail) == [host]
 
 
 SCENARIOS = [
@@ -279,6 +301,70 @@ SCENARIOS = [
       check=lambda trail: not any(t["host"] == ECS_HOST for t in trail)),
     S("Credentials URI only (off-cloud: metadata refused)", "credentials_uri", "STS.FromUri", env=URI),
     S("Nothing configured (off-cloud: metadata refused)", "none", None),
+    # --- issue 17: the SDKs' STS endpoint settings, for the base credentials' own STS calls
+    S("OIDC with ALIBABA_CLOUD_STS_REGION: AssumeRoleWithOIDC at sts.<region>.aliyuncs.com", "oidc",
+      "STS.FromOidc", env={**OIDC, **REGION}, files=TOKEN_FILE, check=sts_at("sts.cn-beijing.aliyuncs.com")),
+    S("OIDC with ALIBABA_CLOUD_STS_REGION and ALIBABA_CLOUD_VPC_ENDPOINT_ENABLED=true: sts-vpc.<region>", "oidc",
+      "STS.FromOidc", env={**OIDC, **REGION, **VPC}, files=TOKEN_FILE,
+      check=sts_at("sts-vpc.cn-beijing.aliyuncs.com")),
+    S("ALIBABA_CLOUD_VPC_ENDPOINT_ENABLED=TRUE counts in any case", "oidc", "STS.FromOidc",
+      env={**OIDC, **REGION, "ALIBABA_CLOUD_VPC_ENDPOINT_ENABLED": "TRUE"}, files=TOKEN_FILE,
+      check=sts_at("sts-vpc.cn-beijing.aliyuncs.com")),
+    S("ALIBABA_CLOUD_VPC_ENDPOINT_ENABLED=1 is not true: the public regional endpoint", "oidc", "STS.FromOidc",
+      env={**OIDC, **REGION, "ALIBABA_CLOUD_VPC_ENDPOINT_ENABLED": "1"}, files=TOKEN_FILE,
+      check=sts_at("sts.cn-beijing.aliyuncs.com")),
+    S("ALIBABA_CLOUD_VPC_ENDPOINT_ENABLED=true without a region: the SDK calls sts.aliyuncs.com", "oidc",
+      "STS.FromOidc", env={**OIDC, **VPC}, files=TOKEN_FILE, check=sts_at("sts.aliyuncs.com")),
+    S("CLI RamRoleArn profile with ALIBABA_CLOUD_STS_REGION and the VPC switch", "cli_profile",
+      "STS.FromRamRoleArn", env={"ALIBABA_CLOUD_STS_REGION": "cn-hangzhou", **VPC},
+      files=cli("rra", profile("rra", "RamRoleArn", access_key_id="LTAI-cli-rra", access_key_secret="rra-base-secret",
+                               ram_role_arn=ROLE_ARN, ram_session_name="cli-session", expired_seconds=3600)),
+      check=sts_at("sts-vpc.cn-hangzhou.aliyuncs.com")),
+    S("INI ram_role_arn section with ALIBABA_CLOUD_STS_REGION", "credentials_file", "STS.FromRamRoleArn",
+      env={"ALIBABA_CLOUD_STS_REGION": "ap-southeast-1"},
+      files=ini_text(f"[default]\ntype = ram_role_arn\naccess_key_id = LTAI-ini-rra\naccess_key_secret = s\n"
+                     f"role_arn = {ROLE_ARN}\nrole_session_name = ini-session\n"),
+      check=sts_at("sts.ap-southeast-1.aliyuncs.com")),
+    S("An unknown ALIBABA_CLOUD_ name (a typo of ALIBABA_CLOUD_STS_REGION) is ignored", "environment", "LTAI-env",
+      env={**ENV_AK, "ALIBABA_CLOUD_STS_REGON": "cn-beijing"}, check=no_sts),
+    # --- issue 17: the credentials file's oidc_role_arn type and its syntax, as the SDK's configparser reads it
+    S("INI oidc_role_arn section (AssumeRoleWithOIDC with the section's role, provider and token file)",
+      "credentials_file", "STS.FromOidc", files={**TOKEN_FILE, **ini_text(INI_OIDC)}, check=sts_at("sts.aliyuncs.com")),
+    S("INI oidc_role_arn section with ALIBABA_CLOUD_STS_REGION and the VPC switch", "credentials_file",
+      "STS.FromOidc", env={"ALIBABA_CLOUD_STS_REGION": "cn-shenzhen", **VPC},
+      files={**TOKEN_FILE, **ini_text(INI_OIDC)}, check=sts_at("sts-vpc.cn-shenzhen.aliyuncs.com")),
+    S("INI: quotes are part of the value", "credentials_file", '"LTAI-quoted"',
+      files=ini_text('[default]\ntype = access_key\naccess_key_id = "LTAI-quoted"\naccess_key_secret = \'s\'\n')),
+    S("INI: '#' and ';' comment lines, a '#' later in a line ends the value, a ';' does not",
+      "credentials_file", "LTAI-ini;semi",
+      files=ini_text("# a comment\n; another\n[default]\n  # indented comment\ntype = access_key # the type\n"
+                     "access_key_id = LTAI-ini;semi#tail\naccess_key_secret = s ; t\n")),
+    S("INI: ':' as delimiter, upper-case keys, indented lines, CRLF line ends", "credentials_file", "LTAI-ini-colon",
+      files=ini_text("  [default]\r\n  Type: access_key\r\n  ACCESS_KEY_ID :LTAI-ini-colon\r\n"
+                     "  Access_Key_Secret= s\r\n")),
+    S("INI: '%%' is a percent sign, '%(key)s' another key's value, [DEFAULT] is inherited", "credentials_file",
+      "LTAI-100%-interp",
+      files=ini_text("[DEFAULT]\ntype = access_key\nprefix = LTAI-100%%\n[default]\n"
+                     "access_key_id = %(PREFIX)s-interp\naccess_key_secret = s\n")),
+    S("INI: a lone '%' in another section spoils the whole file; ECS metadata reachable", "ecs_ram_role",
+      "STS.FromEcs", files=ini_text("[default]\ntype = access_key\naccess_key_id = LTAI-ini\naccess_key_secret = s\n"
+                                    "[other]\naccess_key_secret = 100%\n"), ecs=True, fell_through="credentials_file"),
+    S("INI: a key twice in a section spoils the file; ECS metadata reachable", "ecs_ram_role", "STS.FromEcs",
+      files=ini_text("[default]\ntype = access_key\naccess_key_id = LTAI-a\nAccess_Key_Id = LTAI-b\n"
+                     "access_key_secret = s\n"), ecs=True, fell_through="credentials_file"),
+    S("INI: '[ default ]' is the section ' default ', not 'default'; ECS metadata reachable", "ecs_ram_role",
+      "STS.FromEcs", files=ini_text("[ default ]\ntype = access_key\naccess_key_id = LTAI-ini\naccess_key_secret = s\n"),
+      ecs=True, fell_through="credentials_file"),
+    S("INI: a line indented under a key continues its value (the type becomes unknown); ECS metadata reachable",
+      "ecs_ram_role", "STS.FromEcs",
+      files=ini_text("[default]\ntype = access_key\n    access_key_id = LTAI-ini\naccess_key_secret = s\n"),
+      ecs=True, fell_through="credentials_file"),
+    S("INI: a UTF-8 byte order mark is text before the first section; ECS metadata reachable", "ecs_ram_role",
+      "STS.FromEcs", files=ini_text("\ufeff[default]\ntype = access_key\naccess_key_id = LTAI-ini\n"
+                                    "access_key_secret = s\n"), ecs=True, fell_through="credentials_file"),
+    S("INI: 'enable = false' is not looked at by the SDK", "credentials_file", "LTAI-ini-enabled",
+      files=ini_text("[default]\nenable = false\ntype = access_key\naccess_key_id = LTAI-ini-enabled\n"
+                     "access_key_secret = s\n")),
 ]
 
 
@@ -365,9 +451,10 @@ def generate():
             problems.append(f"{sc['name']}: expected {sc['expect']}, Python gave {got}")
         if sc["check"] and not sc["check"](trail):
             problems.append(f"{sc['name']}: request trail check failed: {trail}")
+        hosts = sts_hosts(trail)
         records.append({"name": sc["name"], "env": sc["env"], "files": sc["files"],
                         "ecs_metadata": sc["ecs_metadata"], "python": python, "source": source,
-                        "fell_through": sc["fell_through"]})
+                        "sts_host": hosts[0] if hosts else None, "fell_through": sc["fell_through"]})
     for server in (mocks["ecs"], mocks["uri"], mocks["sts"]):
         server.shutdown()
     mocks["closed"].close()

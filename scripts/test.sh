@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone: Rust unit and integration tests, the signature
-# vectors (Alibaba Cloud RPC, Alipay RSA2) and credential-chain decisions re-derived with the
-# official SDKs, and the end-to-end test with the real @aliyun-sls npm packages. Needs cargo,
-# python3 (with venv) and node/npm; fetches crates, PyPI and npm packages on first run, and
-# installs Debian's redis-server if it is missing.
+# vectors (Alibaba Cloud RPC, Alipay RSA2), credential-chain decisions and credentials-file
+# readings re-derived with the official SDKs, and the end-to-end test with the real @aliyun-sls
+# npm packages. Needs cargo, python3 (with venv) and node/npm; fetches crates, PyPI and npm
+# packages on first run, and installs Debian's redis-server if it is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,9 +22,16 @@ cargo test --locked --all-targets
 # Each generator runs in its own virtualenv with its pinned requirements.
 venv_python() {
   local venv=$1 requirements=$2
-  if [ ! -x "$venv/bin/python" ]; then
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
+  # Marked complete only once pip succeeded, so a run cut short (a full disk, a lost network)
+  # is redone rather than reused half-installed.
+  if [ ! -f "$venv/.installed" ]; then
+    rm -rf "$venv"
+    python3 -m venv "$venv" >&2 || return 1
+    "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements" >&2 || {
+      echo "scripts/test.sh: installing $requirements into $venv failed" >&2
+      return 1
+    }
+    touch "$venv/.installed"
   fi
   echo "$venv/bin/python"
 }
@@ -41,6 +48,9 @@ node scripts/alipay-node/check_vectors.mjs
 
 echo "== credential chain: the committed decisions equal what alibabacloud_credentials decides"
 "$(venv_python target/chainvenv scripts/requirements-chain.txt)" scripts/gen_chain_decisions.py --check
+
+echo "== credentials file: the committed vectors equal what alibabacloud_credentials reads"
+"$(venv_python target/chainvenv scripts/requirements-chain.txt)" scripts/gen_ini_vectors.py --check
 
 echo "== end to end with @aliyun-sls/web-sts-plugin"
 cargo build --locked --bin stsvend

@@ -5,7 +5,10 @@
 #   2. the same with the commented-out alternatives (manual RRSA token volume, native HTTPS)
 #      switched on, so the documented variants stay valid too;
 #   3. the references between the manifests (kustomization resources, namespace, names,
-#      selectors, named ports, ServiceAccount, ConfigMap);
+#      selectors, named ports, ServiceAccount, ConfigMap), the image tag (Cargo.toml's version,
+#      never `latest`), and the optional servicemonitor.yaml (a Prometheus Operator CRD, so no
+#      schema here: its shape, its fields against the CRD's, and that it scrapes the admin
+#      Service's port, with and without its admin-token block; not in the kustomization);
 #   4. the ConfigMap's stsvend.toml and the Deployment's environment with `stsvend check`
 #      (no network: fake static credentials, the metadata service switched off);
 #   5. the fleet overlay deploy/kubernetes-fleet/: the base Deployment with its patch merged
@@ -45,8 +48,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Every manifest except the kustomization (not a Kubernetes API kind; checked in step 3).
-mapfile -t files < <(find "$MANIFESTS" -maxdepth 1 -name '*.yaml' ! -name kustomization.yaml | sort)
+# Every manifest except the kustomization (not a Kubernetes API kind; checked in step 3) and
+# the optional ServiceMonitor (a CRD kind kubernetes-validate has no schema for; step 3).
+mapfile -t files < <(find "$MANIFESTS" -maxdepth 1 -name '*.yaml' ! -name kustomization.yaml ! -name servicemonitor.yaml | sort)
 [ "${#files[@]}" -gt 0 ] || { echo "no manifests in $MANIFESTS" >&2; exit 1; }
 
 # Step 2's variant: lines under a "# --- manual RRSA" or "# --- native HTTPS" marker are
@@ -85,7 +89,7 @@ done
 
 echo "== references between the manifests"
 "$VENV/bin/python" - "$MANIFESTS" "$work" <<'PY'
-import os, sys, yaml
+import os, re, sys, yaml
 
 root, work = sys.argv[1], sys.argv[2]
 errors = []
@@ -95,9 +99,13 @@ def check(ok, message):
 
 kust = yaml.safe_load(open(os.path.join(root, "kustomization.yaml")))
 listed = kust.get("resources", [])
-present = sorted(f for f in os.listdir(root) if f.endswith((".yaml", ".yml")) and f != "kustomization.yaml")
+# Needs CRDs a cluster may not have: never in the default kustomization.
+OPTIONAL = {"servicemonitor.yaml"}
+present = sorted(f for f in os.listdir(root)
+                 if f.endswith((".yaml", ".yml")) and f != "kustomization.yaml" and f not in OPTIONAL)
 for f in listed:
     check(os.path.exists(os.path.join(root, f)), f"kustomization lists {f}, which does not exist")
+    check(f not in OPTIONAL, f"kustomization lists the optional {f} (it needs CRDs a cluster may not have)")
 for f in present:
     check(f in listed, f"{f} is not listed in kustomization.yaml resources")
 
@@ -131,8 +139,25 @@ check(all(pod_labels.get(k) == v for k, v in deploy["spec"]["selector"]["matchLa
 port_names = {p["name"]: p["containerPort"] for p in container["ports"]}
 check(port_names.get("http") == 8080 and port_names.get("admin") == 9090, f"container ports are {port_names}")
 
-images = {i["name"] for i in kust.get("images", [])}
-check(container["image"].rsplit(":", 1)[0] in images, f"kustomization images do not cover {container['image']}")
+images = {i["name"]: i for i in kust.get("images", [])}
+name, _, tag = container["image"].rpartition(":")
+check(name in images, f"kustomization images do not cover {container['image']}")
+# The image is pinned to this tree's release, the tag deploy/README.md tells to build and push.
+version = re.search(r'^version\s*=\s*"([^"]+)"', open("Cargo.toml").read(), re.M).group(1)
+check(tag == version, f"deployment.yaml's image tag {tag!r} is not Cargo.toml's version {version!r}")
+override = images.get(name, {})
+check(str(override.get("newTag", "")) == version or "digest" in override,
+      f"kustomization.yaml pins {override.get('newTag')!r}, not Cargo.toml's version {version!r} or a digest")
+check(container.get("imagePullPolicy") == "IfNotPresent" or container.get("imagePullPolicy") is None,
+      f"imagePullPolicy {container.get('imagePullPolicy')!r}: a pinned tag needs no Always")
+
+# The worst case the defaults allow (a full per-caller cache and 10 000 idle connections) peaked
+# at 455 MiB in scripts/peak_rss.sh (deploy/README.md, "Memory"): the limit must hold it.
+PEAK_MIB = 455
+mem = str(container.get("resources", {}).get("limits", {}).get("memory", ""))
+m = re.fullmatch(r"(\d+)(Mi|Gi)", mem)
+check(m and int(m.group(1)) * (1024 if m.group(2) == "Gi" else 1) > PEAK_MIB,
+      f"memory limit {mem!r} is not above the measured peak of {PEAK_MIB} MiB at the defaults")
 
 sa = one("ServiceAccount")
 check(pod.get("serviceAccountName") == sa["metadata"]["name"], "Deployment does not use the ServiceAccount")
@@ -164,7 +189,7 @@ check(sc.get("readOnlyRootFilesystem") is True, "readOnlyRootFilesystem is not t
 check(sc.get("allowPrivilegeEscalation") is False, "allowPrivilegeEscalation is not false")
 check(sc.get("capabilities", {}).get("drop") == ["ALL"], "capabilities are not all dropped")
 check(pod.get("securityContext", {}).get("runAsNonRoot") is True, "runAsNonRoot is not set")
-for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+for probe, path in (("startupProbe", "/healthz"), ("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
     get = container.get(probe, {}).get("httpGet", {})
     check(get.get("path") == path and get.get("port") == "admin", f"{probe} is not {path} on the admin port")
 
@@ -184,6 +209,74 @@ check(all(pod_labels.get(k) == v for k, v in pdb["spec"]["selector"]["matchLabel
 for np in by_kind.get("NetworkPolicy", []):
     check(all(pod_labels.get(k) == v for k, v in np["spec"]["podSelector"]["matchLabels"].items()),
           f"NetworkPolicy {np['metadata']['name']} selects no pod")
+
+# The optional ServiceMonitor: no CRD schema offline, so its shape, each field against the
+# fields the monitoring.coreos.com/v1 CRD defines (the ones a typo would hit), and what it
+# scrapes: the admin Service's named port. Checked as shipped and with the admin-token block on.
+SM_SPEC = {"selector", "namespaceSelector", "endpoints", "jobLabel", "targetLabels", "podTargetLabels",
+           "sampleLimit", "targetLimit", "labelLimit", "labelNameLengthLimit", "labelValueLengthLimit",
+           "attachMetadata", "scrapeProtocols", "fallbackScrapeProtocol", "scrapeClass",
+           "keepDroppedTargets", "bodySizeLimit", "selectorMechanism", "serviceDiscoveryRole"}
+SM_ENDPOINT = {"port", "targetPort", "path", "scheme", "params", "interval", "scrapeTimeout",
+               "tlsConfig", "bearerTokenFile", "bearerTokenSecret", "authorization", "honorLabels",
+               "honorTimestamps", "trackTimestampsStaleness", "basicAuth", "oauth2", "metricRelabelings",
+               "relabelings", "proxyUrl", "noProxy", "proxyFromEnvironment", "proxyConnectHeader",
+               "followRedirects", "enableHttp2", "filterRunning"}
+def check_service_monitor(label, sm):
+    check((sm.get("apiVersion"), sm.get("kind")) == ("monitoring.coreos.com/v1", "ServiceMonitor"),
+          f"{label}: not a monitoring.coreos.com/v1 ServiceMonitor")
+    check(set(sm) <= {"apiVersion", "kind", "metadata", "spec"}, f"{label}: unknown top-level fields {set(sm)}")
+    check(sm["metadata"].get("namespace") == kust["namespace"], f"{label}: not in namespace {kust['namespace']}")
+    spec = sm.get("spec", {})
+    check(set(spec) <= SM_SPEC, f"{label}: unknown spec fields {set(spec) - SM_SPEC}")
+    check(spec.get("namespaceSelector", {}).get("matchNames") == [kust["namespace"]],
+          f"{label}: namespaceSelector is not [{kust['namespace']}]")
+    want = spec.get("selector", {}).get("matchLabels", {})
+    services = [s for s in by_kind.get("Service", [])
+                if want and all(s["metadata"].get("labels", {}).get(k) == v for k, v in want.items())]
+    check(len(services) == 1, f"{label}: selects {len(services)} Services, not the metrics one")
+    ports = {p.get("name") for s in services for p in s["spec"]["ports"]}
+    targets = {p.get("targetPort") for s in services for p in s["spec"]["ports"]}
+    check("admin" in targets, f"{label}: the selected Service does not reach the admin port")
+    endpoints = spec.get("endpoints", [])
+    check(len(endpoints) >= 1, f"{label}: no endpoints")
+    for e in endpoints:
+        check(set(e) <= SM_ENDPOINT, f"{label}: unknown endpoint fields {set(e) - SM_ENDPOINT}")
+        check(e.get("port") in ports, f"{label}: endpoint port {e.get('port')!r} is not a port name of {sorted(ports)}")
+        check(e.get("path") == "/metrics", f"{label}: endpoint path is not /metrics")
+        for key in ("interval", "scrapeTimeout"):
+            check(re.fullmatch(r"\d+(ms|s|m)", str(e.get(key, "30s"))), f"{label}: {key} {e.get(key)!r} is not a duration")
+        auth = e.get("authorization")
+        if auth is not None:
+            creds = auth.get("credentials", {})
+            check(auth.get("type") == "Bearer" and set(creds) == {"name", "key"},
+                  f"{label}: authorization is not a Bearer token from a Secret key")
+            # The Secret deployment.yaml's admin-token volume names.
+            text = open(os.path.join(root, "deployment.yaml")).read()
+            check(f"secretName: {creds.get('name')}" in text, f"{label}: Secret {creds.get('name')} is not the admin token's")
+sm_path = os.path.join(root, "servicemonitor.yaml")
+check(os.path.exists(sm_path), "deploy/kubernetes/servicemonitor.yaml is missing")
+if os.path.exists(sm_path):
+    text = open(sm_path).read()
+    check_service_monitor("servicemonitor.yaml", yaml.safe_load(text))
+    # The block: a "# --- admin token" note ending in "---", then commented YAML up to the
+    # first line that is not a comment.
+    state, lines = "off", []
+    for line in text.splitlines():
+        if re.match(r"\s*# --- admin token", line):
+            state = "note"
+        elif state != "off" and re.match(r"\s*# ", line):
+            if state == "yaml":
+                line = line.replace("# ", "", 1)
+        else:
+            state = "off"
+        if state == "note" and line.rstrip().endswith("---"):
+            state = "yaml"
+        lines.append(line)
+    variant = yaml.safe_load("\n".join(lines))
+    endpoint = variant["spec"]["endpoints"][0]
+    check("authorization" in endpoint, "servicemonitor.yaml: the admin-token block was not found")
+    check_service_monitor("servicemonitor.yaml (admin token on)", variant)
 
 # The Deployment's literal environment, for the stsvend check below.
 with open(os.path.join(work, "env"), "w") as out:

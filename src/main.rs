@@ -132,6 +132,13 @@ fn main() -> ExitCode {
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
+    for variable in &config.injected {
+        tracing::debug!(
+            variable = %variable.name,
+            by = %variable.by,
+            "ignored: the platform set it, it is not a setting"
+        );
+    }
     let served = runtime.block_on(serve::run(config, run.mode, run.token_lifetime, &env));
     exit_code(served)
 }

@@ -12,7 +12,8 @@
 //! | `stsvend_sts_calls_total` | `action`, `outcome`, `code` | `sts::client` (every call, and every call the budget refused) |
 //! | `stsvend_sts_call_duration_seconds` | `action` | `sts::client` |
 //! | `stsvend_token_cache_total` | `profile`, `result` | `tokens::shared` (`hit`), `tokens::callers` (`hit`/`miss`) |
-//! | `stsvend_token_expiry_seconds` | `profile` | `tokens::shared` (on publish and every [`EXPIRY_GAUGE_EVERY`]) |
+//! | `stsvend_token_expiry_timestamp_seconds` | `profile` | [`record_token_expiry`] (`tokens::shared`, on publish and every [`EXPIRY_GAUGE_EVERY`]) |
+//! | `stsvend_token_expiry_seconds` | `profile` | the same; deprecated countdown, removed in the release after 0.1 |
 //! | `stsvend_rejections_total` | `profile`, `reason`, `check` | `http::token`, at each refusal |
 //! | `stsvend_report_mode_would_deny_total` | `profile`, `check` | `http::token` |
 //! | `stsvend_base_credentials_info` | `source` | `credentials::chain` (the chosen source) |
@@ -34,6 +35,8 @@
 //! | `stsvend_fleet_caller_tokens_total` | `profile`, `source` | `fleet::callers`, per local miss or renewal (`stored`, `fetched`, `local`) |
 //! | `stsvend_fleet_shared_tokens_total` | `profile`, `source` | `fleet::shared`, per shared token published (`stored`, `fetched`, `local`) |
 //! | `stsvend_login_exchanges_total` | `platform`, `outcome` | [`record_login_exchange`] (`login::wechat`, per call to the platform) |
+//! | `stsvend_build_info` | `version`, `revision` | [`install`] (always 1) |
+//! | `process_cpu_seconds_total`, `process_resident_memory_bytes`, `process_open_fds`, `process_max_fds`, `process_start_time_seconds`, `process_virtual_memory_bytes`, `process_virtual_memory_max_bytes`, `process_threads` | | [`Metrics::render`], read from `/proc` by `metrics-process` at each scrape |
 //!
 //! Labels are bounded: profile names come from the configuration, routes from the router's
 //! patterns (never the raw path), STS error codes are checked against a charset and capped in
@@ -44,14 +47,16 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use metrics::{
     Counter, Gauge, Histogram, Unit, counter, describe_counter, describe_gauge, describe_histogram,
     gauge, histogram,
 };
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-/// How often the refresher brings `stsvend_token_expiry_seconds` up to date between publishes;
-/// well under a typical scrape interval, so a scrape is never more than this stale.
+/// How often the refresher brings the token expiry gauges up to date between publishes (the
+/// countdown moves; the timestamp only when the token goes); well under a typical scrape
+/// interval, so a scrape is never more than this stale.
 pub const EXPIRY_GAUGE_EVERY: Duration = Duration::from_secs(5);
 
 /// How often histogram samples are folded into their buckets when nobody scrapes. Without it,
@@ -78,14 +83,25 @@ const MAX_LABEL_LEN: usize = 64;
 /// are `other`. Kill-switch changes are rare, but pods get new names on every rollout.
 const MAX_REPLICA_LABELS: usize = 32;
 
+/// The git commit the binary was built from (build.rs), `unknown` outside a git checkout.
+const REVISION: &str = match option_env!("STSVEND_GIT_REVISION") {
+    Some(revision) => revision,
+    None => "unknown",
+};
+
 /// A handle on the installed recorder; cheap to clone.
 #[derive(Clone, Debug)]
-pub struct Metrics(PrometheusHandle);
+pub struct Metrics {
+    handle: PrometheusHandle,
+    process: metrics_process::Collector,
+}
 
 impl Metrics {
-    /// The current values in the Prometheus text format (version 0.0.4).
+    /// The current values in the Prometheus text format (version 0.0.4). The process series
+    /// are read just before, so they are as fresh as the scrape.
     pub fn render(&self) -> String {
-        self.0.render()
+        self.process.collect();
+        self.handle.render()
     }
 }
 
@@ -133,13 +149,19 @@ pub fn install() -> Metrics {
                 }
             });
         describe();
+        metrics_process::Collector::default().describe();
+        record_build_info();
         handle
     });
-    Metrics(handle.clone())
+    Metrics {
+        handle: handle.clone(),
+        process: metrics_process::Collector::default(),
+    }
 }
 
 fn describe() {
     describe_fleet();
+    describe_tokens();
     describe_counter!(
         "stsvend_http_requests_total",
         "HTTP requests answered by the public listener, by route pattern, profile and status"
@@ -157,15 +179,6 @@ fn describe() {
         "stsvend_sts_call_duration_seconds",
         Unit::Seconds,
         "Time from sending an STS call to reading its answer, by action"
-    );
-    describe_counter!(
-        "stsvend_token_cache_total",
-        "Tokens served from the cache (hit) or only after an STS call for this caller (miss)"
-    );
-    describe_gauge!(
-        "stsvend_token_expiry_seconds",
-        Unit::Seconds,
-        "Seconds until the current shared token of each profile expires (0 when there is none)"
     );
     describe_counter!(
         "stsvend_rejections_total",
@@ -219,6 +232,34 @@ fn describe() {
         "stsvend_tls_reloads_total",
         "Reloads of the TLS certificate files: ok (new handshakes get the new pair) or refused (unreadable, unparsable or a key that does not match the certificate; the previous pair stays)"
     );
+}
+
+/// The token caches' series.
+fn describe_tokens() {
+    describe_counter!(
+        "stsvend_token_cache_total",
+        "Tokens served from the cache (hit) or only after an STS call for this caller (miss)"
+    );
+    describe_gauge!(
+        "stsvend_token_expiry_timestamp_seconds",
+        Unit::Seconds,
+        "Unix time at which the current shared token of each profile expires (0 when there is none)"
+    );
+    describe_gauge!(
+        "stsvend_token_expiry_seconds",
+        Unit::Seconds,
+        "Deprecated (removed after 0.1; use stsvend_token_expiry_timestamp_seconds - time()): seconds until the current shared token of each profile expires (0 when there is none)"
+    );
+}
+
+/// `stsvend_build_info`: which version and commit runs, as labels of a constant 1.
+fn record_build_info() {
+    describe_gauge!(
+        "stsvend_build_info",
+        "Always 1; the labels say which version and git revision (unknown: not built from a git checkout) is running"
+    );
+    gauge!("stsvend_build_info", "version" => env!("CARGO_PKG_VERSION"), "revision" => REVISION)
+        .set(1.0);
 }
 
 /// The series only a fleet replica records.
@@ -448,9 +489,14 @@ pub fn record_token_cache(profile: &str, result: CacheResult) {
     });
 }
 
-/// Sets `stsvend_token_expiry_seconds` for `profile`; negative values are recorded as 0.
-pub fn record_token_expiry(profile: &str, seconds: f64) {
-    gauge!("stsvend_token_expiry_seconds", "profile" => profile.to_owned()).set(seconds.max(0.0));
+/// When `profile`'s published shared token expires (`None`: there is none), seen at `now`:
+/// `stsvend_token_expiry_timestamp_seconds` is the expiry as Unix time (0 without a token), the
+/// deprecated `stsvend_token_expiry_seconds` the time left (never negative).
+pub fn record_token_expiry(profile: &str, expiration: Option<DateTime<Utc>>, now: DateTime<Utc>) {
+    let at = expiration.map_or(0.0, |at| at.timestamp_millis() as f64 / 1000.0);
+    let left = expiration.map_or(0.0, |at| (at - now).num_milliseconds() as f64 / 1000.0);
+    gauge!("stsvend_token_expiry_timestamp_seconds", "profile" => profile.to_owned()).set(at);
+    gauge!("stsvend_token_expiry_seconds", "profile" => profile.to_owned()).set(left.max(0.0));
 }
 
 /// A refused token request. `reason` is a fixed word (`rate_limit_ip`, `auth`, …); `check` is

@@ -51,7 +51,7 @@ pub async fn run(
     let loaded = chain::load(ChainInputs {
         env,
         configured: config.credentials.clone(),
-        sts_endpoint: config.sts_endpoint.clone(),
+        sts_endpoint: config.base_sts_endpoint.clone(),
         metadata_endpoint: config.ecs_metadata_endpoint.clone(),
         clock: clock.clone(),
         budget: None,
@@ -132,6 +132,12 @@ fn report_settings(config: &Config, say: &mut impl FnMut(String)) {
         config.profiles.len(),
         config.sts_endpoint
     ));
+    if config.base_sts_endpoint != config.sts_endpoint {
+        say(format!(
+            "  the base credentials' own STS calls go to {} (ALIBABA_CLOUD_STS_REGION)",
+            config.base_sts_endpoint
+        ));
+    }
     for profile in &config.profiles {
         say(format!(
             "  profile {:<12} role {}  session {}  {}s  {}",
@@ -150,6 +156,13 @@ fn report_settings(config: &Config, say: &mut impl FnMut(String)) {
     ));
     for given in &config.given {
         say(format!("    {} = {}", given.setting, given.value));
+    }
+    // Not settings, but names that look like ones: say why they did not stop start-up.
+    for variable in &config.injected {
+        say(format!(
+            "    {} ignored: set by {}",
+            variable.name, variable.by
+        ));
     }
     for warning in &config.warnings {
         say(format!("  warning: {warning}"));

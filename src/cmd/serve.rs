@@ -149,7 +149,7 @@ async fn chain_credentials(
     let chain = chain::load(ChainInputs {
         env,
         configured: config.credentials.clone(),
-        sts_endpoint: config.sts_endpoint.clone(),
+        sts_endpoint: config.base_sts_endpoint.clone(),
         metadata_endpoint: config.ecs_metadata_endpoint.clone(),
         clock: clock.clone(),
         budget: Some(budget.clone()),
@@ -157,7 +157,8 @@ async fn chain_credentials(
     .await
     .map_err(ServeError::Credentials)?;
     let (source, why) = chain.chosen();
-    tracing::info!(source, detail = why, "credentials for calling STS");
+    let sts = &config.base_sts_endpoint;
+    tracing::info!(source, detail = why, %sts, "credentials for calling STS");
     Ok(chain.provider)
 }
 

@@ -12,6 +12,7 @@ use super::login::{self, Login, Platforms};
 use super::problems::{Problems, shown};
 pub use super::rate_limit::RateLimit;
 use super::raw::{RawProfile, profile_origin};
+use super::secret::value_or_file;
 use super::settings::Key;
 use super::values::{flag, items};
 
@@ -107,6 +108,9 @@ pub struct Access {
 
 /// HS256 keys shorter than this are guessable (RFC 7518 §3.2 asks for at least the hash size).
 const MIN_HS256_SECRET_BYTES: usize = 32;
+/// Longer than any sensible key (HMAC hashes a key past 64 bytes anyway); a bigger file is most
+/// likely the wrong file, and the bound keeps it from being read whole.
+const MAX_HS256_SECRET_BYTES: usize = 1024;
 
 pub(super) fn parse(name: &str, raw: &RawProfile, problems: &mut Problems) -> Option<Access> {
     // Any problem added while parsing this profile's access settings means no `Access`.
@@ -165,8 +169,9 @@ fn auth_mode(name: &str, raw: &RawProfile, problems: &mut Problems) -> AuthMode 
 
 /// JWT settings on a profile that checks no JWT are a mistake worth stopping for.
 fn refuse_jwt_settings(name: &str, raw: &RawProfile, problems: &mut Problems) {
-    const JWT_KEYS: [Key; 7] = [
+    const JWT_KEYS: [Key; 8] = [
         Key::JwtHs256Secret,
+        Key::JwtHs256SecretFile,
         Key::JwtJwksUrl,
         Key::JwtJwksFile,
         Key::JwtIssuer,
@@ -242,13 +247,14 @@ fn parse_jwt(name: &str, raw: &RawProfile, problems: &mut Problems) -> Option<Jw
     };
     let issuer = text(Key::JwtIssuer);
     let audience = text(Key::JwtAudience);
-    let has_hs256 = raw.get(Key::JwtHs256Secret).is_some();
+    let has_hs256 =
+        raw.get(Key::JwtHs256Secret).is_some() || raw.get(Key::JwtHs256SecretFile).is_some();
     let has_jwks = jwks_url.is_some() || jwks_file.is_some();
     let algorithms = algorithms(raw, has_hs256, has_jwks, problems);
     if !has_hs256 && !has_jwks {
         problems.add(
             profile_origin(name, Key::JwtHs256Secret),
-            format!("profile `{name}` checks JWTs but has no key: set STSVEND_JWT_HS256_SECRET, STSVEND_JWT_JWKS_URL or STSVEND_JWT_JWKS_FILE"),
+            format!("profile `{name}` checks JWTs but has no key: set STSVEND_JWT_HS256_SECRET (or its _FILE), STSVEND_JWT_JWKS_URL or STSVEND_JWT_JWKS_FILE"),
         );
         return None;
     }
@@ -266,17 +272,32 @@ fn parse_jwt(name: &str, raw: &RawProfile, problems: &mut Problems) -> Option<Jw
     })
 }
 
+/// The HS256 key, given directly or as a file (the Docker and Kubernetes secrets convention),
+/// never both.
 fn hs256_secret(raw: &RawProfile, problems: &mut Problems) -> Option<SecretString> {
-    let s = raw.get(Key::JwtHs256Secret)?;
+    let value = raw.get(Key::JwtHs256Secret);
+    let file = raw.get(Key::JwtHs256SecretFile);
+    let (text, origin) = match (value, file) {
+        // Given directly, the key is used byte for byte, as it always was; from a file it is
+        // trimmed, since files end in a newline the issuer's key does not have.
+        (Some(value), None) => (value.value.clone(), value.origin.clone()),
+        _ => value_or_file(value, file, MAX_HS256_SECRET_BYTES, problems)?,
+    };
     // Never echo the secret, not even its length.
-    if s.value.len() < MIN_HS256_SECRET_BYTES {
+    if text.len() < MIN_HS256_SECRET_BYTES {
         problems.add(
-            &s.origin,
+            origin,
             format!("must be at least {MIN_HS256_SECRET_BYTES} bytes of random data"),
         );
         None
+    } else if text.len() > MAX_HS256_SECRET_BYTES {
+        problems.add(
+            origin,
+            format!("must be at most {MAX_HS256_SECRET_BYTES} bytes; is it the right key?"),
+        );
+        None
     } else {
-        Some(SecretString::from(s.value.clone()))
+        Some(SecretString::from(text))
     }
 }
 

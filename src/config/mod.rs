@@ -13,7 +13,7 @@
 //! the two sources into `raw.rs`'s values as given; `validate.rs` turns the global ones, and
 //! `profiles.rs`/`profile.rs`/`access.rs` each profile, into `validated.rs`'s [`Config`], with
 //! `values.rs`, `admin.rs` and `credentials.rs` for shared kinds of value; `problems.rs` words
-//! what is wrong.
+//! what is wrong; `injected.rs` knows the variables Kubernetes and Docker put beside ours.
 
 use std::collections::HashMap;
 
@@ -24,14 +24,19 @@ mod access;
 mod admin;
 mod credentials;
 mod env;
+#[cfg(test)]
+mod env_tests;
 mod file;
 pub mod fleet;
+mod injected;
 pub mod login;
 mod problems;
 mod profile;
 mod profiles;
 mod rate_limit;
 mod raw;
+#[cfg(test)]
+mod sdk_tests;
 mod secret;
 mod setting;
 pub mod settings;
@@ -44,6 +49,7 @@ mod values;
 pub use access::{Access, AuthMode, JwtAlgorithm, JwtSettings, RateLimit};
 pub use admin::{AdminAccess, AdminToken, MIN_ADMIN_TOKEN_BYTES};
 pub use file::ConfigFile;
+pub use injected::Injected;
 pub use problems::{ConfigErrors, Problem};
 pub use profiles::{DEV_LOGSTORE, DEV_ROLE_ARN};
 pub use setting::Given;
@@ -61,11 +67,15 @@ pub fn load(
     if let Some(file) = file {
         file::read(file, &mut raw, &mut problems);
     }
-    env::read(env, &mut raw, &mut problems);
+    let injected = env::read(env, &mut raw, &mut problems);
     let given = raw.given();
     let config = validate::validate(raw, mode, &mut problems);
     match config {
-        Some(config) if problems.0.is_empty() => Ok(Config { given, ..config }),
+        Some(config) if problems.0.is_empty() => Ok(Config {
+            given,
+            injected,
+            ..config
+        }),
         _ => Err(ConfigErrors(problems.0)),
     }
 }

@@ -12,6 +12,8 @@ use crate::profile_name::DEFAULT_PROFILE;
 pub(super) struct Raw {
     pub(super) global: BTreeMap<Key, Setting>,
     pub(super) profiles: BTreeMap<String, RawProfile>,
+    /// Said while reading (an `ALIBABA_CLOUD_` name nothing reads), logged with the others.
+    pub(super) warnings: Vec<String>,
 }
 
 impl Raw {

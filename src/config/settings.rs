@@ -195,6 +195,10 @@ table! {
         Unset, "", "path of the TOML file";
     RustLog => "RUST_LOG", None, EnvOnly, Text,
         Value("info"), "", "log filter";
+    StsRegion => "ALIBABA_CLOUD_STS_REGION", None, EnvOnly, Text,
+        Unset, "", "the base credentials' own STS region; the profiles' too unless stsvend's are set";
+    VpcEndpointEnabled => "ALIBABA_CLOUD_VPC_ENDPOINT_ENABLED", None, EnvOnly, Flag,
+        Value("false"), "", "`true`: that region's VPC endpoint";
 
     RoleArn => "STSVEND_ROLE_ARN", Some("role_arn"), Profile, Text,
         Required, "", "the RAM role to assume";
@@ -210,6 +214,8 @@ table! {
         Value("none"), "", "none, jwt, report, or mini program login: wechat, alipay or wechat,alipay";
     JwtHs256Secret => "STSVEND_JWT_HS256_SECRET", Some("jwt_hs256_secret"), Profile, Secret,
         Unset, "", "HS256 key";
+    JwtHs256SecretFile => "STSVEND_JWT_HS256_SECRET_FILE", Some("jwt_hs256_secret_file"), Profile, Path,
+        Unset, "", "the HS256 key, read from this file at start-up";
     JwtJwksUrl => "STSVEND_JWT_JWKS_URL", Some("jwt_jwks_url"), Profile, Url,
         Unset, "", "JWKS for RS256/ES256";
     JwtJwksFile => "STSVEND_JWT_JWKS_FILE", Some("jwt_jwks_file"), Profile, Path,
@@ -271,6 +277,19 @@ pub fn file_keys(level: Level) -> impl Iterator<Item = &'static str> {
     at(level).filter_map(|s| s.file_key)
 }
 
+/// The official SDKs' variables that set the base credentials' STS endpoint, read with the
+/// other settings (and, having no file key, from the environment only).
+pub const SDK_ENDPOINT_KEYS: [Key; 2] = [Key::StsRegion, Key::VpcEndpointEnabled];
+
+/// Every `ALIBABA_CLOUD_` variable in the table (the chain's own are listed in
+/// [`crate::credentials::CHAIN_VARIABLES`]).
+pub fn sdk_env_names() -> impl Iterator<Item = &'static str> {
+    SETTINGS
+        .iter()
+        .map(|s| s.env)
+        .filter(|name| name.starts_with("ALIBABA_CLOUD_"))
+}
+
 /// Every `STSVEND_` variable this version knows. Any other is refused: a typo such as
 /// `STSVEND_LOGSTORES` must not silently hand out tokens with every permission of the role.
 pub fn stsvend_env_names() -> impl Iterator<Item = &'static str> {
@@ -311,6 +330,53 @@ mod tests {
         }
         assert!(at(Level::EnvOnly).all(|s| s.file_key.is_none()));
         assert!(by_file_key(Level::Global, "profiles").is_none());
+    }
+
+    /// The secrets with no `_FILE` twin, each with the reason.
+    const SECRETS_WITHOUT_FILE: &[(Key, &str)] = &[
+        (
+            Key::AccessKeySecret,
+            "the official SDKs' name, which no SDK reads as `_FILE`; a name of ours beside it would \
+             look like theirs and behave differently. Its file forms are the SDKs' credentials \
+             file (`ALIBABA_CLOUD_CREDENTIALS_FILE`) and the TOML file's `access_key_secret`",
+        ),
+        (
+            Key::SecurityToken,
+            "the SDKs' name too, always given with the AccessKey secret: the same file forms",
+        ),
+    ];
+
+    /// The Docker and Kubernetes secrets convention: every secret can come from a mounted file.
+    #[test]
+    fn every_secret_has_a_file_twin_or_a_reason_not_to() {
+        for spec in SETTINGS.iter().filter(|s| s.kind == Kind::Secret) {
+            let twin = SETTINGS
+                .iter()
+                .find(|s| s.env == format!("{}_FILE", spec.env));
+            let reason = SECRETS_WITHOUT_FILE
+                .iter()
+                .find(|(key, _)| *key == spec.key);
+            if let Some((_, reason)) = reason {
+                assert!(!reason.is_empty());
+                assert!(twin.is_none(), "{} has a twin after all", spec.env);
+                continue;
+            }
+            let twin = twin.unwrap_or_else(|| panic!("{} has no `_FILE` twin", spec.env));
+            assert_eq!(twin.kind, Kind::Path, "{}", twin.env);
+            assert_eq!(twin.level, spec.level, "{}", twin.env);
+            assert_eq!(twin.default, Fallback::None, "{}", twin.env);
+            assert_eq!(
+                twin.file_key.map(str::to_owned),
+                spec.file_key.map(|key| format!("{key}_file")),
+                "{}",
+                twin.env
+            );
+            // Next to its secret, so the README lists them together.
+            assert_eq!(twin.key as usize, spec.key as usize + 1, "{}", twin.env);
+        }
+        for (key, _) in SECRETS_WITHOUT_FILE {
+            assert_eq!(key.spec().kind, Kind::Secret, "{key:?}");
+        }
     }
 
     /// The README's settings table: (variable, file key, default) per row. Read at compile

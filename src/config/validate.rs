@@ -25,10 +25,10 @@ const DEFAULT_DEV_ADMIN_LISTEN: &str = "127.0.0.1:0";
 pub(super) const ECS_METADATA_HOST: &str = "100.100.100.200";
 
 pub(super) fn validate(mut raw: Raw, mode: Mode, problems: &mut Problems) -> Option<Config> {
-    let mut warnings = Vec::new();
+    let mut warnings = std::mem::take(&mut raw.warnings);
     let dev = matches!(mode, Mode::Dev { .. });
     let listen = listen(&raw, mode, problems);
-    let (sts_endpoint, ecs_metadata_endpoint) = endpoints(&raw, dev, &mut warnings, problems);
+    let endpoints = endpoints(&raw, dev, &mut warnings, problems);
     let admin_listen = admin_listen(&raw, mode, problems);
     let admin = admin::parse(
         raw.get(Key::AdminHosts),
@@ -72,8 +72,9 @@ pub(super) fn validate(mut raw: Raw, mode: Mode, problems: &mut Problems) -> Opt
     let sessions = login::sessions(&raw, logins, dev, problems);
     Some(Config {
         listen: listen?,
-        sts_endpoint: sts_endpoint?,
-        ecs_metadata_endpoint: ecs_metadata_endpoint?,
+        sts_endpoint: endpoints.sts?,
+        base_sts_endpoint: endpoints.base_sts?,
+        ecs_metadata_endpoint: endpoints.metadata?,
         admin_listen: admin_listen?,
         admin,
         tls,
@@ -89,6 +90,7 @@ pub(super) fn validate(mut raw: Raw, mode: Mode, problems: &mut Problems) -> Opt
         credentials,
         warnings,
         given: Vec::new(),
+        injected: Vec::new(),
         fleet,
         sessions,
         replica_id,
@@ -154,13 +156,24 @@ fn dev_default(key: Key, value: &str) -> super::setting::Setting {
     }
 }
 
-/// The STS endpoint (from the region unless given) and the metadata service's.
+/// The endpoints: the profiles' STS, the base credentials' STS and the metadata service.
+struct Endpoints {
+    sts: Option<Url>,
+    base_sts: Option<Url>,
+    metadata: Option<Url>,
+}
+
+/// The profiles' STS endpoint: `STSVEND_STS_ENDPOINT`, else `STSVEND_REGION`'s, else the
+/// official SDKs' `ALIBABA_CLOUD_STS_REGION` (and VPC switch), else the default region's. The
+/// base credentials' own STS calls go where the SDKs would send them when
+/// `ALIBABA_CLOUD_STS_REGION` is set, else to the profiles' endpoint.
 fn endpoints(
     raw: &Raw,
     dev: bool,
     warnings: &mut Vec<String>,
     problems: &mut Problems,
-) -> (Option<Url>, Option<Url>) {
+) -> Endpoints {
+    let sdk = sdk_sts(raw, dev, warnings, problems);
     let region = raw.or_default(Key::Region);
     let region = region.as_ref().map_or("", |s| s.value.as_str());
     if !valid_region(region) {
@@ -173,8 +186,8 @@ fn endpoints(
             ),
         );
     }
-    let sts = match raw.get(Key::StsEndpoint) {
-        Some(setting) => {
+    let sts = match (raw.get(Key::StsEndpoint), raw.get(Key::Region), &sdk) {
+        (Some(setting), _, _) => {
             if dev {
                 warnings.push(format!(
                     "{} is ignored by `stsvend dev`, which uses its built-in STS emulator",
@@ -183,12 +196,71 @@ fn endpoints(
             }
             values::endpoint(setting, None, problems)
         }
-        None => Url::parse(&format!("https://sts.{region}.aliyuncs.com/")).ok(),
+        (None, None, Some(sdk)) => sdk.clone(),
+        (None, _, _) => Url::parse(&format!("https://sts.{region}.aliyuncs.com/")).ok(),
+    };
+    let base_sts = match sdk {
+        Some(sdk) => sdk,
+        None => sts.clone(),
     };
     let metadata = raw
         .or_default(Key::EcsMetadataEndpoint)
         .and_then(|setting| values::endpoint(&setting, Some(ECS_METADATA_HOST), problems));
-    (sts, metadata)
+    Endpoints {
+        sts,
+        base_sts,
+        metadata,
+    }
+}
+
+/// The official SDKs' STS endpoint, read as `alibabacloud_credentials` reads it: only with
+/// `ALIBABA_CLOUD_STS_REGION` (the SDKs otherwise call `sts.aliyuncs.com`, whatever the VPC
+/// switch says); `sts-vpc.` when `ALIBABA_CLOUD_VPC_ENDPOINT_ENABLED` is `true` in any case
+/// (`.lower() == 'true'`, nothing else, not even with spaces). `None` when the region is not
+/// set; `Some(None)` when it is not valid (a problem is added).
+fn sdk_sts(
+    raw: &Raw,
+    dev: bool,
+    warnings: &mut Vec<String>,
+    problems: &mut Problems,
+) -> Option<Option<Url>> {
+    let vpc = raw.get(Key::VpcEndpointEnabled);
+    let vpc_on = vpc.is_some_and(|v| v.value.eq_ignore_ascii_case("true"));
+    if let Some(vpc) = vpc.filter(|v| !vpc_on && !v.value.eq_ignore_ascii_case("false")) {
+        warnings.push(format!(
+            "{} is {}, which the official SDKs and stsvend read as false; only `true` turns it on",
+            vpc.origin,
+            shown(&vpc.value)
+        ));
+    }
+    let Some(region) = raw.get(Key::StsRegion) else {
+        if let Some(vpc) = vpc.filter(|_| vpc_on) {
+            warnings.push(format!(
+                "{} has no effect without `ALIBABA_CLOUD_STS_REGION` (the official SDKs then ignore it too)",
+                vpc.origin
+            ));
+        }
+        return None;
+    };
+    if dev {
+        warnings.push(format!(
+            "{} is ignored by `stsvend dev`, which uses its built-in STS emulator",
+            region.origin
+        ));
+    }
+    // Not trimmed: the SDKs put the value into the host name as it is.
+    if !valid_region(&region.value) {
+        problems.add(
+            &region.origin,
+            format!(
+                "must be a region id such as cn-shanghai or ap-southeast-1, got {}",
+                shown(&region.value)
+            ),
+        );
+        return Some(None);
+    }
+    let prefix = if vpc_on { "sts-vpc" } else { "sts" };
+    Some(Url::parse(&format!("https://{prefix}.{}.aliyuncs.com/", region.value)).ok())
 }
 
 fn valid_region(region: &str) -> bool {

@@ -29,8 +29,13 @@ pub enum Mode {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
-    /// Base URL of STS (`https://sts.<region>.aliyuncs.com/` unless overridden). Ignored in dev.
+    /// Base URL of STS for the profiles' tokens (`https://sts.<region>.aliyuncs.com/` unless
+    /// overridden). Ignored in dev.
     pub sts_endpoint: Url,
+    /// Base URL of STS for the base credentials' own calls (`AssumeRoleWithOIDC`, a
+    /// `RamRoleArn` profile's `AssumeRole`): the official SDKs' `ALIBABA_CLOUD_STS_REGION`
+    /// endpoint when that is set, else `sts_endpoint`.
+    pub base_sts_endpoint: Url,
     /// Base URL of the ECS metadata service (`http://100.100.100.200/` unless overridden).
     pub ecs_metadata_endpoint: Url,
     pub min_remaining: Duration,
@@ -65,6 +70,9 @@ pub struct Config {
     pub warnings: Vec<String>,
     /// Every setting the operator gave, as `stsvend check` lists them (no secret in it).
     pub given: Vec<Given>,
+    /// `STSVEND_`-like variables Kubernetes service links or Docker links injected: not
+    /// settings, ignored, each logged at debug level at start-up.
+    pub injected: Vec<super::injected::Injected>,
     /// Fleet mode: the Redis the replicas share state through. `None`: one process.
     pub fleet: Option<FleetSettings>,
     /// Mini program login: the session tokens' settings, when some profile accepts logins.

@@ -5,7 +5,8 @@
 //!    rest of the settings in [`crate::config`], so a half-set pair is a configuration error);
 //! 2. [`oidc`] — ACK RRSA: `AssumeRoleWithOIDC` with a token file that is re-read on every call;
 //! 3. [`profile`] — the Alibaba Cloud CLI's `~/.aliyun/config.json`;
-//! 4. [`ini`] — `~/.alibabacloud/credentials.ini` or `ALIBABA_CLOUD_CREDENTIALS_FILE`;
+//! 4. [`ini`] — `~/.alibabacloud/credentials.ini` or `ALIBABA_CLOUD_CREDENTIALS_FILE`, read by
+//!    [`configparser`] exactly as the Python SDK reads it;
 //! 5. [`ecs`] — the ECS instance RAM role from the metadata service;
 //! 6. [`uri`] — `ALIBABA_CLOUD_CREDENTIALS_URI`.
 //!
@@ -22,6 +23,7 @@
 //! flags).
 
 pub mod chain;
+mod configparser;
 mod ecs;
 mod env;
 mod error;
@@ -39,6 +41,7 @@ mod sources;
 mod uri;
 mod value;
 
+pub use env::CHAIN_VARIABLES;
 pub use error::{CredentialsError, SourceError};
 pub use origin::Origin;
 pub use provider::CredentialsProvider;

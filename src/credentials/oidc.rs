@@ -3,7 +3,9 @@
 //! Configured by `ALIBABA_CLOUD_ROLE_ARN`, `ALIBABA_CLOUD_OIDC_PROVIDER_ARN` and
 //! `ALIBABA_CLOUD_OIDC_TOKEN_FILE` (all three, as ACK's webhook injects them), optionally
 //! `ALIBABA_CLOUD_ROLE_SESSION_NAME`. The token file is re-read on every call because the kubelet
-//! rotates it. The call is unsigned and goes to the same STS endpoint as `AssumeRole`.
+//! rotates it. The call is unsigned and goes to the base credentials' STS endpoint
+//! (`ALIBABA_CLOUD_STS_REGION`'s, else the profiles'). A credentials-file section of type
+//! `oidc_role_arn` makes the same call ([`Oidc::new`]).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -16,8 +18,6 @@ use crate::sts::StsClient;
 use crate::sts::names::{DurationSeconds, RoleArn, SessionName};
 use crate::sts::request::AssumeRoleWithOidc;
 
-/// The name renewals are counted and logged under.
-pub(super) const SOURCE: &str = Origin::Oidc.as_str();
 const VARS: [&str; 3] = [
     "ALIBABA_CLOUD_ROLE_ARN",
     "ALIBABA_CLOUD_OIDC_PROVIDER_ARN",
@@ -30,11 +30,10 @@ const MAX_TOKEN_BYTES: u64 = 20_000;
 
 #[derive(Debug)]
 pub struct Oidc {
+    /// What the credentials are counted, logged and reported under.
+    origin: Origin,
     client: StsClient,
-    role_arn: String,
-    provider_arn: String,
-    token_file: PathBuf,
-    session_name: String,
+    fields: Fields,
 }
 
 /// `Ok(None)` when none of the three variables is set.
@@ -72,43 +71,69 @@ pub(super) fn detect(
             SessionName::RULE
         )));
     }
-    let oidc = Oidc {
-        client: client.clone(),
+    let fields = Fields {
         role_arn: role_arn.to_owned(),
         provider_arn: provider_arn.to_owned(),
-        token_file: PathBuf::from(token_file),
+        token_file: token_file.into(),
+        token_setting: "ALIBABA_CLOUD_OIDC_TOKEN_FILE".to_owned(),
         session_name: session_name.to_owned(),
     };
-    // An unreadable token file is a broken configuration, found now rather than at the first call.
-    oidc.read_token()?;
-    Ok(Some(oidc))
+    Oidc::new(Origin::Oidc, client, fields).map(Some)
+}
+
+/// What an `AssumeRoleWithOIDC` source is configured with, already checked.
+#[derive(Debug)]
+pub(super) struct Fields {
+    pub(super) role_arn: String,
+    pub(super) provider_arn: String,
+    pub(super) token_file: PathBuf,
+    /// Where the token file's path was given, for the errors reading it.
+    pub(super) token_setting: String,
+    pub(super) session_name: String,
 }
 
 impl Oidc {
+    /// Reads the token once: an unreadable token file is found now, not at the first call.
+    pub(super) fn new(
+        origin: Origin,
+        client: &StsClient,
+        fields: Fields,
+    ) -> Result<Self, SourceError> {
+        let oidc = Self {
+            origin,
+            client: client.clone(),
+            fields,
+        };
+        oidc.read_token()?;
+        Ok(oidc)
+    }
+
+    /// The name renewals are counted and logged under.
+    pub(super) fn source(&self) -> &'static str {
+        self.origin.as_str()
+    }
+
     pub(super) fn describe(&self) -> String {
         format!(
             "AssumeRoleWithOIDC for {} with the token in `{}`",
-            self.role_arn,
-            self.token_file.display()
+            self.fields.role_arn,
+            self.fields.token_file.display()
         )
     }
 
     fn read_token(&self) -> Result<String, SourceError> {
-        let path = self.token_file.display();
-        let metadata = std::fs::metadata(&self.token_file).map_err(|e| {
-            SourceError::new(format!(
-                "cannot read OIDC token file `{path}` (ALIBABA_CLOUD_OIDC_TOKEN_FILE): {e}"
-            ))
+        let path = self.fields.token_file.display();
+        let by = &self.fields.token_setting;
+        let metadata = std::fs::metadata(&self.fields.token_file).map_err(|e| {
+            SourceError::new(format!("cannot read OIDC token file `{path}` ({by}): {e}"))
         })?;
         if metadata.len() > MAX_TOKEN_BYTES {
             return Err(SourceError::new(format!(
                 "OIDC token file `{path}` is larger than {MAX_TOKEN_BYTES} bytes"
             )));
         }
-        let token = std::fs::read_to_string(&self.token_file).map_err(|e| {
-            SourceError::new(format!(
-                "cannot read OIDC token file `{path}` (ALIBABA_CLOUD_OIDC_TOKEN_FILE): {e}"
-            ))
+        let token = std::fs::read_to_string(&self.fields.token_file).map_err(|e| {
+            SourceError::new(format!("cannot read OIDC token file `{path}` ({by}): {e}"))
         })?;
         let token = token.trim();
         if token.len() < 4 {
@@ -122,16 +147,16 @@ impl Oidc {
     /// Reads the current token and exchanges it for credentials.
     pub(super) async fn fetch(&self) -> Result<Credentials, SourceError> {
         let call = AssumeRoleWithOidc {
-            role_arn: self.role_arn.clone(),
-            oidc_provider_arn: self.provider_arn.clone(),
+            role_arn: self.fields.role_arn.clone(),
+            oidc_provider_arn: self.fields.provider_arn.clone(),
             oidc_token: self.read_token()?,
-            role_session_name: self.session_name.clone(),
+            role_session_name: self.fields.session_name.clone(),
             duration_seconds: DURATION_SECONDS,
         };
         self.client
             .assume_role_with_oidc(&call)
             .await
-            .map(|issued| issued.into_credentials(Origin::Oidc))
+            .map(|issued| issued.into_credentials(self.origin))
             .map_err(|e| SourceError::new(format!("AssumeRoleWithOIDC failed: {e}")))
     }
 }

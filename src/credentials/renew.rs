@@ -40,7 +40,7 @@ pub enum Temporary {
 impl Temporary {
     pub fn source(&self) -> &'static str {
         match self {
-            Self::Oidc(_) => super::oidc::SOURCE,
+            Self::Oidc(oidc) => oidc.source(),
             Self::Ecs(_) => super::ecs::SOURCE,
             Self::Uri(_) => super::uri::SOURCE,
             Self::RamRoleArn { source, .. } => source.as_str(),

@@ -183,7 +183,10 @@ fn valid_port(port: Option<&str>) -> bool {
 async fn render_metrics(State(state): State<AdminState>) -> Response {
     match &state.metrics {
         Some(render) => (
-            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
             render(),
         )
             .into_response(),

@@ -271,7 +271,7 @@ impl<F: Fetch> Job for Refresher<F> {
 impl<F: Fetch> Kept for Refresher<F> {
     type Failure = FailureClass;
 
-    /// Keeps `stsvend_token_expiry_seconds` current while waiting.
+    /// Keeps the token expiry gauges current while waiting.
     const TICK: Option<Duration> = Some(metrics::EXPIRY_GAUGE_EVERY);
 
     fn renewed(&self, fresh: &Fresh<Arc<Token>>) {
@@ -310,13 +310,10 @@ impl<F: Fetch> Kept for Refresher<F> {
         class
     }
 
-    /// Seconds until the published token expires (0 without one), as a gauge.
+    /// When the published token expires (and how soon), as gauges.
     fn tick(&self, published: &Snapshot) {
-        let now = self.clock.now();
-        let seconds = published.value.as_ref().map_or(0.0, |token| {
-            (token.expiration - now).num_milliseconds() as f64 / 1000.0
-        });
-        metrics::record_token_expiry(&self.profile, seconds);
+        let expiration = published.value.as_ref().map(|token| token.expiration);
+        metrics::record_token_expiry(&self.profile, expiration, self.clock.now());
     }
 
     fn resetting(&self) {

@@ -40,6 +40,8 @@ enum Outcome {
         message: String,
     },
     NothingConfigured,
+    /// The base credentials' STS endpoint is not where the SDK sent its call.
+    StsElsewhere(String),
 }
 
 impl Outcome {
@@ -51,6 +53,7 @@ impl Outcome {
             }
             Self::Stopped { source, message } => format!("stopped at {source}: {message}"),
             Self::NothingConfigured => "nothing configured".to_owned(),
+            Self::StsElsewhere(problem) => problem.clone(),
         }
     }
 }
@@ -103,6 +106,27 @@ impl Mocks {
     }
 }
 
+/// The SDK with `ALIBABA_CLOUD_STS_REGION` calls `sts[-vpc].<region>.aliyuncs.com`: stsvend's
+/// base credentials must call the same host. Without it the SDK calls `sts.aliyuncs.com` and
+/// stsvend its own STS endpoint (`STSVEND_STS_ENDPOINT` or `STSVEND_REGION`'s), as the README
+/// says. `None` when they agree.
+fn sts_host_differs(
+    scenario: &Value,
+    base_sts: &reqwest::Url,
+    own: &reqwest::Url,
+) -> Option<String> {
+    let host = scenario["sts_host"].as_str()?;
+    let region_given = scenario["env"]["ALIBABA_CLOUD_STS_REGION"].is_string();
+    let agrees = if region_given {
+        base_sts.host_str() == Some(host) && base_sts.scheme() == "https"
+    } else {
+        host == "sts.aliyuncs.com" && base_sts == own
+    };
+    (!agrees).then(|| {
+        format!("the SDK called STS at {host}, stsvend's base credentials would call {base_sts}")
+    })
+}
+
 /// Runs one scenario through `config::load` (the environment source) and `chain::load`.
 async fn replay(scenario: &Value, mocks: &Mocks) -> Outcome {
     let home = TempDir::new();
@@ -147,6 +171,12 @@ async fn replay(scenario: &Value, mocks: &Mocks) -> Outcome {
             };
         }
     };
+    // Where the base credentials' own STS calls would go; the calls themselves go to the mock,
+    // as the generator redirects the SDK's.
+    let base_sts = config.base_sts_endpoint.clone();
+    if let Some(problem) = sts_host_differs(scenario, &base_sts, &config.sts_endpoint) {
+        return Outcome::StsElsewhere(problem);
+    }
     let metadata_endpoint = if scenario["ecs_metadata"] == true {
         mocks.metadata.url()
     } else {
@@ -196,8 +226,16 @@ async fn every_python_sdk_chain_decision_is_reproduced_or_deliberately_stopped()
         "the fixture names the SDK it was recorded with: {sdk:?}"
     );
     let scenarios = fixture["scenarios"].as_array().expect("scenarios");
+    let with_sts_host = scenarios
+        .iter()
+        .filter(|s| s["env"]["ALIBABA_CLOUD_STS_REGION"].is_string() && s["sts_host"].is_string())
+        .count();
     assert!(
-        scenarios.len() >= 25,
+        with_sts_host >= 5,
+        "the fixture has {with_sts_host} scenarios with ALIBABA_CLOUD_STS_REGION and an STS call"
+    );
+    assert!(
+        scenarios.len() >= 45,
         "the fixture has {} scenarios",
         scenarios.len()
     );

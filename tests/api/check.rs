@@ -58,6 +58,17 @@ impl Setup {
     /// Runs `stsvend --config FILE ARGS` with exactly these variables (plus HOME and a metadata
     /// endpoint that refuses connections), bounded to 20 s.
     async fn run(&self, args: &[&str], sts: &MockSts, with_key: bool) -> Run {
+        self.run_with(args, sts, with_key, &[]).await
+    }
+
+    /// [`Self::run`] with `extra` variables too.
+    async fn run_with(
+        &self,
+        args: &[&str],
+        sts: &MockSts,
+        with_key: bool,
+        extra: &[(&str, &str)],
+    ) -> Run {
         let metadata = self.closed.url().to_string();
         let endpoint = sts.endpoint();
         let mut env = vec![
@@ -65,6 +76,7 @@ impl Setup {
             ("STSVEND_STS_ENDPOINT", endpoint.as_str()),
             ("STSVEND_ECS_METADATA_ENDPOINT", metadata.as_str()),
         ];
+        env.extend_from_slice(extra);
         if with_key {
             env.push(("ALIBABA_CLOUD_ACCESS_KEY_ID", TEST_KEY_ID));
             env.push(("ALIBABA_CLOUD_ACCESS_KEY_SECRET", self.secret.as_str()));
@@ -147,6 +159,43 @@ async fn check_without_live_names_the_chosen_source_and_every_other_verdict_and_
         run.stdout
     );
     assert_eq!(sts.calls(), 0, "check without --live never calls STS");
+}
+
+/// Issue 17: the SDKs' STS region moves the base credentials' own calls, not the profiles'
+/// (`STSVEND_STS_ENDPOINT` is set), and check says so; a misspelt `ALIBABA_CLOUD_` variable is a
+/// warning naming the right one, not an error.
+#[tokio::test]
+async fn check_shows_the_sdks_sts_endpoint_and_warns_about_an_unknown_sdk_variable() {
+    let setup = Setup::new();
+    let sts = MockSts::start(vec![]).await;
+    let extra = [
+        ("ALIBABA_CLOUD_STS_REGION", "cn-beijing"),
+        ("ALIBABA_CLOUD_VPC_ENDPOINT_ENABLED", "true"),
+        ("ALIBABA_CLOUD_STS_REGOIN", "cn-beijing"),
+    ];
+    let run = setup.run_with(&["check"], &sts, true, &extra).await;
+    assert_eq!(run.code, Some(0), "{}", run.all());
+    assert!(
+        run.stdout
+            .contains(&format!("STS at {}", sts.endpoint().trim_end_matches('/'))),
+        "the profiles keep STSVEND_STS_ENDPOINT:\n{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains(
+            "the base credentials' own STS calls go to https://sts-vpc.cn-beijing.aliyuncs.com/"
+        ),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains(
+            "warning: `ALIBABA_CLOUD_STS_REGOIN` is not a variable stsvend reads; did you mean `ALIBABA_CLOUD_STS_REGION`?"
+        ),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(sts.calls(), 0);
 }
 
 #[tokio::test]

@@ -531,3 +531,43 @@ fn an_unknown_command_line_flag_exits_2_without_a_panic() {
     assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
     assert!(!run.stderr.contains(&secret));
 }
+
+/// What a Kubernetes Service `stsvend` with one port gives every pod of its namespace.
+const SERVICE_LINKS: &[(&str, &str)] = &[
+    ("STSVEND_SERVICE_HOST", "10.96.12.34"),
+    ("STSVEND_SERVICE_PORT", "8080"),
+    ("STSVEND_SERVICE_PORT_HTTP", "8080"),
+    ("STSVEND_PORT", "tcp://10.96.12.34:8080"),
+    ("STSVEND_PORT_8080_TCP", "tcp://10.96.12.34:8080"),
+    ("STSVEND_PORT_8080_TCP_PROTO", "tcp"),
+    ("STSVEND_PORT_8080_TCP_PORT", "8080"),
+    ("STSVEND_PORT_8080_TCP_ADDR", "10.96.12.34"),
+];
+
+#[test]
+fn the_variables_a_kubernetes_service_injects_do_not_stop_start_up() {
+    let home = TempDir::new();
+    let mut vars = valid_env(&unique_secret());
+    vars.extend(
+        [
+            ("HOME", home.path_str()),
+            ("STSVEND_ECS_METADATA_ENDPOINT", "http://127.0.0.1:9/"),
+        ]
+        .iter()
+        .chain(SERVICE_LINKS)
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
+    let checked = run(&["check"], &vars);
+    assert_eq!(checked.status.code(), Some(0), "{checked:?}");
+    for (name, _) in SERVICE_LINKS {
+        let line = format!("{name} ignored: set by the Kubernetes Service `stsvend`");
+        assert!(checked.stdout.contains(&line), "{line}\n{}", checked.stdout);
+    }
+    // A near-miss beside them is still the typo it looks like.
+    let mut near_miss = SERVICE_LINKS.to_vec();
+    near_miss.push(("STSVEND_SERVICE_HOSTS", "10.96.12.34"));
+    let refused = fails(&[], &near_miss);
+    assert_eq!(refused.lines().len(), 1, "{}", refused.stderr);
+    let line = refused.line_naming("`STSVEND_SERVICE_HOSTS`");
+    assert!(line.contains("is not a setting"), "{line}");
+}

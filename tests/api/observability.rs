@@ -140,6 +140,16 @@ async fn a_scrape_after_traffic_shows_requests_sts_calls_cache_expiry_and_reject
     )
     .expect("expiry gauge");
     assert!((3000.0..=3600.0).contains(&expiry), "{expiry}");
+    // The same expiry as Unix time, which alerts compare with `time()`.
+    let at = sample(
+        &page,
+        "stsvend_token_expiry_timestamp_seconds",
+        &[("profile", "obs-web")],
+    )
+    .expect("expiry timestamp gauge");
+    let now = Clock::System.now().timestamp() as f64;
+    assert!((now + 3000.0..=now + 3601.0).contains(&at), "{at} at {now}");
+    assert!(page.contains("# TYPE stsvend_token_expiry_timestamp_seconds gauge"));
 
     // Refusals, by reason and (for JWTs) the failed check.
     let rejections = |profile: &str, reason: &str, check: &str| {
@@ -188,6 +198,82 @@ async fn a_scrape_after_traffic_shows_requests_sts_calls_cache_expiry_and_reject
     // Bounded labels: no user id and no address anywhere on the page.
     assert!(!page.contains("obs-user-1"));
     assert!(!page.contains("127.0.0.1"));
+    app.stop().await;
+}
+
+/// The git revision of the checkout the tests run in, `None` outside one.
+fn checkout_revision() -> Option<String> {
+    let out = std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+#[tokio::test]
+async fn the_admin_metrics_page_has_build_info_process_series_and_a_utf8_text_type() {
+    let mock = MockSts::start(vec![]).await;
+    let app = TestApp::builder(&mock.endpoint()).metrics().start().await;
+    let answer = app
+        .client
+        .get(format!("http://{}/metrics", app.admin_addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    assert_eq!(
+        answer.headers()["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    let page = answer.text().await.unwrap();
+
+    // Build info: always 1, this crate's version, the commit it was built from.
+    let info = page
+        .lines()
+        .find(|l| l.starts_with("stsvend_build_info{"))
+        .unwrap_or_else(|| panic!("no stsvend_build_info in {page}"));
+    let (series, value) = info.rsplit_once(' ').unwrap();
+    assert_eq!(value, "1");
+    let label = |name: &str| {
+        let start = series.find(&format!("{name}=\"")).expect(name) + name.len() + 2;
+        series[start..].split('"').next().unwrap().to_owned()
+    };
+    assert_eq!(label("version"), env!("CARGO_PKG_VERSION"));
+    let revision = label("revision");
+    match checkout_revision() {
+        // Built from this checkout (build.rs reruns when HEAD moves): a prefix of its commit.
+        Some(head) if std::env::var_os("STSVEND_BUILD_REVISION").is_none() => {
+            assert!(
+                revision.len() >= 7 && head.starts_with(&revision),
+                "{revision} vs {head}"
+            );
+        }
+        _ => assert!(
+            revision == "unknown" || revision.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{revision}"
+        ),
+    }
+    assert!(page.contains("# TYPE stsvend_build_info gauge"));
+
+    // Process series, read from /proc at the scrape: plausible values for this test process.
+    let process =
+        |name: &str| sample(&page, name, &[]).unwrap_or_else(|| panic!("no {name} in {page}"));
+    assert!(process("process_resident_memory_bytes") > 1_000_000.0);
+    // At least the listeners and the connection of this very request.
+    assert!(process("process_open_fds") >= 3.0);
+    assert!(process("process_max_fds") >= process("process_open_fds"));
+    let now = Clock::System.now().timestamp() as f64;
+    let started = process("process_start_time_seconds");
+    assert!(
+        (now - 86_400.0..=now + 1.0).contains(&started),
+        "{started} at {now}"
+    );
+    assert!(process("process_cpu_seconds_total") >= 0.0);
+    assert!(page.contains("# TYPE process_cpu_seconds_total counter"));
+    assert!(page.contains("# TYPE process_resident_memory_bytes gauge"));
     app.stop().await;
 }
 

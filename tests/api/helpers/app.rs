@@ -31,6 +31,8 @@ pub(crate) struct TestAppBuilder {
     file: Option<String>,
     clock: Clock,
     credentials: Option<CredentialsProvider>,
+    /// Whether the admin listener serves `/metrics` from the process-global recorder.
+    metrics: bool,
 }
 
 impl TestAppBuilder {
@@ -60,6 +62,13 @@ impl TestAppBuilder {
     /// The base credentials for calling STS (default: the configured AccessKey, static).
     pub(crate) fn credentials(mut self, credentials: CredentialsProvider) -> Self {
         self.credentials = Some(credentials);
+        self
+    }
+
+    /// Routes `/metrics` on the admin listener to the process-global recorder, as the binary
+    /// does (without it, `/metrics` is not routed).
+    pub(crate) fn metrics(mut self) -> Self {
+        self.metrics = true;
         self
     }
 
@@ -94,10 +103,12 @@ impl TestAppBuilder {
                 CredentialsProvider::Static(config.credentials.clone().expect("credentials"))
             }
         };
-        let app = App::builder(&config, credentials, self.clock)
-            .build()
-            .await
-            .expect("service builds");
+        let mut builder = App::builder(&config, credentials, self.clock);
+        if self.metrics {
+            let metrics = stsvend::metrics::install();
+            builder = builder.metrics(std::sync::Arc::new(move || metrics.render()));
+        }
+        let app = builder.build().await.expect("service builds");
         TestApp::serve(app, emulator)
     }
 }
@@ -148,6 +159,7 @@ impl TestApp {
             file: None,
             clock: Clock::System,
             credentials: None,
+            metrics: false,
         }
     }
 

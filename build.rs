@@ -1,0 +1,57 @@
+//! Hands the git revision the binary is built from to the code as `STSVEND_GIT_REVISION`, for
+//! the `stsvend_build_info` metric. `STSVEND_BUILD_REVISION` set at build time wins (an image
+//! built from a tarball or a `.dockerignore`d `.git` can pass it as a build argument); without
+//! either, nothing is set and the metric says `unknown`. Never fails the build.
+
+use std::path::Path;
+use std::process::Command;
+
+fn main() {
+    println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-env-changed=STSVEND_BUILD_REVISION");
+    // The one reading of the build environment; clippy.toml's ban is about the service's code.
+    #[allow(clippy::disallowed_methods)]
+    let given = std::env::var("STSVEND_BUILD_REVISION").ok();
+    let revision = given
+        .filter(|r| is_revision(r))
+        .or_else(git_revision)
+        .filter(|r| is_revision(r));
+    if let Some(revision) = revision {
+        println!("cargo:rustc-env=STSVEND_GIT_REVISION={revision}");
+    }
+}
+
+/// The short commit id of `HEAD`, and rebuild triggers on whatever moves it (a commit, a
+/// checkout). Worktrees keep `HEAD` and the branch refs in different places: ask git for both.
+fn git_revision() -> Option<String> {
+    let revision = git(&["rev-parse", "--short=12", "HEAD"])?;
+    for path in ["HEAD", "packed-refs"] {
+        watch(git(&["rev-parse", "--git-path", path]));
+    }
+    if let Some(branch) = git(&["symbolic-ref", "-q", "HEAD"]) {
+        watch(git(&["rev-parse", "--git-path", &branch]));
+    }
+    Some(revision)
+}
+
+fn watch(path: Option<String>) {
+    if let Some(path) = path.filter(|p| Path::new(p).exists()) {
+        println!("cargo:rerun-if-changed={path}");
+    }
+}
+
+/// `git args` in the crate's directory, its trimmed output when it succeeds.
+fn git(args: &[&str]) -> Option<String> {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()?;
+    let text = String::from_utf8(out.stdout).ok()?;
+    out.status.success().then(|| text.trim().to_owned())
+}
+
+/// A label-safe revision: 4 to 64 hex digits (a short or full commit id).
+fn is_revision(text: &str) -> bool {
+    (4..=64).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_hexdigit())
+}
