@@ -112,7 +112,12 @@ impl Fields<'_, '_> {
 
 impl Visit for Fields<'_, '_> {
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.field(field, |out| write_string(out, format_args!("{value}")));
+        // Escaped directly, without the formatting machinery `format_args!` would go through.
+        self.field(field, |out| {
+            out.write_char('"')?;
+            Escaped(&mut *out).write_str(value)?;
+            out.write_char('"')
+        });
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
