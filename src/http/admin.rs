@@ -297,7 +297,10 @@ async fn reload(
                 "problems": problems,
                 "request_id": request_id,
             }});
-            return Ok((StatusCode::UNPROCESSABLE_ENTITY, axum::Json(body)).into_response());
+            let no_store = [(header::CACHE_CONTROL, "no-store")];
+            return Ok(
+                (StatusCode::UNPROCESSABLE_ENTITY, no_store, axum::Json(body)).into_response(),
+            );
         }
     };
     Ok((StatusCode::OK, axum::Json(body)).into_response())
