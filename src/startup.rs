@@ -237,12 +237,7 @@ impl App {
             source,
         } = parts;
         let budget = process_budget(config, budget, fleet.as_ref());
-        let tls = config
-            .tls
-            .as_ref()
-            .map(Tls::load)
-            .transpose()
-            .map_err(StartupError::Tls)?;
+        let tls = load_tls(config)?;
         let (listener, admin_listener) = bind_listeners(config).await?;
         let client = StsClient::new(config.sts_endpoint.clone(), clock.clone())
             .map_err(StartupError::HttpClient)?
@@ -260,9 +255,11 @@ impl App {
         );
         let (profiles, tasks) = sources.profiles(config).inspect_err(|_| cancel.cancel())?;
         let mut state = AppState::new(profiles, config.trusted_proxies.clone(), clock.clone());
+        // Replaced when a reload changes which profiles there are.
+        let switch_follow = cancel.child_token();
         if let Some(store) = fleet {
             // Before serving: a replica started during an incident starts disabled.
-            state = http::fleet_switch::start(store, state, &cancel).await;
+            state = http::fleet_switch::start(store, state, &switch_follow).await;
         }
         tokio::spawn(forget_idle_rate_limits(state.clone(), cancel.child_token()));
         let asks = source.map(|source| (source, Reloads::channel()));
@@ -291,6 +288,7 @@ impl App {
                 public: router.clone(),
                 admin: admin.as_ref().map(|(_, routes)| routes.clone()),
                 watching,
+                switch_follow,
             };
             (reloader, asks)
         });
@@ -390,6 +388,13 @@ impl App {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// The public listener's certificate, when it speaks HTTPS: one that cannot be used stops
+/// start-up.
+fn load_tls(config: &Config) -> Result<Option<Tls>, StartupError> {
+    let tls = config.tls.as_ref().map(Tls::load).transpose();
+    tls.map_err(StartupError::Tls)
 }
 
 /// The budget every AssumeRole of the process spends from (the one given, or a new one), in

@@ -21,9 +21,9 @@ use super::parts::{
 use crate::config::Config;
 use crate::config::diff::{self, ConfigDiff};
 use crate::config::inputs::Inputs;
-use crate::http::AppState;
 use crate::http::ProfileState;
 use crate::http::state::Profiles;
+use crate::http::{AppState, fleet_switch};
 use crate::reload::{Ask, Outcome, Reloads, Source, Trigger};
 use crate::server::Routes;
 use crate::server::watch::Watched;
@@ -50,6 +50,8 @@ pub(super) struct Reloader {
     pub(super) admin: Option<Routes>,
     /// What the file watcher looks at, updated after each reload.
     pub(super) watching: ConfigWatch,
+    /// Fleet mode: stops the kill-switch follower of the current set of profiles.
+    pub(super) switch_follow: CancellationToken,
 }
 
 /// The next generation's profiles, before anything is swapped.
@@ -223,6 +225,14 @@ impl Reloader {
                 callers.clear().await;
             }
             Tokens::clear(&profile.shared).await;
+        }
+        if !(changes.profiles_added.is_empty() && changes.profiles_removed.is_empty())
+            && let Some(board) = self.state.fleet_switch().cloned()
+        {
+            // The follower watches a fixed set of names: follow the new set instead.
+            self.switch_follow.cancel();
+            self.switch_follow = self.sources.cancel.child_token();
+            fleet_switch::follow_profiles(&board, &self.state, &self.switch_follow).await;
         }
         self.watching.follow(&next);
         self.running = next;

@@ -190,3 +190,58 @@ async fn a_replica_that_reloaded_a_new_policy_never_takes_the_old_token_from_red
         .await
         .expect("the scenario finished in time");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_profile_added_by_a_reload_follows_the_fleet_kill_switch() {
+    let scenario = async {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let redis = RedisServer::start();
+        let sts = Emulator::start(Clock::System).await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let (path_a, path_b) = (dir.path().join("a.toml"), dir.path().join("b.toml"));
+        std::fs::write(&path_a, config("proj/web")).unwrap();
+        std::fs::write(&path_b, config("proj/web")).unwrap();
+        let a = Replica::start(&redis, &sts, "replica-a", &path_a).await;
+        let b = Replica::start(&redis, &sts, "replica-b", &path_b).await;
+        let extra = format!(
+            "{}\n[profiles.extra]\nrole_arn = \"{ROLE}\"\nlogstore = \"proj/extra\"\n",
+            config("proj/web")
+        );
+        std::fs::write(&path_a, &extra).unwrap();
+        std::fs::write(&path_b, &extra).unwrap();
+        a.reload().await;
+        b.reload().await;
+        b.token("/get_sts_token/extra", None).await;
+
+        let disabled = a
+            .client
+            .post(format!("http://{}/admin/profiles/extra/disable", a.admin))
+            .header("x-stsvend-admin", "1")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(disabled.status(), 200);
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let answer = b
+                .client
+                .get(format!("http://{}/get_sts_token/extra", b.addr))
+                .send()
+                .await
+                .unwrap();
+            if answer.status() == 503 {
+                let body: serde_json::Value = answer.json().await.unwrap();
+                assert_eq!(body["error"]["code"], "profile_disabled");
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "replica B never applied the fleet's switch to the added profile"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(90), scenario)
+        .await
+        .expect("the scenario finished in time");
+}
