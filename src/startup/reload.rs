@@ -113,8 +113,7 @@ impl Reloader {
         let built = match self.build(&next, &changes) {
             Ok(built) => built,
             Err(error) => {
-                let line = format!("{:#}", anyhow::Error::from(error));
-                return refused(trigger, vec![line]);
+                return refused(trigger, vec![with_causes(&error)]);
             }
         };
         self.swap(next, built, &changes).await;
@@ -239,6 +238,18 @@ impl Reloader {
     }
 }
 
+/// An error and its causes on one line, as start-up prints a setup error.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut line = error.to_string();
+    let mut cause = error.source();
+    while let Some(next) = cause {
+        line.push_str(": ");
+        line.push_str(&next.to_string());
+        cause = next.source();
+    }
+    line
+}
+
 fn refused(trigger: Trigger, problems: Vec<String>) -> Outcome {
     for problem in &problems {
         tracing::error!(?trigger, "configuration reload refused: {problem}");
@@ -338,6 +349,7 @@ impl Watched for ConfigWatch {
 
     async fn reload(&mut self, sighup: bool) {
         let trigger = if sighup {
+            tracing::info!("received SIGHUP: reloading the configuration");
             Trigger::Signal
         } else {
             Trigger::Watch
