@@ -481,3 +481,31 @@ async fn sighup_reloads_the_real_binary() {
     assert!(exit.is_some_and(|e| e.success()), "{exit:?}\n{stderr}");
     assert!(stderr.contains("configuration reloaded"), "{stderr}");
 }
+
+#[tokio::test]
+async fn a_changed_profile_keeps_its_kill_switch() {
+    let dir = TempDir::new();
+    let path = dir.write("stsvend.toml", &(profile("web", "") + &profile("app", "")));
+    let service = Reloadable::start(Path::new(&path), &[]).await;
+    service.token("/get_sts_token/web").await;
+    let disabled = service
+        .admin(reqwest::Method::POST, "/admin/profiles/web/disable")
+        .await;
+    assert_eq!(disabled.status, 200, "{}", disabled.body);
+
+    // A new policy for the disabled profile: rebuilt, still switched off.
+    std::fs::write(
+        &path,
+        profile("web", "").replace("proj/web", "proj/other") + &profile("app", ""),
+    )
+    .unwrap();
+    assert_eq!(service.reload().await.status, 200);
+    let refused = service.get("/get_sts_token/web", &[]).await;
+    assert_eq!(refused.status, 503, "{}", refused.body);
+    assert_eq!(refused.error_code().as_deref(), Some("profile_disabled"));
+    let enabled = service
+        .admin(reqwest::Method::POST, "/admin/profiles/web/enable")
+        .await;
+    assert_eq!(enabled.status, 200, "{}", enabled.body);
+    service.token("/get_sts_token/web").await;
+}
