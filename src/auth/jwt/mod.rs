@@ -28,8 +28,8 @@
 //!
 //! One job per file: `token.rs` the token's shape, `claims.rs` the claim checks and [`Claims`],
 //! `keys.rs` the JWKS keys and the JWKS file, `remote.rs` the fetched and cached JWKS URL,
-//! `verified.rs` the verifications remembered, `error.rs` the errors, `limits.rs` the numbers. This file holds the configuration and the
-//! verifier that runs the checks in order.
+//! `verified.rs` the verifications remembered, `error.rs` the errors, `limits.rs` the numbers.
+//! This file holds the configuration and the verifier that runs the checks in order.
 
 use std::fmt;
 use std::path::PathBuf;
