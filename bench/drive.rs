@@ -4,9 +4,10 @@
 //!   released together; reports status counts and latency percentiles.
 //! - `bench-drive startup URL CMD ARGS...`: starts CMD and asks URL every 2 ms until it answers
 //!   200; reports how long that took, and CMD's resident memory after one idle second.
-//! - `bench-drive subjects URL SECRET N CONCURRENCY TOKENS_FILE`: N distinct JWT subjects (HS256
-//!   with SECRET), each asking once, CONCURRENCY at a time; a refused request (429/503) is retried
-//!   after its `Retry-After`, so every subject ends with a token. Writes the N bearer tokens to
+//! - `bench-drive subjects URL KEY N CONCURRENCY TOKENS_FILE`: N distinct JWT subjects, each
+//!   asking once, CONCURRENCY at a time; a refused request (429/503) is retried after its
+//!   `Retry-After`, so every subject ends with a token. KEY is `rs256:KID:PEM_FILE` (RS256 with
+//!   that private key, header `kid` KID) or an HS256 secret. Writes the N bearer tokens to
 //!   TOKENS_FILE, one a line, for `wrk` to replay against the cached path.
 
 use std::sync::Arc;
@@ -21,10 +22,10 @@ async fn main() {
     let report = match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
         ["startup", url, ref cmd @ ..] if !cmd.is_empty() => startup(url, cmd).await,
         ["herd", url, n] => herd(url, n.parse().unwrap_or(500)).await,
-        ["subjects", url, secret, n, concurrency, tokens_file] => {
+        ["subjects", url, key, n, concurrency, tokens_file] => {
             subjects(
                 url,
-                secret,
+                key,
                 n.parse().unwrap_or(10_000),
                 concurrency.parse().unwrap_or(64),
                 tokens_file,
@@ -32,9 +33,7 @@ async fn main() {
             .await
         }
         _ => {
-            eprintln!(
-                "usage: bench-drive herd URL N | subjects URL SECRET N CONCURRENCY TOKENS_FILE"
-            );
+            eprintln!("usage: bench-drive herd URL N | subjects URL KEY N CONCURRENCY TOKENS_FILE");
             std::process::exit(2);
         }
     };
@@ -80,20 +79,37 @@ async fn herd(url: &str, n: usize) -> serde_json::Value {
     summary(&results)
 }
 
+/// The JWT header and key `subjects` signs with: `rs256:KID:PEM_FILE`, or an HS256 secret.
+fn signing_key(spec: &str) -> (jsonwebtoken::Header, jsonwebtoken::EncodingKey) {
+    let Some((kid, pem_file)) = spec.strip_prefix("rs256:").and_then(|s| s.split_once(':')) else {
+        let key = jsonwebtoken::EncodingKey::from_secret(spec.as_bytes());
+        return (jsonwebtoken::Header::default(), key);
+    };
+    let key = std::fs::read(pem_file)
+        .ok()
+        .and_then(|pem| jsonwebtoken::EncodingKey::from_rsa_pem(&pem).ok())
+        .unwrap_or_else(|| {
+            eprintln!("cannot read an RSA private key from {pem_file}");
+            std::process::exit(1)
+        });
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+    header.kid = Some(kid.to_owned());
+    (header, key)
+}
+
 async fn subjects(
     url: &str,
-    secret: &str,
+    key: &str,
     n: usize,
     concurrency: usize,
     tokens_file: &str,
 ) -> serde_json::Value {
-    let key = jsonwebtoken::EncodingKey::from_secret(secret.as_bytes());
+    let (header, key) = signing_key(key);
     let exp = 4_102_444_800u64; // 2100-01-01: the replay with wrk must not outlive its tokens.
     let tokens: Vec<String> = (0..n)
         .map(|i| {
             let claims = serde_json::json!({ "sub": format!("bench-user-{i:06}"), "exp": exp });
-            jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key)
-                .unwrap_or_default()
+            jsonwebtoken::encode(&header, &claims, &key).unwrap_or_default()
         })
         .collect();
     if let Err(error) = std::fs::write(tokens_file, tokens.join("\n") + "\n") {

@@ -3,6 +3,7 @@ targets of issue 7, the scenarios, and the machine. Standard library only."""
 
 import datetime
 import json
+import os
 import statistics
 import sys
 
@@ -11,6 +12,8 @@ import sys
 
 
 def load(path):
+    if not os.path.exists(path):  # no rows with BENCH_ONLY=per-user
+        return []
     with open(path) as f:
         return [json.loads(line) for line in f if line.strip()]
 
@@ -35,8 +38,43 @@ def verdict(ok):
     return "met" if ok else "**NOT MET**"
 
 
+def per_user_line(p):
+    """The per-user scenario: the first requests, then the cached path's server CPU per request
+    against the shared-token path's (medians over the alternating rounds)."""
+    d = p["drive"]
+    runs = {}
+    for r in p["cpu"]:
+        runs.setdefault(r["server"], []).append(r)
+
+    def cpu_ms_per_1000(rs):
+        per = [1e6 * r["cpu_ticks"] / p["clk_tck"] / r["wrk"]["requests"] for r in rs if r["wrk"]["requests"]]
+        return statistics.median(per) if per else 0.0
+
+    cached, shared = runs.get("per-user-cached", []), runs.get("shared", [])
+    c, s_ = cpu_ms_per_1000(cached), cpu_ms_per_1000(shared)
+    ratio = c / s_ if s_ else float("inf")
+    c_rate = statistics.median(rate(r["wrk"]) for r in cached) if cached else 0
+    s_rate = statistics.median(rate(r["wrk"]) for r in shared) if shared else 0
+    c_errors = sum(errors(r["wrk"]) for r in cached)
+    return (f"- **Per-user** (`jwt` mode, RS256 from a JWKS file, {p['subjects']} distinct subjects, 64 at a time, budget "
+            f"{p['budget']}/s): {p['sts']['calls']} STS calls for {p['subjects']} subjects, at most "
+            f"{p['sts']['max_calls_in_one_second']} in any one second "
+            f"({verdict(p['sts']['max_calls_in_one_second'] <= p['budget'])}); {d['ok']} tokens in {d['seconds']:.1f} s, "
+            f"{d['errors']} errors, {d['retries']} retries after 429/503. Afterwards, the cached path (each JWT "
+            f"remembered after its first verification), at 50 connections, medians of {len(cached)} rounds "
+            f"alternating with a shared-token (`none` mode) server: {c:.1f} ms of server CPU per 1000 requests "
+            f"against {s_:.1f} for the shared token, **{ratio:.2f} x** (target <= 1.3: {verdict(ratio <= 1.3)}); "
+            f"{c_rate:,.0f} against {s_rate:,.0f} req/s; {c_errors} errors, {p['cached_sts']['calls']} STS calls.")
+
+
 out = []
 print_ = out.append
+if not rows:  # bench/run.sh with BENCH_ONLY=per-user: the machine and that scenario only
+    print(f"Machine: {cores} cores ({cpu}), {mem_gib} GiB; {rustc}. Servers pinned to CPU {server_cpus}, "
+          f"wrk and the mock STS to CPU {load_cpus}. Date: {datetime.date.today().isoformat()}. "
+          f"Each load run: {duration} s after a warm-up.")
+    print(per_user_line(scenarios["per-user"]))
+    sys.exit(0)
 print_(f"Machine: {cores} cores ({cpu}), {mem_gib} GiB; {rustc}. Servers pinned to CPU {server_cpus}, "
        f"wrk and the mock STS to CPU {load_cpus}.")
 print_(f"Date: {datetime.date.today().isoformat()}. Each load run: {duration} s after a warm-up; ceiling and "
@@ -125,14 +163,7 @@ if h:
            f"{d['errors']} errors, p50 {d['p50_ms']:.0f} ms, p99 {d['p99_ms']:.0f} ms.")
 p = scenarios.get("per-user")
 if p:
-    d, w = p["drive"], p["cached_wrk"]
-    print_(f"- **Per-user** (`jwt` mode, {p['subjects']} distinct subjects, 64 at a time, budget "
-           f"{p['budget']}/s): {p['sts']['calls']} STS calls for {p['subjects']} subjects, at most "
-           f"{p['sts']['max_calls_in_one_second']} in any one second "
-           f"({verdict(p['sts']['max_calls_in_one_second'] <= p['budget'])}); {d['ok']} tokens in {d['seconds']:.1f} s, "
-           f"{d['errors']} errors, {d['retries']} retries after 429/503. Afterwards, the cached path: "
-           f"{rate(w):,.0f} req/s at 50 connections, p99 {ms(w['p99_us'])} ms, {errors(w)} errors, "
-           f"{p['cached_sts']['calls']} STS calls.")
+    print_(per_user_line(p))
 s = scenarios.get("startup")
 if s:
     d = s["drive"]

@@ -14,6 +14,7 @@
 # Sizes can be changed with BENCH_DURATION (seconds per load run, default 10),
 # BENCH_CONNECTIONS (default "50 256"), BENCH_HERD (500), BENCH_SUBJECTS (10000),
 # BENCH_STS_LATENCY_MS (30). The report is also written to target/bench/report.md.
+# BENCH_ONLY=per-user runs just the per-user scenario (about 3 minutes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -35,6 +36,12 @@ elif [[ ${1:-} == --main ]]; then
   MAIN_ONLY=1
 elif [[ -n ${1:-} ]]; then
   echo "usage: bench/run.sh [--quick | --main]" >&2
+  exit 2
+fi
+# BENCH_ONLY=per-user runs only the per-user scenario (with its shared-token comparison).
+BENCH_ONLY=${BENCH_ONLY:-}
+if [[ -n $BENCH_ONLY && $BENCH_ONLY != per-user ]]; then
+  echo "BENCH_ONLY: only per-user is known" >&2
   exit 2
 fi
 
@@ -195,6 +202,7 @@ measure() {
     "$name" "$conns" "$round" "$result" "$sts" "$rss" "$((cpu * 1000 / CLK_TCK))" >>"$ROWS"
 }
 
+if [[ -z $BENCH_ONLY ]]; then
 # --- Steady state: the four servers, one at a time, each at every connection count.
 PORT=$(free_port)
 start_stsvend stsvend "$PORT"
@@ -260,7 +268,9 @@ for conns in $CONNECTIONS; do measure sample-gunicorn "$GUNICORN_PID" "$GUNICORN
 stop "$GUNICORN_PID"
 
 
+fi # BENCH_ONLY
 scenario() { printf '{"scenario":"%s",%s}\n' "$1" "$2" >>"$SCENARIOS"; }
+if [[ -z $BENCH_ONLY ]]; then
 
 # --- STS outage: the token in hand expires 20 s after issue (lifetime 620 s, 600 s kept back),
 # so the refresher tries to renew it, and fails, while wrk runs; clients must not notice.
@@ -292,26 +302,54 @@ scenario herd "\"clients\":$HERD,\"sts_latency_ms\":$HERD_STS_LATENCY_MS,\"drive
 kill "$LAST_PID"
 mock latency?ms=$STS_LATENCY_MS
 
-# --- Per-user tokens: distinct JWT subjects, each costing one AssumeRole within the budget.
-SECRET=bench-hs256-secret-0123456789abcdef
+fi # BENCH_ONLY
+
+# --- Per-user tokens (`jwt` mode, RS256, keys from a JWKS file): distinct JWT subjects, each
+# costing one AssumeRole within the budget. Then the same tokens again, cached (each JWT
+# verified once, then remembered), in alternating rounds with a shared-token server (`none`
+# mode) started beside it: the server CPU per request of each, from /proc/PID/stat.
+JWT_KEYS=$ROOT/tests/fixtures/jwt # test keys, public: fine for a benchmark on loopback
 PORT=$(free_port)
 # Every subject arrives from one loopback address: lift the per-network limit on new tokens (60
 # a minute by default), or it, not the AssumeRole budget, would set the pace.
-start_stsvend per-user "$PORT" STSVEND_AUTH=jwt STSVEND_JWT_HS256_SECRET="$SECRET" \
-  STSVEND_JWT_ALGORITHMS=HS256 STSVEND_JWT_ACCEPT_ANY_AUDIENCE=true STSVEND_STS_BUDGET_PER_SECOND="$BUDGET" \
+start_stsvend per-user "$PORT" STSVEND_AUTH=jwt STSVEND_JWT_JWKS_FILE="$JWT_KEYS/jwks.json" \
+  STSVEND_JWT_ALGORITHMS=RS256 STSVEND_JWT_ACCEPT_ANY_AUDIENCE=true STSVEND_STS_BUDGET_PER_SECOND="$BUDGET" \
   STSVEND_NEW_TOKENS_PER_NETWORK_PER_MINUTE=1000000
+PER_USER_PID=$LAST_PID
+PER_USER_URL=http://127.0.0.1:$PORT/get_sts_token
 wait_for "http://127.0.0.1:$PORT/readyz"
+PORT=$(free_port)
+start_stsvend shared "$PORT"
+SHARED_PID=$LAST_PID
+SHARED_URL=http://127.0.0.1:$PORT/get_sts_token
+wait_for "$SHARED_URL"
 mock reset
-log "per-user: $SUBJECTS distinct subjects, budget $BUDGET AssumeRole/s"
-result=$("${ON_LOAD[@]}" "$DRIVE" subjects "http://127.0.0.1:$PORT/get_sts_token" "$SECRET" "$SUBJECTS" 64 "$WORK/tokens.txt")
+log "per-user: $SUBJECTS distinct subjects (RS256), budget $BUDGET AssumeRole/s"
+result=$("${ON_LOAD[@]}" "$DRIVE" subjects "$PER_USER_URL" "rs256:rsa-1:$JWT_KEYS/rsa_private.pem" \
+  "$SUBJECTS" 64 "$WORK/tokens.txt")
 first=$(mock_stats)
 mock reset
-log "per-user: the same subjects again (cached), 50 connections, ${DURATION}s"
-replay=$(BENCH_TOKENS=$WORK/tokens.txt timeout $((DURATION + 20)) "${ON_LOAD[@]}" wrk -t"$WRK_THREADS" -c50 -d"${DURATION}s" --timeout 5s \
-  -s "$BENCH_DIR/replay.lua" "http://127.0.0.1:$PORT/get_sts_token" | tail -n 1)
-scenario per-user "\"subjects\":$SUBJECTS,\"budget\":$BUDGET,\"drive\":$result,\"sts\":$first,\"cached_wrk\":$replay,\"cached_sts\":$(mock_stats)"
-kill "$LAST_PID"
+# cpu_measure NAME PID URL ROUND [wrk options]: a warm-up, then one measured run at 50
+# connections with the server's CPU time over it.
+cpu_measure() {
+  local name=$1 pid=$2 url=$3 round=$4 before result after
+  shift 4
+  timeout $((WARMUP + 20)) "${ON_LOAD[@]}" wrk -t"$WRK_THREADS" -c50 -d"${WARMUP}s" "$@" "$url" >/dev/null 2>&1 || true
+  log "$name, 50 connections, ${DURATION}s (round $round)"
+  before=$(cpu_ticks "$pid")
+  result=$(BENCH_TOKENS=$WORK/tokens.txt load 50 "$DURATION" "$url" "$@")
+  after=$(cpu_ticks "$pid")
+  printf '{"server":"%s","round":%s,"wrk":%s,"cpu_ticks":%s}\n' "$name" "$round" "$result" $((after - before)) >>"$WORK/per-user-cpu.jsonl"
+}
+: >"$WORK/per-user-cpu.jsonl"
+for round in $(seq "$ROUNDS"); do
+  cpu_measure per-user-cached "$PER_USER_PID" "$PER_USER_URL" "$round" -s "$BENCH_DIR/replay.lua"
+  cpu_measure shared "$SHARED_PID" "$SHARED_URL" "$round"
+done
+scenario per-user "\"subjects\":$SUBJECTS,\"budget\":$BUDGET,\"drive\":$result,\"sts\":$first,\"cached_sts\":$(mock_stats),\"clk_tck\":$(getconf CLK_TCK),\"cpu\":[$(paste -sd, "$WORK/per-user-cpu.jsonl")]"
+kill "$PER_USER_PID" "$SHARED_PID"
 
+if [[ -z $BENCH_ONLY ]]; then
 # --- Start-up: process start to the first 200, then resident memory after an idle second.
 PORT=$(free_port)
 log "start-up"
@@ -319,6 +357,8 @@ log "start-up"
 result=$("${ON_SERVER[@]}" env -i $(stsvend_env "$PORT") "$DRIVE" startup "http://127.0.0.1:$PORT/get_sts_token" \
   "$BIN/stsvend" serve 2>"$WORK/startup.log")
 scenario startup "\"sts_latency_ms\":$STS_LATENCY_MS,\"drive\":$result"
+
+fi # BENCH_ONLY
 
 # --- The report.
 report

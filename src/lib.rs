@@ -4,7 +4,9 @@
 //! The module map, one line per module. Commands and wiring:
 //! - [`cmd`]: the subcommands: serve, dev, check, healthcheck;
 //! - [`config`]: environment and TOML file → one validated Config, driven by one settings table;
-//! - [`startup`]: builds the STS client, the token keepers, the routers and the listeners.
+//! - [`startup`]: builds the STS client, the token keepers, the routers and the listeners, and
+//!   rebuilds the profiles and routers when the configuration is reloaded;
+//! - [`reload`]: asking for a reload (SIGHUP, admin route, file watcher) and its outcome.
 //!
 //! From the socket inward:
 //! - [`server`]: accept loop, connection limits, HTTPS with reload, graceful shutdown;
@@ -41,6 +43,7 @@ pub mod metrics;
 pub mod network;
 pub mod outbound;
 pub mod profile_name;
+pub mod reload;
 pub mod server;
 pub mod startup;
 pub mod sts;

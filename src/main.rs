@@ -10,7 +10,8 @@ use clap::{Parser, Subcommand};
 
 use stsvend::cmd::serve::ServeError;
 use stsvend::cmd::{check, healthcheck, serve};
-use stsvend::config::{self, Config, ConfigFile, Mode};
+use stsvend::config::{Config, Mode};
+use stsvend::reload::Source;
 use stsvend::server::shutdown;
 use stsvend::sts::names::DurationSeconds;
 use stsvend::telemetry;
@@ -103,7 +104,8 @@ fn main() -> ExitCode {
     let env = process_env();
     let run = Run::from(cli.command);
     let config_path = cli.config.filter(|p| !p.is_empty()).map(PathBuf::from);
-    let config = match load_config(config_path, &env, run.mode) {
+    let source = config_source(config_path, &env, run.mode);
+    let config = match source.read() {
         Ok(config) => config,
         Err(lines) => {
             for line in lines {
@@ -139,7 +141,7 @@ fn main() -> ExitCode {
             "ignored: the platform set it, it is not a setting"
         );
     }
-    let served = runtime.block_on(serve::run(config, run.mode, run.token_lifetime, &env));
+    let served = runtime.block_on(serve::run(config, source, run.token_lifetime, &env));
     exit_code(served)
 }
 
@@ -240,33 +242,13 @@ fn exit_code(served: Result<(), ServeError>) -> ExitCode {
     }
 }
 
-/// Reads the file (if any: `--config` or `STSVEND_CONFIG`, which clap reads) and validates
-/// everything; on failure, the lines to print.
-fn load_config(
-    path: Option<PathBuf>,
-    env: &HashMap<String, String>,
-    mode: Mode,
-) -> Result<Config, Vec<String>> {
-    let file = match path {
-        Some(path) => match std::fs::read_to_string(&path) {
-            Ok(text) => Some(ConfigFile {
-                path: path.display().to_string(),
-                text,
-            }),
-            Err(error) => {
-                return Err(vec![format!(
-                    "cannot read config file `{}`: {error} (given by --config or STSVEND_CONFIG)",
-                    path.display()
-                )]);
-            }
-        },
-        None => None,
-    };
-    config::load(file.as_ref(), env, mode).map_err(|errors| {
-        errors
-            .0
-            .iter()
-            .map(|p| format!("invalid setting {p}"))
-            .collect()
-    })
+/// Where the settings come from: the file (if any: `--config` or `STSVEND_CONFIG`, which clap
+/// reads) and the environment. Read again on a reload.
+fn config_source(path: Option<PathBuf>, env: &HashMap<String, String>, mode: Mode) -> Source {
+    Source {
+        path,
+        env: env.clone(),
+        mode,
+        adjust: None,
+    }
 }

@@ -674,6 +674,47 @@ pub fn connections_closed(listener: &'static str, reason: &'static str) -> Count
     counter!("stsvend_connections_closed_total", "listener" => listener, "reason" => reason)
 }
 
+/// One configuration reload (issue 17): `result` is `applied`, `refused` or `unchanged`. The
+/// last-outcome gauges follow applied and refused ones (an unchanged file says nothing new);
+/// `at_unix_seconds` is when it was applied, passed in by the caller.
+pub fn record_config_reload(result: &'static str, at_unix_seconds: f64) {
+    describe_config_reload();
+    counter!("stsvend_config_reloads_total", "result" => result).increment(1);
+    match result {
+        "applied" => {
+            gauge!("stsvend_config_last_reload_successful").set(1.0);
+            gauge!("stsvend_config_last_reload_success_timestamp_seconds").set(at_unix_seconds);
+        }
+        "refused" => gauge!("stsvend_config_last_reload_successful").set(0.0),
+        _ => {}
+    }
+}
+
+/// At start-up: the running configuration is a good one, read at `at_unix_seconds`.
+pub fn record_config_loaded(at_unix_seconds: f64) {
+    describe_config_reload();
+    gauge!("stsvend_config_last_reload_successful").set(1.0);
+    gauge!("stsvend_config_last_reload_success_timestamp_seconds").set(at_unix_seconds);
+}
+
+/// Described at each use: reloads are rare, and a description given before the recorder is
+/// installed would be lost.
+fn describe_config_reload() {
+    describe_counter!(
+        "stsvend_config_reloads_total",
+        "Configuration reloads (SIGHUP, POST /admin/reload, the file watcher), by result: applied, refused (invalid; the running configuration stays), unchanged"
+    );
+    describe_gauge!(
+        "stsvend_config_last_reload_successful",
+        "1 when the last configuration read (start-up or reload) was applied, 0 when it was refused"
+    );
+    describe_gauge!(
+        "stsvend_config_last_reload_success_timestamp_seconds",
+        Unit::Seconds,
+        "When the running configuration was applied (start-up or the last applied reload), Unix time"
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

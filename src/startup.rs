@@ -10,62 +10,30 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64};
 
-use jsonwebtoken::Algorithm;
-
-use crate::auth::jwt::{JwtConfig, JwtSetupError, JwtVerifier};
 use crate::clock::Clock;
-use crate::config::{AuthMode, Config, JwtAlgorithm, JwtSettings, Profile};
+use crate::config::Config;
 use crate::credentials::CredentialsProvider;
-use crate::fleet::callers::FleetCallers;
-use crate::fleet::shared::FleetShared;
 use crate::fleet::store::FleetStore;
-use crate::http::ProfileState;
 use crate::http::admin;
-use crate::http::limits::RateLimits;
-use crate::http::logins;
 use crate::http::{self, AppState};
-use crate::server;
-use crate::server::tls::{Tls, TlsError};
+use crate::reload::{Ask, Reloads, Source};
+use crate::server::tls::Tls;
+use crate::server::{self, Routes};
 use crate::sts::StsClient;
 use crate::sts::budget::StsBudget;
-use crate::tokens::callers::{self, CallerTokens, FarCache};
-use crate::tokens::shared::{self, StsFetcher};
-use crate::tokens::store::Tokens;
+
+mod parts;
+mod reload;
+
+pub use parts::StartupError;
+use parts::{Surfaces, TokenSources, unix_seconds};
 
 /// Once asked to stop, how long in-flight requests get before the process exits anyway. Below
 /// the 10 s that orchestrators commonly allow between SIGTERM and SIGKILL.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(9);
 /// Connections the admin listener holds open at once: scrapers and probes need a handful.
 pub const ADMIN_MAX_CONNECTIONS: usize = 128;
-
-/// Why the service could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum StartupError {
-    #[error("cannot listen on {addr}")]
-    Bind {
-        addr: SocketAddr,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("cannot build the HTTPS client for STS")]
-    HttpClient(#[source] reqwest::Error),
-    #[error("cannot use the TLS certificate (STSVEND_TLS_CERT / STSVEND_TLS_KEY)")]
-    Tls(#[source] TlsError),
-    #[error("profile `{profile}`: cannot set up JWT checks")]
-    Jwt {
-        profile: String,
-        #[source]
-        source: JwtSetupError,
-    },
-    #[error("profile `{profile}`: cannot set up mini program logins")]
-    Login {
-        profile: String,
-        #[source]
-        source: logins::LoginSetupError,
-    },
-}
 
 /// How often rate-limit state for quiet addresses and users is dropped.
 /// How often a fleet replica pings its store while nothing else uses it: a store that is down
@@ -112,37 +80,21 @@ fn raise_open_files_limit(max_connections: usize) {
     }
 }
 
-fn jwt_config(settings: &JwtSettings) -> JwtConfig {
-    JwtConfig {
-        hs256_secret: settings.hs256_secret.clone(),
-        jwks_url: settings.jwks_url.clone(),
-        jwks_file: settings.jwks_file.clone(),
-        issuer: settings.issuer.clone(),
-        audience: settings.audience.clone(),
-        algorithms: settings
-            .algorithms
-            .iter()
-            .map(|a| match a {
-                JwtAlgorithm::Hs256 => Algorithm::HS256,
-                JwtAlgorithm::Rs256 => Algorithm::RS256,
-                JwtAlgorithm::Es256 => Algorithm::ES256,
-            })
-            .collect(),
-    }
-}
-
 /// A built service, listening but not yet serving.
 #[derive(Debug)]
 pub struct App {
     listener: TcpListener,
-    router: Router,
+    router: Routes,
     /// The admin listener, unless the admin routes share the public one.
-    admin: Option<(TcpListener, Router)>,
+    admin: Option<(TcpListener, Routes)>,
     tls: Option<Tls>,
     max_connections: usize,
     max_connections_per_address: usize,
     grouping: crate::network::Grouping,
     cancel: CancellationToken,
+    /// With a [`Source`] to read again: what rebuilds the profiles and routers, and the asks
+    /// it serves.
+    reloader: Option<(reload::Reloader, tokio::sync::mpsc::Receiver<Ask>)>,
 }
 
 /// The public listener, and the admin one unless both are asked for on the same port.
@@ -184,131 +136,6 @@ fn follow_fleet_store(store: &FleetStore, cancel: &CancellationToken) {
     });
 }
 
-/// What every profile's token keepers are made from.
-struct TokenSources<'a> {
-    config: &'a Config,
-    client: StsClient,
-    credentials: CredentialsProvider,
-    clock: Clock,
-    cancel: &'a CancellationToken,
-    /// Fleet mode: shared and per-caller tokens are shared with the other replicas through it.
-    fleet: Option<&'a FleetStore>,
-}
-
-impl TokenSources<'_> {
-    /// One profile's shared token (fetched ahead from now on), its per-caller tokens when it
-    /// has callers of its own, its JWT verifier and its limits.
-    fn profile_state(&self, profile: &Profile) -> Result<ProfileState, StartupError> {
-        let fetcher = StsFetcher {
-            client: self.client.clone(),
-            credentials: self.credentials.clone(),
-            call: profile.call.clone(),
-        };
-        let far = self.fleet.map(|store| -> Arc<dyn shared::FarShared> {
-            let cancel = self.cancel.child_token();
-            FleetShared::start(
-                store.clone(),
-                profile.name.clone(),
-                self.clock.clone(),
-                cancel,
-            )
-        });
-        let (shared, _task) = shared::spawn(
-            profile.name.clone(),
-            fetcher,
-            self.clock.clone(),
-            self.config.min_remaining,
-            self.cancel.child_token(),
-            Arc::new(tokio::sync::Notify::new()),
-            far,
-        );
-        let access = &profile.access;
-        let verifier = access
-            .jwt
-            .as_ref()
-            .map(|settings| JwtVerifier::new(jwt_config(settings)))
-            .transpose()
-            .map_err(|source| StartupError::Jwt {
-                profile: profile.name.clone(),
-                source,
-            })?;
-        let logins = logins::for_profile(access.login.as_ref(), self.config.sessions.as_ref())
-            .map_err(|source| StartupError::Login {
-                profile: profile.name.clone(),
-                source,
-            })?;
-        let per_caller = access.auth != AuthMode::None || access.bind_source_ip;
-        let callers = per_caller.then(|| -> Arc<dyn Tokens> {
-            let far = self.fleet.map(|store| -> Arc<dyn FarCache> {
-                FleetCallers::new(store.clone(), profile.name.clone(), self.clock.clone())
-            });
-            CallerTokens::with_settings(
-                profile.name.clone(),
-                profile.call.clone(),
-                self.client.clone(),
-                self.credentials.clone(),
-                self.clock.clone(),
-                caller_settings(self.config),
-                far,
-            )
-        });
-        crate::metrics::record_profile_enabled(&profile.name, true);
-        Ok(ProfileState {
-            name: profile.name.clone(),
-            shared,
-            callers,
-            limits: RateLimits::with_grouping(access.rate_limit, self.config.grouping),
-            auth: access.auth,
-            verifier,
-            logins,
-            bind_source_ip: access.bind_source_ip,
-            cors_origins: access.cors_origins.clone(),
-            would_deny: AtomicU64::new(0),
-            enabled: AtomicBool::new(true),
-        })
-    }
-}
-
-/// The public router, and the admin router with its listener (or the admin routes merged into
-/// the public router when they share it).
-fn routers(
-    config: &Config,
-    state: AppState,
-    metrics: Option<admin::RenderMetrics>,
-    extra_routes: Option<Router>,
-    admin_listener: Option<TcpListener>,
-) -> (Router, Option<(TcpListener, Router)>) {
-    // Every router on the public listener shares one in-flight cap; each keeps its own
-    // method rule (the token routes read only, the dev sink and kill switch take `POST`).
-    let edge = http::edge::Edge::default();
-    let mut public = http::public_router_on(state.clone(), &edge);
-    if let Some(extra) = extra_routes {
-        let extra = http::harden(extra, edge.with_methods(http::edge::Methods::Routed));
-        public = extra.merge(public);
-    }
-    match admin_listener {
-        Some(admin_listener) => (
-            public,
-            Some((
-                admin_listener,
-                admin::admin_router(state, metrics, &config.admin),
-            )),
-        ),
-        None => (
-            public.merge(admin::admin_routes(state, metrics, &config.admin, &edge)),
-            None,
-        ),
-    }
-}
-
-fn caller_settings(config: &Config) -> callers::CallerSettings {
-    callers::CallerSettings {
-        min_remaining: config.min_remaining,
-        max_bytes: callers::MAX_CACHE_BYTES,
-        new_tokens_per_network_per_minute: Some(config.new_tokens_per_network_per_minute),
-    }
-}
-
 /// The parts an [`App`] is built from: the validated config, the base credentials and the clock
 /// (required, so [`App::builder`] takes them), and the optional parts only some callers have.
 #[must_use = "an AppBuilder does nothing until `build` is awaited"]
@@ -320,6 +147,7 @@ pub struct AppBuilder<'c> {
     metrics: Option<admin::RenderMetrics>,
     extra_routes: Option<Router>,
     fleet: Option<FleetStore>,
+    source: Option<Source>,
 }
 
 impl std::fmt::Debug for AppBuilder<'_> {
@@ -333,6 +161,7 @@ impl std::fmt::Debug for AppBuilder<'_> {
             .field("metrics", &self.metrics.is_some())
             .field("extra_routes", &self.extra_routes.is_some())
             .field("fleet", &self.fleet)
+            .field("source", &self.source)
             .finish_non_exhaustive()
     }
 }
@@ -364,6 +193,13 @@ impl AppBuilder<'_> {
         self
     }
 
+    /// Reloads (SIGHUP, `POST /admin/reload`, the file watcher) read the configuration again
+    /// from `source`; without one nothing reloads but the TLS files.
+    pub fn reload_from(mut self, source: Source) -> Self {
+        self.source = Some(source);
+        self
+    }
+
     /// Binds the listeners and starts the refreshers (they fetch the first tokens right away).
     pub async fn build(self) -> Result<App, StartupError> {
         App::build_from(self).await
@@ -385,6 +221,7 @@ impl App {
             metrics: None,
             extra_routes: None,
             fleet: None,
+            source: None,
         }
     }
 
@@ -397,19 +234,10 @@ impl App {
             metrics,
             extra_routes,
             fleet,
+            source,
         } = parts;
-        let budget =
-            budget.unwrap_or_else(|| Arc::new(StsBudget::new(config.sts_budget_per_second)));
-        if let Some(store) = &fleet {
-            let hint = config.fleet.as_ref().and_then(|f| f.fleet_size_hint);
-            crate::fleet::budget::share(&budget, store, config.sts_budget_per_second, hint);
-        }
-        let tls = config
-            .tls
-            .as_ref()
-            .map(Tls::load)
-            .transpose()
-            .map_err(StartupError::Tls)?;
+        let budget = process_budget(config, budget, fleet.as_ref());
+        let tls = load_tls(config)?;
         let (listener, admin_listener) = bind_listeners(config).await?;
         let client = StsClient::new(config.sts_endpoint.clone(), clock.clone())
             .map_err(StartupError::HttpClient)?
@@ -418,39 +246,52 @@ impl App {
         if let Some(store) = &fleet {
             follow_fleet_store(store, &cancel);
         }
-        let sources = TokenSources {
+        let sources = TokenSources::new(
             config,
             client,
-            credentials,
-            clock: clock.clone(),
-            cancel: &cancel,
-            fleet: fleet.as_ref(),
-        };
-        let mut profiles = config
-            .profiles
-            .iter()
-            .map(|profile| sources.profile_state(profile))
-            .collect::<Result<Vec<_>, _>>()?;
-        if let Some(store) = &fleet {
-            let fleet_size = config
-                .fleet
-                .as_ref()
-                .and_then(|f| f.fleet_size_hint)
-                .map_or(
-                    crate::fleet::budget::ASSUMED_FLEET_SIZE,
-                    std::num::NonZeroU32::get,
-                );
-            profiles
-                .iter_mut()
-                .for_each(|p| p.limits.share(store, &p.name, fleet_size, &cancel));
-        }
-        let mut state = AppState::new(profiles, config.trusted_proxies.clone(), clock);
+            (credentials, clock.clone()),
+            cancel.clone(),
+            fleet.clone(),
+        );
+        let (profiles, tasks) = sources.profiles(config).inspect_err(|_| cancel.cancel())?;
+        let mut state = AppState::new(profiles, config.trusted_proxies.clone(), clock.clone());
+        // Replaced when a reload changes which profiles there are.
+        let switch_follow = cancel.child_token();
         if let Some(store) = fleet {
             // Before serving: a replica started during an incident starts disabled.
-            state = http::fleet_switch::start(store, state, &cancel).await;
+            state = http::fleet_switch::start(store, state, &switch_follow).await;
         }
         tokio::spawn(forget_idle_rate_limits(state.clone(), cancel.child_token()));
-        let (router, admin) = routers(config, state, metrics, extra_routes, admin_listener);
+        let asks = source.map(|source| (source, Reloads::channel()));
+        let surfaces = Surfaces::new(
+            extra_routes,
+            admin::AdminParts {
+                metrics,
+                reloads: asks.as_ref().map(|(_, (reloads, _))| reloads.clone()),
+            },
+            admin_listener.is_none(),
+        );
+        let (public, admin) = surfaces.routers(config, &state);
+        let router = server::routes(public);
+        let admin = admin_listener.zip(admin.map(server::routes));
+        crate::metrics::record_config_loaded(unix_seconds(&clock));
+        let reloader = asks.map(|(source, (reloads, asks))| {
+            let watching = reload::ConfigWatch::new(source.path.clone(), reloads, config);
+            let reloader = reload::Reloader {
+                source,
+                running: config.clone(),
+                last_read: config.inputs.clone(),
+                sources,
+                surfaces,
+                state,
+                tasks,
+                public: router.clone(),
+                admin: admin.as_ref().map(|(_, routes)| routes.clone()),
+                watching,
+                switch_follow,
+            };
+            (reloader, asks)
+        });
         Ok(Self {
             listener,
             router,
@@ -460,6 +301,7 @@ impl App {
             max_connections_per_address: config.max_connections_per_address,
             grouping: config.grouping,
             cancel,
+            reloader,
         })
     }
 
@@ -489,11 +331,22 @@ impl App {
             tracing::info!("shutting down: no new connections; finishing requests in flight");
             announce.cancel();
         });
-        // SIGHUP reloads the certificate; without one it is only logged (never fatal).
-        match &self.tls {
-            Some(tls) => tokio::spawn(tls.clone().watch(stop.clone())),
-            None => tokio::spawn(crate::server::shutdown::log_hangups(stop.clone())),
-        };
+        // SIGHUP reloads the certificate and the configuration; with neither to reload it is
+        // only logged (never fatal).
+        if let Some(tls) = &self.tls {
+            tokio::spawn(tls.clone().watch(stop.clone()));
+        }
+        match self.reloader {
+            Some((reloader, asks)) => {
+                let watch = reloader.watch();
+                tokio::spawn(reloader.run(asks, stop.clone()));
+                tokio::spawn(server::watch::watch(watch, stop.clone()));
+            }
+            None if self.tls.is_none() => {
+                tokio::spawn(crate::server::shutdown::log_hangups(stop.clone()));
+            }
+            None => {}
+        }
         let admin = self.admin.map(|(listener, router)| {
             let stop = stop.clone();
             tokio::spawn(async move {
@@ -535,4 +388,26 @@ impl App {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// The public listener's certificate, when it speaks HTTPS: one that cannot be used stops
+/// start-up.
+fn load_tls(config: &Config) -> Result<Option<Tls>, StartupError> {
+    let tls = config.tls.as_ref().map(Tls::load).transpose();
+    tls.map_err(StartupError::Tls)
+}
+
+/// The budget every AssumeRole of the process spends from (the one given, or a new one), in
+/// fleet mode shared with the other replicas.
+fn process_budget(
+    config: &Config,
+    budget: Option<Arc<StsBudget>>,
+    fleet: Option<&FleetStore>,
+) -> Arc<StsBudget> {
+    let budget = budget.unwrap_or_else(|| Arc::new(StsBudget::new(config.sts_budget_per_second)));
+    if let Some(store) = fleet {
+        let hint = config.fleet.as_ref().and_then(|f| f.fleet_size_hint);
+        crate::fleet::budget::share(&budget, store, config.sts_budget_per_second, hint);
+    }
+    budget
 }

@@ -17,7 +17,13 @@ pub const DEV_LOGIN_PROFILE: &str = "mini";
 
 /// Points `config`'s logins at `emulator`; see the module comment.
 pub fn emulate_logins(config: &mut Config, emulator: &Emulator) -> Result<(), KeyError> {
-    let login = dev_login(emulator)?;
+    apply_login(config, &dev_login(emulator)?);
+    Ok(())
+}
+
+/// [`emulate_logins`] with the emulator's login already made: also applied to every
+/// configuration a reload reads.
+pub fn apply_login(config: &mut Config, login: &Login) {
     if !config.profiles.iter().any(|p| p.name == DEV_LOGIN_PROFILE)
         && let Some(base) = config.profiles.first()
     {
@@ -35,10 +41,10 @@ pub fn emulate_logins(config: &mut Config, emulator: &Emulator) -> Result<(), Ke
             configured.alipay = configured.alipay.as_ref().and(login.alipay.clone());
         }
     }
-    Ok(())
 }
 
-fn dev_login(emulator: &Emulator) -> Result<Login, KeyError> {
+/// The emulator's WeChat and Alipay dev apps, as a login.
+pub fn dev_login(emulator: &Emulator) -> Result<Login, KeyError> {
     let (wechat_appid, wechat_secret) = Emulator::dev_wechat_app();
     let (alipay_appid, private_key, public_key) = Emulator::dev_alipay_app();
     Ok(Login {

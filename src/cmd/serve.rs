@@ -16,6 +16,9 @@ use crate::credentials::chain::{self, ChainError, ChainInputs};
 use crate::fleet::store::StoreError;
 use crate::http::admin::RenderMetrics;
 use crate::metrics::{self, Metrics};
+#[cfg(feature = "dev")]
+use crate::reload::Adjust;
+use crate::reload::Source;
 use crate::server::shutdown;
 use crate::startup::{App, StartupError};
 use crate::sts::budget::StsBudget;
@@ -66,12 +69,14 @@ impl ServeError {
 
 /// Serves until a shutdown signal. In `dev` mode the emulator replaces STS and supplies the
 /// base credentials; `token_lifetime` shortens its tokens.
+/// `source` is where `config` was read from, read again on each reload.
 pub async fn run(
     #[cfg_attr(not(feature = "dev"), allow(unused_mut))] mut config: Config,
-    mode: Mode,
+    #[cfg_attr(not(feature = "dev"), allow(unused_mut))] mut source: Source,
     token_lifetime: Option<u32>,
     env: &HashMap<String, String>,
 ) -> Result<(), ServeError> {
+    let mode = source.mode;
     let clock = Clock::System;
     // Installed before anything records (the credential chain records its chosen source).
     let metrics = metrics::install();
@@ -89,12 +94,20 @@ pub async fn run(
             let (dev, routes) = dev::start(clock.clone(), token_lifetime)
                 .await
                 .map_err(ServeError::Emulator)?;
-            config.sts_endpoint = dev.emulator.endpoint();
-            dev_login::emulate_logins(&mut config, &dev.emulator).map_err(|error| {
+            let login = dev_login::dev_login(&dev.emulator).map_err(|error| {
                 ServeError::Emulator(std::io::Error::other(format!(
                     "the emulator's dev Alipay keys: {error}"
                 )))
             })?;
+            let endpoint = dev.emulator.endpoint();
+            // Every configuration read, at start-up and on reloads, talks to the emulator.
+            let adjust: Adjust = Arc::new(move |config: &mut Config| {
+                config.sts_endpoint = endpoint.clone();
+                dev_login::apply_login(config, &login);
+                Ok(())
+            });
+            adjust(&mut config).map_err(|e| ServeError::Emulator(std::io::Error::other(e)))?;
+            source.adjust = Some(adjust);
             (dev.credentials.clone(), Some(dev), Some(routes))
         }
         Mode::Serve => {
@@ -104,7 +117,8 @@ pub async fn run(
     };
     let mut builder = App::builder(&config, credentials.clone(), clock)
         .budget(budget)
-        .metrics(metrics_page(metrics));
+        .metrics(metrics_page(metrics))
+        .reload_from(source);
     if let Some(store) = fleet::connect(&config, env).map_err(ServeError::Fleet)? {
         if let Some(settings) = &config.fleet {
             tracing::info!(redis = %settings.url, replica = store.replica_id(), "fleet mode");

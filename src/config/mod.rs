@@ -1,9 +1,9 @@
 //! Settings: environment variables and an optional TOML file, parsed once at start-up into one
-//! typed, validated [`Config`].
+//! typed, validated [`Config`]; and again on a reload (`diff` says what a new one changes).
 //!
 //! Every problem is collected and reported together, one line each, naming the setting and what
 //! would be valid; `main` prints them and exits with code 2. Environment variables override the
-//! file. Nothing reads settings after start-up.
+//! file. Only a reload reads settings after start-up.
 //!
 //! File layout (see `config/stsvend.example.toml`): global keys at the top level, one
 //! `[profiles.NAME]` table per profile. The `STSVEND_ROLE_ARN`-style variables configure the
@@ -23,12 +23,14 @@ pub use crate::telemetry::LogFormat;
 mod access;
 mod admin;
 mod credentials;
+pub mod diff;
 mod env;
 #[cfg(test)]
 mod env_tests;
 mod file;
 pub mod fleet;
 mod injected;
+pub mod inputs;
 pub mod login;
 mod problems;
 mod profile;
@@ -69,11 +71,13 @@ pub fn load(
     }
     let injected = env::read(env, &mut raw, &mut problems);
     let given = raw.given();
+    let inputs = inputs::digest(&raw);
     let config = validate::validate(raw, mode, &mut problems);
     match config {
         Some(config) if problems.0.is_empty() => Ok(Config {
             given,
             injected,
+            inputs,
             ..config
         }),
         _ => Err(ConfigErrors(problems.0)),

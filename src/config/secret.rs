@@ -1,5 +1,5 @@
 //! A secret given as a setting or as a file holding it (the Docker and Kubernetes secrets
-//! convention), never both; the file is read once at start-up, bounded in size.
+//! convention), never both; the file is read at start-up and on each reload, bounded in size.
 
 use std::io::Read as _;
 

@@ -143,6 +143,8 @@ table! {
         Unset, "", "PEM certificate chain for native HTTPS";
     TlsKey => "STSVEND_TLS_KEY", Some("tls_key"), Global, Path,
         Unset, "", "PEM private key for native HTTPS";
+    ConfigWatchSeconds => "STSVEND_CONFIG_WATCH_SECONDS", Some("config_watch_seconds"), Global, Number,
+        Value("5"), "", "how often the config file and the `_FILE` secrets are checked for changes";
     LogFormat => "STSVEND_LOG_FORMAT", Some("log_format"), Global, Text,
         Derived("`json`, or `pretty` at a terminal"), "", "log line format";
     MinRemainingSeconds => "STSVEND_MIN_REMAINING_SECONDS", Some("min_remaining_seconds"), Global, Number,

@@ -44,6 +44,12 @@ pub(super) fn validate(mut raw: Raw, mode: Mode, problems: &mut Problems) -> Opt
     let trusted_proxies = trusted_proxies(&raw, problems);
     let limits = Limits::parse(&raw, problems);
     let min_remaining = min_remaining(&raw, &mut warnings, problems);
+    let config_watch = values::whole_number(
+        raw.or_default(Key::ConfigWatchSeconds).as_ref(),
+        0..=3600,
+        "of seconds from 0 (no watching) to 3600",
+        problems,
+    );
     let credentials = credentials::parse(&raw, dev, &mut warnings, problems);
     let fleet = fleet::parse(&raw, dev, &mut warnings, problems);
     let replica_id = raw.get(Key::ReplicaId).map(|id| id.value.clone());
@@ -86,6 +92,8 @@ pub(super) fn validate(mut raw: Raw, mode: Mode, problems: &mut Problems) -> Opt
         new_tokens_per_network_per_minute: limits.new_tokens_per_network_per_minute?,
         max_connections_per_address: limits.max_connections_per_address?,
         min_remaining: Duration::from_secs(min_remaining?),
+        // 0: only SIGHUP and the admin route reload.
+        config_watch: config_watch.map(|s| (s > 0).then(|| Duration::from_secs(s)))?,
         profiles,
         credentials,
         warnings,
@@ -94,6 +102,7 @@ pub(super) fn validate(mut raw: Raw, mode: Mode, problems: &mut Problems) -> Opt
         fleet,
         sessions,
         replica_id,
+        inputs: super::inputs::Inputs::default(),
     })
 }
 

@@ -39,6 +39,9 @@ pub struct Config {
     /// Base URL of the ECS metadata service (`http://100.100.100.200/` unless overridden).
     pub ecs_metadata_endpoint: Url,
     pub min_remaining: Duration,
+    /// How often the config file and the `_FILE` secrets are checked for changes (a reload
+    /// follows one); `None`: only SIGHUP and `POST /admin/reload` reload.
+    pub config_watch: Option<Duration>,
     /// Where `/metrics`, `/healthz`, `/readyz` and the kill switch are served. The same address
     /// as `listen` puts them on the public port (only if the operator says so).
     pub admin_listen: SocketAddr,
@@ -79,6 +82,9 @@ pub struct Config {
     pub sessions: Option<super::login::Sessions>,
     /// `STSVEND_REPLICA_ID` as given (see [`super::fleet::replica_id`] for the default).
     pub replica_id: Option<String>,
+    /// What each setting was given as (digests, files' contents included), for telling what a
+    /// reload changes; and the files to watch.
+    pub inputs: super::inputs::Inputs,
 }
 
 /// One named token profile: which role, for how long, scoped how, and who may ask.

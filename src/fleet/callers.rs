@@ -40,6 +40,8 @@ pub struct FleetCallers {
     store: FleetStore,
     tokens: TokenStore,
     profile: String,
+    /// What the keys are derived from: the profile's name and its STS call's fingerprint.
+    keyed: String,
     clock: Clock,
     /// Tokens stored before this moment are not handed out again (the kill switch cleared them).
     not_before: Mutex<Option<DateTime<Utc>>>,
@@ -74,11 +76,13 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl FleetCallers {
-    pub fn new(store: FleetStore, profile: String, clock: Clock) -> Arc<Self> {
+    /// `keyed` names the profile's version in the store (name and STS call fingerprint).
+    pub fn new(store: FleetStore, profile: String, keyed: String, clock: Clock) -> Arc<Self> {
         Arc::new(Self {
             tokens: TokenStore::new(store.clone(), SingleFlight::default()),
             store,
             profile,
+            keyed,
             clock,
             not_before: Mutex::new(None),
         })
@@ -127,7 +131,7 @@ impl FleetCallers {
             metrics::record_fleet_caller_token(&self.profile, FleetTokenSource::Local);
             return fetch.await;
         }
-        let name = self.tokens.caller_key(&self.profile, &identity(key));
+        let name = self.tokens.caller_key(&self.keyed, &identity(key));
         let slot = Mutex::new(None);
         let keep = |held: HeldToken| *lock(&slot) = Some(held);
         let flight = self

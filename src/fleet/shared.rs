@@ -60,6 +60,9 @@ pub struct FleetShared {
     tokens: TokenStore,
     key: TokenKey,
     profile: String,
+    /// What the keys and the lease are derived from: the profile's name and its STS call's
+    /// fingerprint, so a reloaded profile never takes a token minted for its old call.
+    keyed: String,
     clock: Clock,
     /// Tokens stored before this moment are not published again (the kill switch cleared them).
     not_before: Mutex<Option<DateTime<Utc>>>,
@@ -69,19 +72,22 @@ pub struct FleetShared {
 }
 
 impl FleetShared {
-    /// Starts holding (or waiting for) `profile`'s lease until `cancel` fires.
+    /// Starts holding (or waiting for) `profile`'s lease until `cancel` fires. `keyed` names
+    /// the profile's version in the store (its name and its STS call's fingerprint).
     pub fn start(
         store: FleetStore,
         profile: String,
+        keyed: String,
         clock: Clock,
         cancel: CancellationToken,
     ) -> Arc<Self> {
         let tokens = TokenStore::new(store.clone(), SingleFlight::default());
         let shared = Arc::new(Self {
-            key: tokens.shared_key(&profile),
+            key: tokens.shared_key(&keyed),
             tokens,
             store,
             profile,
+            keyed,
             clock,
             not_before: Mutex::new(None),
             cleared: AtomicBool::new(false),
@@ -203,7 +209,7 @@ impl FleetShared {
         stored: Option<Fresh<Arc<Token>>>,
         fetch: FreshFuture<'_>,
     ) -> Result<Fresh<Arc<Token>>, RefreshError> {
-        match self.tokens.lease(&self.profile, LEASE_TTL).await {
+        match self.tokens.lease(&self.keyed, LEASE_TTL).await {
             Ok(true) => self.fetch(fetch, FleetTokenSource::Fetched).await,
             Ok(false) => match self.wait_for_holder(stored).await {
                 Some(fresh) => Ok(fresh),
@@ -239,10 +245,10 @@ async fn hold_lease(shared: Arc<FleetShared>, cancel: CancellationToken) {
             () = cancel.cancelled() => break,
             _ = ticks.tick() => {
                 if shared.store.is_up() {
-                    let _ = shared.tokens.lease(&shared.profile, LEASE_TTL).await;
+                    let _ = shared.tokens.lease(&shared.keyed, LEASE_TTL).await;
                 }
             }
         }
     }
-    let _ = shared.tokens.release_lease(&shared.profile).await;
+    let _ = shared.tokens.release_lease(&shared.keyed).await;
 }

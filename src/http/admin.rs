@@ -1,5 +1,5 @@
 //! The admin listener (`STSVEND_ADMIN_LISTEN`, default `127.0.0.1:9090`): liveness, readiness,
-//! Prometheus metrics and the kill switch. It is separate from the public listener so that none
+//! Prometheus metrics, the kill switch and the configuration reload. It is separate from the public listener so that none
 //! of this is reachable from the internet unless the operator puts both on one address.
 //!
 //! A web page the operator opens may try to reach it through the operator's browser (a
@@ -8,7 +8,8 @@
 //! `STSVEND_ADMIN_HOSTS` (DNS rebinding); an `Origin` other than the listener's own is refused;
 //! a `POST` needs the `X-Stsvend-Admin` header, which no page can send to another
 //! site without a CORS preflight (which the admin listener never grants); and with
-//! `STSVEND_ADMIN_TOKEN` set, `/metrics` and the kill switch need it as a bearer token. The
+//! `STSVEND_ADMIN_TOKEN` set, `/metrics`, the kill switch and the reload need it as a bearer
+//! token. The
 //! probes (`/healthz`, `/readyz`) and `/openapi.json` need no token: the kubelet sends none.
 
 use std::net::IpAddr;
@@ -25,7 +26,9 @@ use serde_json::json;
 
 use crate::config::{AdminAccess, AdminToken};
 use crate::http::edge::{Edge, Methods};
+use crate::http::error::RequestId;
 use crate::http::{ApiError, AppState, fleet_switch, harden, health, openapi};
+use crate::reload::{Outcome, Reloads, Trigger};
 
 /// Renders the metrics exposition text.
 pub type RenderMetrics = Arc<dyn Fn() -> String + Send + Sync>;
@@ -33,10 +36,31 @@ pub type RenderMetrics = Arc<dyn Fn() -> String + Send + Sync>;
 /// The header that marks a state-changing call as not coming from a cross-site web page.
 pub const ADMIN_HEADER: &str = "x-stsvend-admin";
 
+/// How long `POST /admin/reload` waits for its reload, its turn behind others included. A
+/// reload reads a few small files and builds the profiles; far less than this.
+const RELOAD_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// What the admin routes serve besides the app: the metrics page and the reloader.
+#[derive(Clone, Default)]
+pub struct AdminParts {
+    pub metrics: Option<RenderMetrics>,
+    /// Where `POST /admin/reload` asks; without it the route is not there.
+    pub reloads: Option<Reloads>,
+}
+
+impl std::fmt::Debug for AdminParts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminParts")
+            .field("metrics", &self.metrics.is_some())
+            .field("reloads", &self.reloads)
+            .finish()
+    }
+}
+
 #[derive(Clone)]
 struct AdminState {
     app: AppState,
-    metrics: Option<RenderMetrics>,
+    parts: AdminParts,
 }
 
 /// What the guard checks, for one group of routes.
@@ -49,7 +73,7 @@ struct Guard {
 
 /// Routes of the admin listener: metrics and the kill switch, plus health and readiness, each
 /// behind the guard and the edge (request id, `nosniff`, in-flight cap, timeout, metrics).
-pub fn admin_router(app: AppState, metrics: Option<RenderMetrics>, access: &AdminAccess) -> Router {
+pub fn admin_router(app: AppState, parts: AdminParts, access: &AdminAccess, edge: &Edge) -> Router {
     let open = Guard {
         hosts: Arc::new(access.hosts.clone()),
         token: None,
@@ -60,37 +84,36 @@ pub fn admin_router(app: AppState, metrics: Option<RenderMetrics>, access: &Admi
         .route("/openapi.json", get(openapi::admin))
         .with_state(app.clone())
         .route_layer(axum::middleware::from_fn_with_state(open, guard));
-    let routes = guarded_routes(app, metrics, access)
+    let routes = guarded_routes(app, parts, access)
         .merge(health_routes)
         .fallback(|| async { ApiError::NotFound });
-    harden(routes, Edge::default().with_methods(Methods::Routed))
+    harden(routes, edge.with_methods(Methods::Routed))
 }
 
 /// Only metrics and the kill switch, guarded as on the admin listener and behind `edge`'s
 /// in-flight cap, for merging into the public router when the operator puts both on one
 /// address (the public router already serves health and readiness).
-pub fn admin_routes(
-    app: AppState,
-    metrics: Option<RenderMetrics>,
-    access: &AdminAccess,
-    edge: &Edge,
-) -> Router {
+pub fn admin_routes(app: AppState, parts: AdminParts, access: &AdminAccess, edge: &Edge) -> Router {
     harden(
-        guarded_routes(app, metrics, access),
+        guarded_routes(app, parts, access),
         edge.with_methods(Methods::Routed),
     )
 }
 
-fn guarded_routes(app: AppState, metrics: Option<RenderMetrics>, access: &AdminAccess) -> Router {
+fn guarded_routes(app: AppState, parts: AdminParts, access: &AdminAccess) -> Router {
     let guarded = Guard {
         hosts: Arc::new(access.hosts.clone()),
         token: access.token.clone(),
     };
-    Router::new()
+    let mut router = Router::new()
         .route("/metrics", get(render_metrics))
         .route("/admin/profiles/{name}/disable", post(disable))
-        .route("/admin/profiles/{name}/enable", post(enable))
-        .with_state(AdminState { app, metrics })
+        .route("/admin/profiles/{name}/enable", post(enable));
+    if parts.reloads.is_some() {
+        router = router.route("/admin/reload", post(reload));
+    }
+    router
+        .with_state(AdminState { app, parts })
         .route_layer(axum::middleware::from_fn_with_state(guarded, guard))
 }
 
@@ -181,7 +204,7 @@ fn valid_port(port: Option<&str>) -> bool {
 }
 
 async fn render_metrics(State(state): State<AdminState>) -> Response {
-    match &state.metrics {
+    match &state.parts.metrics {
         Some(render) => (
             [(
                 header::CONTENT_TYPE,
@@ -228,7 +251,7 @@ async fn switch(
     let profile = state.app.profile(&name).ok_or(ApiError::UnknownProfile)?;
     if let Some(board) = state.app.fleet_switch() {
         let now = state.app.clock.now();
-        let body = fleet_switch::switch(board, profile, enabled, now).await;
+        let body = fleet_switch::switch(board, &profile, enabled, now).await;
         return Ok((StatusCode::OK, axum::Json(body)).into_response());
     }
     profile.set_enabled(enabled).await;
@@ -237,4 +260,48 @@ async fn switch(
         axum::Json(json!({ "profile": profile.name, "enabled": enabled })),
     )
         .into_response())
+}
+
+/// `POST /admin/reload`: re-reads the config file and the `_FILE` secrets and applies them,
+/// as SIGHUP does, and says what changed. A configuration that does not validate changes
+/// nothing and is answered `422 config_invalid` with one line per problem: the request was
+/// well formed and understood, but what it asks to apply (the files as they are now) cannot
+/// be; `400` would blame the request, `409`/`500` the server's state.
+async fn reload(
+    State(state): State<AdminState>,
+    headers: HeaderMap,
+    id: Option<axum::Extension<RequestId>>,
+) -> Result<Response, ApiError> {
+    require_preflighted(&headers)?;
+    let Some(reloads) = &state.parts.reloads else {
+        return Err(ApiError::NotFound);
+    };
+    let outcome = match reloads.ask(Trigger::Admin, RELOAD_WAIT).await {
+        Ok(outcome) => outcome,
+        Err(error) => {
+            tracing::warn!(%error, "POST /admin/reload: no outcome");
+            return Err(ApiError::Overloaded);
+        }
+    };
+    let body = match outcome {
+        Outcome::Applied(diff) => json!({ "result": "applied", "changes": diff }),
+        Outcome::Unchanged => json!({ "result": "unchanged" }),
+        Outcome::Refused(problems) => {
+            let request_id = id
+                .as_ref()
+                .and_then(|id| id.0.0.to_str().ok())
+                .unwrap_or("");
+            let body = json!({ "error": {
+                "code": "config_invalid",
+                "message": "the configuration does not validate; nothing was changed and the running configuration keeps serving",
+                "problems": problems,
+                "request_id": request_id,
+            }});
+            let no_store = [(header::CACHE_CONTROL, "no-store")];
+            return Ok(
+                (StatusCode::UNPROCESSABLE_ENTITY, no_store, axum::Json(body)).into_response(),
+            );
+        }
+    };
+    Ok((StatusCode::OK, axum::Json(body)).into_response())
 }

@@ -37,12 +37,24 @@ enum Origin {
 /// `cancel`, and returns `state` with the switchboard that admin calls and readiness use.
 pub async fn start(store: FleetStore, state: AppState, cancel: &CancellationToken) -> AppState {
     let board = Arc::new(Switchboard::new(store));
-    let names = profile_names(&state);
+    follow_profiles(&board, &state, cancel).await;
+    state.with_fleet_switch(board)
+}
+
+/// Applies the stored state of `state`'s current profiles and follows it until `cancel`: at
+/// start-up, and again (the previous follower cancelled) when a reload adds or removes
+/// profiles, so an added profile obeys the fleet's switch too.
+pub async fn follow_profiles(
+    board: &Arc<Switchboard>,
+    state: &AppState,
+    cancel: &CancellationToken,
+) {
+    let names = profile_names(state);
     let within = START_READ_WITHIN.max(board.store().command_timeout());
     let known = match board.switches().read_within(&names, within).await {
         Ok(stored) => {
             let _order = board.lock().await;
-            apply(&board, &state, &stored, Origin::Start).await;
+            apply(board, state, &stored, Origin::Start).await;
             stored
         }
         Err(error) => {
@@ -60,7 +72,6 @@ pub async fn start(store: FleetStore, state: AppState, cancel: &CancellationToke
         stored,
         cancel.child_token(),
     ));
-    state.with_fleet_switch(board)
 }
 
 fn profile_names(state: &AppState) -> Vec<String> {

@@ -54,7 +54,7 @@ pub fn public_router_on(state: AppState, edge: &edge::Edge) -> Router {
         // The CORS layer would answer any `OPTIONS` as a preflight; one that is not (no
         // well-formed `Origin`, no `Access-Control-Request-Method`) gets the same plain answer
         // as on a profile without CORS: `204` with `Allow`, and no CORS headers.
-        router = match cors_layer(profile) {
+        router = match cors_layer(&profile) {
             Some(cors) => router.route(
                 &path,
                 route

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 
+use arc_swap::ArcSwap;
 use ipnet::IpNet;
 
 use super::limits::RateLimits;
@@ -68,10 +69,15 @@ impl ProfileState {
     }
 }
 
-/// Cheap to clone: everything is behind `Arc`s.
+/// The profiles by name.
+pub type Profiles = HashMap<String, Arc<ProfileState>>;
+
+/// Cheap to clone: everything is behind `Arc`s. The profiles are the current ones, shared by
+/// every clone: a reload swaps them for all (admin calls, readiness, the kill-switch follower)
+/// at once, while each generation's token routes hold their own profiles.
 #[derive(Debug, Clone)]
 pub struct AppState {
-    profiles: Arc<HashMap<String, Arc<ProfileState>>>,
+    profiles: Arc<ArcSwap<Profiles>>,
     pub trusted_proxies: Arc<Vec<IpNet>>,
     pub clock: Clock,
     /// Fleet mode: the kill switch shared through the fleet store.
@@ -81,12 +87,12 @@ pub struct AppState {
 impl AppState {
     pub fn new(profiles: Vec<ProfileState>, trusted_proxies: Vec<IpNet>, clock: Clock) -> Self {
         Self {
-            profiles: Arc::new(
+            profiles: Arc::new(ArcSwap::from_pointee(
                 profiles
                     .into_iter()
                     .map(|p| (p.name.clone(), Arc::new(p)))
                     .collect(),
-            ),
+            )),
             trusted_proxies: Arc::new(trusted_proxies),
             clock,
             fleet_switch: None,
@@ -105,14 +111,25 @@ impl AppState {
     }
 
     /// The profile called `name`.
-    pub fn profile(&self, name: &str) -> Option<&Arc<ProfileState>> {
-        self.profiles.get(name)
+    pub fn profile(&self, name: &str) -> Option<Arc<ProfileState>> {
+        self.profiles.load().get(name).cloned()
     }
 
     /// Every profile, sorted by name.
-    pub fn profiles(&self) -> Vec<&Arc<ProfileState>> {
-        let mut all: Vec<_> = self.profiles.values().collect();
+    pub fn profiles(&self) -> Vec<Arc<ProfileState>> {
+        let mut all: Vec<_> = self.profiles.load().values().cloned().collect();
         all.sort_by(|a, b| a.name.cmp(&b.name));
         all
+    }
+
+    /// The next generation after a reload: `profiles` become every clone's current ones, and
+    /// the returned state (for the new routers) has the new `trusted_proxies`.
+    #[must_use]
+    pub fn next_generation(&self, profiles: Profiles, trusted_proxies: Vec<IpNet>) -> Self {
+        self.profiles.store(Arc::new(profiles));
+        Self {
+            trusted_proxies: Arc::new(trusted_proxies),
+            ..self.clone()
+        }
     }
 }

@@ -27,6 +27,7 @@ pub mod shutdown;
 mod stall;
 mod state;
 pub mod tls;
+pub mod watch;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -35,6 +36,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use axum::Router;
 use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
@@ -151,7 +153,7 @@ impl Counters {
 struct Shared {
     limits: Listener,
     builder: auto::Builder<TokioExecutor>,
-    router: Router,
+    router: Routes,
     tls: Option<Tls>,
     registry: Arc<Registry>,
     counters: Counters,
@@ -176,11 +178,20 @@ fn builder() -> auto::Builder<TokioExecutor> {
     builder
 }
 
+/// The router a listener serves, swapped whole by a reload. Each request takes the one current
+/// when it arrives (one atomic load) and finishes on it, whatever is swapped in meanwhile.
+pub type Routes = Arc<ArcSwap<Router>>;
+
+/// A [`Routes`] that starts with `router`.
+pub fn routes(router: Router) -> Routes {
+    Arc::new(ArcSwap::from_pointee(router))
+}
+
 /// Serves `router` on `listener` until `shutdown` resolves, then stops accepting and lets open
 /// connections finish their requests for at most `grace`.
 pub async fn serve(
     listener: TcpListener,
-    router: Router,
+    router: Routes,
     tls: Option<Tls>,
     mut limits: Listener,
     shutdown: impl Future<Output = ()>,
@@ -375,10 +386,11 @@ impl Shared {
     {
         let router = self.router.clone();
         let conn = state.clone();
-        // Per request: an Arc clone and two atomic adds; nothing locked or allocated.
+        // Per request: a load of the current router, an Arc clone and two atomic adds; nothing
+        // locked or allocated.
         let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
             request.extensions_mut().insert(ConnectInfo(peer));
-            let router = router.clone();
+            let router = Router::clone(&router.load());
             let in_flight = conn.request_started();
             async move {
                 let http1 = request.version() < hyper::Version::HTTP_2;

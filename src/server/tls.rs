@@ -11,7 +11,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -135,26 +135,26 @@ impl Tls {
 
     /// Watches the files (and SIGHUP) until `cancel` fires, reloading on change.
     pub async fn watch(self, cancel: CancellationToken) {
-        let mut seen = stamps(&self.files);
-        let mut hangup = hangup_signal();
-        loop {
-            let asked = tokio::select! {
-                () = tokio::time::sleep(RELOAD_CHECK_EVERY) => false,
-                () = next_hangup(&mut hangup) => true,
-                () = cancel.cancelled() => return,
-            };
-            let now = stamps(&self.files);
-            if !asked && now == seen {
-                continue;
+        super::watch::watch(self, cancel).await;
+    }
+}
+
+impl super::watch::Watched for Tls {
+    fn files(&self) -> Vec<PathBuf> {
+        vec![self.files.cert.clone(), self.files.key.clone()]
+    }
+
+    fn every(&self) -> Option<Duration> {
+        Some(RELOAD_CHECK_EVERY)
+    }
+
+    async fn reload(&mut self, sighup: bool) {
+        match Self::reload(self) {
+            Ok(()) => {
+                tracing::info!(cert = %self.files.cert.display(), sighup, "reloaded the TLS certificate")
             }
-            seen = now;
-            match self.reload() {
-                Ok(()) => {
-                    tracing::info!(cert = %self.files.cert.display(), sighup = asked, "reloaded the TLS certificate")
-                }
-                Err(error) => {
-                    tracing::error!(error = %describe(&error), sighup = asked, "cannot reload the TLS certificate; keeping the previous one")
-                }
+            Err(error) => {
+                tracing::error!(error = %describe(&error), sighup, "cannot reload the TLS certificate; keeping the previous one")
             }
         }
     }
@@ -202,44 +202,6 @@ fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
         path: path.to_owned(),
         source,
     })
-}
-
-/// What identifies a version of the files: modification time and length of each.
-fn stamps(files: &TlsFiles) -> [Option<(SystemTime, u64)>; 2] {
-    let stamp = |path: &Path| {
-        std::fs::metadata(path)
-            .ok()
-            .and_then(|m| Some((m.modified().ok()?, m.len())))
-    };
-    [stamp(&files.cert), stamp(&files.key)]
-}
-
-#[cfg(unix)]
-type Hangup = Option<tokio::signal::unix::Signal>;
-#[cfg(not(unix))]
-type Hangup = ();
-
-#[cfg(unix)]
-fn hangup_signal() -> Hangup {
-    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok()
-}
-
-#[cfg(not(unix))]
-fn hangup_signal() -> Hangup {}
-
-#[cfg(unix)]
-async fn next_hangup(signal: &mut Hangup) {
-    match signal {
-        Some(signal) => {
-            signal.recv().await;
-        }
-        None => std::future::pending().await,
-    }
-}
-
-#[cfg(not(unix))]
-async fn next_hangup(_signal: &mut Hangup) {
-    std::future::pending().await
 }
 
 /// An error with its causes, on one line.

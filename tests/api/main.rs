@@ -25,6 +25,7 @@ mod production;
 mod protect_callers;
 mod protect_jwt;
 mod protect_limits;
+mod reload;
 mod resources;
 mod secrets;
 mod shutdown;

@@ -37,6 +37,7 @@ const ADMIN_ROUTES: &[(&str, &[&str])] = &[
     ("/openapi.json", &["get", "head"]),
     ("/admin/profiles/{name}/disable", &["post"]),
     ("/admin/profiles/{name}/enable", &["post"]),
+    ("/admin/reload", &["post"]),
 ];
 
 pub(crate) async fn fetch_document(app: &TestApp, base: &str) -> (Value, String) {

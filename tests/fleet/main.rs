@@ -11,6 +11,7 @@ mod kill_switch_app;
 mod limits;
 mod limits_app;
 mod outage_app;
+mod reload_app;
 mod replica;
 mod shared_app;
 mod store;

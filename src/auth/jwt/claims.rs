@@ -16,6 +16,37 @@ pub struct Claims {
     pub issuer: Option<String>,
 }
 
+/// A verified token's time window: `exp` and `nbf` as it carries them. The one place the
+/// leeway is applied, so a verification remembered by the cache (`verified.rs`) keeps standing
+/// exactly as long as verifying the token again would succeed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Validity {
+    pub(super) exp: i64,
+    pub(super) nbf: Option<i64>,
+}
+
+impl Validity {
+    /// Whether the token is within its window at `now` (seconds since the epoch), with
+    /// [`LEEWAY_SECONDS`] either side for clock skew between the issuer and us.
+    pub(super) fn check(self, now: i64) -> Result<(), JwtError> {
+        // RFC 7519 §4.1.4: valid only *before* `exp`.
+        if now >= self.expires_at() {
+            return Err(JwtError::Expired);
+        }
+        if let Some(nbf) = self.nbf
+            && now.saturating_add(LEEWAY_SECONDS) < nbf
+        {
+            return Err(JwtError::NotYetValid);
+        }
+        Ok(())
+    }
+
+    /// The first second at which [`Validity::check`] says `Expired`.
+    pub(super) fn expires_at(self) -> i64 {
+        self.exp.saturating_add(LEEWAY_SECONDS)
+    }
+}
+
 /// The registered claims we check. A claim of the wrong JSON type makes the token malformed.
 #[derive(Deserialize)]
 pub(super) struct RawClaims {
@@ -61,26 +92,22 @@ impl<'de> Deserialize<'de> for NumericDate {
 }
 
 impl RawClaims {
+    /// The claims checks in order; on success, what the token says and its time window.
     pub(super) fn check(
         self,
         now: DateTime<Utc>,
         issuer: Option<&str>,
         audience: Option<&str>,
-    ) -> Result<Claims, JwtError> {
-        let now = now.timestamp();
+    ) -> Result<(Claims, Validity), JwtError> {
         // A token without `exp` would be valid forever; we treat it as not a token for us.
         let Some(NumericDate(exp)) = self.exp else {
             return Err(JwtError::Malformed);
         };
-        // RFC 7519 §4.1.4: valid only *before* `exp`.
-        if now >= exp.saturating_add(LEEWAY_SECONDS) {
-            return Err(JwtError::Expired);
-        }
-        if let Some(NumericDate(nbf)) = self.nbf
-            && now.saturating_add(LEEWAY_SECONDS) < nbf
-        {
-            return Err(JwtError::NotYetValid);
-        }
+        let validity = Validity {
+            exp,
+            nbf: self.nbf.map(|NumericDate(nbf)| nbf),
+        };
+        validity.check(now.timestamp())?;
         if let Some(issuer) = issuer
             && self.iss.as_deref() != Some(issuer)
         {
@@ -97,10 +124,13 @@ impl RawClaims {
             }
         }
         match self.sub {
-            Some(subject) if !subject.is_empty() => Ok(Claims {
-                subject,
-                issuer: self.iss,
-            }),
+            Some(subject) if !subject.is_empty() => Ok((
+                Claims {
+                    subject,
+                    issuer: self.iss,
+                },
+                validity,
+            )),
             _ => Err(JwtError::MissingSubject),
         }
     }

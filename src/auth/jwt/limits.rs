@@ -25,3 +25,16 @@ pub(super) const JWKS_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 pub(super) const JWKS_TIMEOUT: Duration = Duration::from_secs(5);
 /// RSA keys below this size are ignored (NIST SP 800-57 retired 1024-bit RSA years ago).
 pub(super) const MIN_RSA_MODULUS_BITS: usize = 2048;
+/// Memory, by the cache's weigher, each verifier may spend remembering verified tokens. An
+/// entry weighs [`VERIFIED_ENTRY_BYTES`] plus its `sub` and `iss`: about 23 000 callers with
+/// short subjects, a little more than the per-caller token cache's default holds. Past the
+/// bound, moka evicts (and may decline to admit) entries; those tokens are verified again.
+pub const VERIFIED_CACHE_BYTES: u64 = 12 * 1024 * 1024;
+/// What one remembered verification holds besides its `sub` and `iss` strings: the 32-byte
+/// hash key, the `Arc`'d entry, and moka's own bookkeeping. Measured: 544–550 bytes of resident
+/// memory per entry with a 17-byte subject, at 20 000 and at 100 000 entries (a program
+/// filling a moka 0.12.16 cache of the same types and reading `VmRSS`).
+pub(super) const VERIFIED_ENTRY_BYTES: usize = 528;
+/// A verification is remembered at most this long, even for a token that lives longer, so an
+/// idle entry does not sit in memory for days.
+pub const MAX_VERIFIED_LIFETIME: Duration = Duration::from_secs(60 * 60);

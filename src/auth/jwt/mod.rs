@@ -18,17 +18,23 @@
 //! than [`JWKS_MAX_AGE_SECONDS`] are refreshed on the next use, so a key the issuer withdraws
 //! stops verifying without a restart.
 //!
+//! A token verified once is remembered, by the SHA-256 of the whole token, until it expires or
+//! the JWKS URL's keys change, so a caller presenting it again costs a hash, not a signature
+//! check (`verified.rs` says what keeps such an entry standing; the time checks and their
+//! leeway are the same).
+//!
 //! What does not live here: reading the settings (`config/`) and turning a [`JwtError`] into a
 //! `401` (the HTTP layer).
 //!
 //! One job per file: `token.rs` the token's shape, `claims.rs` the claim checks and [`Claims`],
 //! `keys.rs` the JWKS keys and the JWKS file, `remote.rs` the fetched and cached JWKS URL,
-//! `error.rs` the errors, `limits.rs` the numbers. This file holds the configuration and the
-//! verifier that runs the checks in order.
+//! `verified.rs` the verifications remembered, `error.rs` the errors, `limits.rs` the numbers.
+//! This file holds the configuration and the verifier that runs the checks in order.
 
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
@@ -43,18 +49,20 @@ mod remote;
 #[cfg(test)]
 mod tests;
 mod token;
+mod verified;
 
 pub use claims::Claims;
 pub use error::{JwtError, JwtSetupError};
 pub use limits::{
     JWKS_MAX_AGE_SECONDS, JWKS_REFETCH_INTERVAL_SECONDS, LEEWAY_SECONDS, MAX_JWKS_BYTES,
-    MAX_TOKEN_BYTES, MIN_HMAC_SECRET_BYTES,
+    MAX_TOKEN_BYTES, MAX_VERIFIED_LIFETIME, MIN_HMAC_SECRET_BYTES, VERIFIED_CACHE_BYTES,
 };
 
 use claims::RawClaims;
 use keys::{KeyKind, KeySet, load_jwks_file};
 use remote::{RemoteJwks, redacted_url, too_old};
 use token::{Header, Parts, json_object};
+use verified::{Decision, Verified, VerifiedCache};
 
 /// How a profile verifies JWTs; already validated by `config/access.rs`.
 #[derive(Clone)]
@@ -87,7 +95,8 @@ impl fmt::Debug for JwtConfig {
     }
 }
 
-/// Verifies bearer JWTs for one profile. Cheap to clone: clones share the JWKS cache.
+/// Verifies bearer JWTs for one profile. Cheap to clone: clones share the JWKS cache and the
+/// verifications remembered.
 #[derive(Clone)]
 pub struct JwtVerifier {
     inner: Arc<Inner>,
@@ -101,6 +110,9 @@ struct Inner {
     hmac_key: Option<DecodingKey>,
     file: Option<(PathBuf, KeySet)>,
     remote: Option<RemoteJwks>,
+    verified: VerifiedCache,
+    /// Signatures checked so far: what the verified cache saves is visible in tests.
+    signatures_checked: AtomicU64,
 }
 
 impl fmt::Debug for JwtVerifier {
@@ -192,15 +204,66 @@ impl JwtVerifier {
                 hmac_key,
                 file,
                 remote,
+                verified: VerifiedCache::new(VERIFIED_CACHE_BYTES),
+                signatures_checked: AtomicU64::new(0),
             }),
         })
     }
 
     /// Verifies a bearer token at wall-clock `now`.
     ///
+    /// A token verified before is answered from memory while it stays valid (`verified.rs`).
     /// Awaits only when the JWKS URL must be fetched (first use, unknown `kid`, stale keys),
     /// for at most the fetch timeout.
     pub async fn verify(&self, token: &str, now: DateTime<Utc>) -> Result<Claims, JwtError> {
+        // Too long to be ours: refused by the full checks, and never worth hashing.
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(JwtError::Malformed);
+        }
+        let key = verified::hash(token);
+        let cache = &self.inner.verified;
+        if let Some(entry) = cache.get(&key).await {
+            let generation = self.current_generation(&entry.verified, now).await;
+            match entry.verified.decide(now.timestamp(), generation) {
+                Decision::Serve(claims) => return Ok(claims),
+                Decision::Refuse(error) => return Err(error),
+                Decision::Stale => cache.remove(&key).await,
+            }
+        }
+        let verified = self.verify_in_full(token, now).await?;
+        let claims = verified.claims.clone();
+        cache.insert(key, verified, now.timestamp()).await;
+        Ok(claims)
+    }
+
+    /// Forgets every verification remembered: the next use of each token is checked in full.
+    /// A reload that changes the keys builds a new verifier instead, whose memory starts empty.
+    pub fn forget_verified(&self) {
+        self.inner.verified.clear();
+    }
+
+    /// How many signatures this verifier (and its clones) has checked: a remembered token
+    /// costs none.
+    pub fn signatures_checked(&self) -> u64 {
+        self.inner.signatures_checked.load(Ordering::Relaxed)
+    }
+
+    /// The JWKS URL's key set generation as a full verification would find it now: keys too
+    /// old are refreshed first, without waiting on a refresh already running, as in
+    /// [`Self::key`]. `None` for an entry checked with the secret or the file.
+    async fn current_generation(&self, entry: &Verified, now: DateTime<Utc>) -> Option<u64> {
+        entry.remote_generation?;
+        let remote = self.inner.remote.as_ref()?;
+        let (generation, fetched_at) = remote.generation();
+        if fetched_at.is_some_and(|fetched_at| too_old(fetched_at, now)) {
+            remote.refresh(generation, now, false).await;
+            return Some(remote.generation().0);
+        }
+        Some(generation)
+    }
+
+    /// Every check, in order, with no memory of earlier verifications.
+    async fn verify_in_full(&self, token: &str, now: DateTime<Utc>) -> Result<Verified, JwtError> {
         let parts = Parts::split(token)?;
         let header: Header = json_object(&parts.header)?;
         // RFC 7515 §4.1.11: extensions we do not understand must not be ignored.
@@ -215,7 +278,10 @@ impl JwtVerifier {
             .ok()
             .filter(|alg| self.inner.algorithms.contains(alg))
             .ok_or(JwtError::AlgorithmNotAllowed)?;
-        let key = self.key(algorithm, header.kid.as_deref(), now).await?;
+        let (key, remote_generation) = self.key(algorithm, header.kid.as_deref(), now).await?;
+        self.inner
+            .signatures_checked
+            .fetch_add(1, Ordering::Relaxed);
         // Any error here means the key cannot check this signature; the key was picked by
         // type, so that is the token's fault, not ours.
         let valid =
@@ -225,58 +291,69 @@ impl JwtVerifier {
             return Err(JwtError::BadSignature);
         }
         let claims: RawClaims = json_object(&parts.payload)?;
-        claims.check(
+        let (claims, validity) = claims.check(
             now,
             self.inner.issuer.as_deref(),
             self.inner.audience.as_deref(),
-        )
+        )?;
+        Ok(Verified {
+            claims,
+            validity,
+            remote_generation,
+        })
     }
 
-    /// The key to check an `algorithm` signature with: the secret for HMAC, else a JWKS key.
+    /// The key to check an `algorithm` signature with: the secret for HMAC, else a JWKS key;
+    /// for a key from the JWKS URL, also the generation of the key set it came from.
     async fn key(
         &self,
         algorithm: Algorithm,
         kid: Option<&str>,
         now: DateTime<Utc>,
-    ) -> Result<DecodingKey, JwtError> {
+    ) -> Result<(DecodingKey, Option<u64>), JwtError> {
         let inner = &self.inner;
         let Some(kind) = KeyKind::for_algorithm(algorithm) else {
             // HMAC: never a JWKS key, even an `oct` one, whatever the `kid` says.
-            return inner.hmac_key.clone().ok_or(JwtError::UnknownKey);
+            return inner
+                .hmac_key
+                .clone()
+                .map(|key| (key, None))
+                .ok_or(JwtError::UnknownKey);
         };
         if let Some(key) = inner
             .file
             .as_ref()
             .and_then(|(_, keys)| keys.find(algorithm, kind, kid))
         {
-            return Ok(key.clone());
+            return Ok((key.clone(), None));
         }
         let Some(remote) = &inner.remote else {
             return Err(JwtError::UnknownKey);
         };
+        let found = |cached: &remote::Cached| {
+            let (keys, _) = cached.keys.as_ref()?;
+            let key = keys.find(algorithm, kind, kid)?;
+            Some((key.clone(), Some(cached.generation)))
+        };
         let cached = remote.cached();
-        if let Some((keys, fetched_at)) = &cached.keys {
+        if let Some((_, fetched_at)) = &cached.keys {
             if too_old(*fetched_at, now) {
                 // Refresh, unless someone else is already at it: then use what we have.
                 remote.refresh(cached.generation, now, false).await;
-            } else if let Some(key) = keys.find(algorithm, kind, kid) {
-                return Ok(key.clone());
+            } else if let Some(found) = found(&cached) {
+                return Ok(found);
             }
         }
         // Unknown key, stale keys or none yet: one refetch at most (shared, rate-limited).
         let cached = remote.cached();
-        if let Some((keys, _)) = &cached.keys
-            && let Some(key) = keys.find(algorithm, kind, kid)
-        {
-            return Ok(key.clone());
+        if let Some(found) = found(&cached) {
+            return Ok(found);
         }
         remote.refresh(cached.generation, now, true).await;
-        match &remote.cached().keys {
+        let cached = remote.cached();
+        match &cached.keys {
             None => Err(JwtError::KeysUnavailable),
-            Some((keys, _)) => keys
-                .find(algorithm, kind, kid)
-                .cloned()
-                .ok_or(JwtError::UnknownKey),
+            Some(_) => found(&cached).ok_or(JwtError::UnknownKey),
         }
     }
 }

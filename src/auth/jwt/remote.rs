@@ -52,6 +52,16 @@ impl RemoteJwks {
             .clone()
     }
 
+    /// The key set's generation and when it was fetched (`None` before the first fetch):
+    /// what a remembered verification is checked against, without cloning the keys.
+    pub(super) fn generation(&self) -> (u64, Option<DateTime<Utc>>) {
+        let cache = self.cache.read().unwrap_or_else(PoisonError::into_inner);
+        (
+            cache.generation,
+            cache.keys.as_ref().map(|(_, fetched_at)| *fetched_at),
+        )
+    }
+
     /// Fetches the JWKS, unless a fetch finished since the caller saw `seen_generation` or the
     /// last attempt was too recent. With `wait` false, returns at once if a fetch is running.
     /// A failure is logged and keeps the old keys.

@@ -1017,3 +1017,219 @@ async fn the_jwks_file_is_consulted_before_the_url() {
     assert_eq!(verify(&verifier, &new).await, user_42());
     assert_eq!(server.hits(), 1);
 }
+
+// --- Verifications remembered (`verified.rs`).
+
+#[tokio::test]
+async fn a_token_verified_once_is_not_verified_again() {
+    let verifier = verifier(&ALL);
+    let token = rs256("rsa-1");
+    assert_eq!(verify(&verifier, &token).await, user_42());
+    assert_eq!(verifier.signatures_checked(), 1);
+    for seconds in [0, 1, 300, 600 + LEEWAY_SECONDS - 1] {
+        assert_eq!(verify_at(&verifier, &token, at(seconds)).await, user_42());
+    }
+    assert_eq!(verifier.signatures_checked(), 1, "answered from memory");
+    // Clones share what was remembered.
+    assert_eq!(verify(&verifier.clone(), &token).await, user_42());
+    assert_eq!(verifier.signatures_checked(), 1);
+    // And only the hash of the token is kept.
+    let entry = verifier.inner.verified.get(&verified::hash(&token)).await;
+    assert!(!format!("{:?}", entry.unwrap().verified).contains(&token[..20]));
+
+    verifier.forget_verified();
+    assert_eq!(verify(&verifier, &token).await, user_42());
+    assert_eq!(
+        verifier.signatures_checked(),
+        2,
+        "forgotten: verified in full"
+    );
+}
+
+#[tokio::test]
+async fn a_remembered_token_is_refused_once_expired_or_before_its_nbf() {
+    let verifier = verifier(&ALL);
+    let t = now().timestamp();
+    let token = sign(
+        Algorithm::RS256,
+        Some("rsa-1"),
+        &claims_with("nbf", json!(t + 20)),
+        &rsa_key(),
+    );
+    assert_eq!(verify(&verifier, &token).await, user_42());
+    // The same leeway as a full verification: `exp` is now + 600.
+    assert_eq!(
+        verify_at(&verifier, &token, at(600 + LEEWAY_SECONDS - 1)).await,
+        user_42()
+    );
+    assert_eq!(
+        verify_at(&verifier, &token, at(600 + LEEWAY_SECONDS)).await,
+        Err(JwtError::Expired)
+    );
+    // A request carrying an earlier time (clocks differ between threads and hosts): valid
+    // from nbf - leeway, as in a full verification.
+    assert_eq!(
+        verify_at(&verifier, &token, at(20 - LEEWAY_SECONDS)).await,
+        user_42()
+    );
+    assert_eq!(
+        verify_at(&verifier, &token, at(20 - LEEWAY_SECONDS - 1)).await,
+        Err(JwtError::NotYetValid)
+    );
+    assert_eq!(verifier.signatures_checked(), 1);
+    // A full verification agrees at both edges.
+    let fresh = self::verifier(&ALL);
+    for (seconds, expected) in [
+        (600 + LEEWAY_SECONDS, Err(JwtError::Expired)),
+        (20 - LEEWAY_SECONDS - 1, Err(JwtError::NotYetValid)),
+    ] {
+        fresh.forget_verified();
+        assert_eq!(verify_at(&fresh, &token, at(seconds)).await, expected);
+    }
+}
+
+#[tokio::test]
+async fn a_token_not_yet_valid_or_refused_is_not_remembered() {
+    let verifier = verifier(&ALL);
+    let t = now().timestamp();
+    let early = hs256(&claims_with("nbf", json!(t + LEEWAY_SECONDS + 1)));
+    assert_eq!(verify(&verifier, &early).await, Err(JwtError::NotYetValid));
+    assert_eq!(verify(&verifier, &early).await, Err(JwtError::NotYetValid));
+    assert_eq!(
+        verifier.signatures_checked(),
+        2,
+        "each refusal was a full check"
+    );
+    // Valid later: verified then, not served from a remembered refusal.
+    assert_eq!(verify_at(&verifier, &early, at(1)).await, user_42());
+    assert_eq!(verifier.signatures_checked(), 3);
+
+    let forged = flip_signature(&rs256("rsa-1"));
+    for _ in 0..2 {
+        assert_eq!(
+            verify(&verifier, &forged).await,
+            Err(JwtError::BadSignature)
+        );
+    }
+    assert_eq!(verifier.signatures_checked(), 5);
+    let (entries, _) = verifier.inner.verified.size().await;
+    assert_eq!(entries, 1, "only the valid token is remembered");
+}
+
+#[tokio::test]
+async fn the_same_claims_under_another_signature_are_verified_in_full() {
+    let verifier = verifier(&ALL);
+    let token = rs256("rsa-1");
+    assert_eq!(verify(&verifier, &token).await, user_42());
+    // Same header and claims, a different signature: a different hash, so a full check.
+    assert_eq!(
+        verify(&verifier, &flip_signature(&token)).await,
+        Err(JwtError::BadSignature)
+    );
+    assert_eq!(verifier.signatures_checked(), 2);
+    // Same claims signed another way: verified on its own merits, then remembered too.
+    let es256 = sign(Algorithm::ES256, Some("ec-1"), &claims(), &ec_key());
+    assert_eq!(verify(&verifier, &es256).await, user_42());
+    assert_eq!(verify(&verifier, &es256).await, user_42());
+    assert_eq!(verify(&verifier, &token).await, user_42());
+    assert_eq!(verifier.signatures_checked(), 3);
+}
+
+#[tokio::test]
+async fn a_refetch_of_the_jwks_url_retires_what_its_old_keys_verified() {
+    let server = KeyServer::start(fixture("jwks.json")).await;
+    let verifier = server.verifier();
+    let token = sign(Algorithm::RS256, Some("rsa-1"), &long_claims(), &rsa_key());
+    assert_eq!(verify(&verifier, &token).await, user_42());
+    assert_eq!(verify_at(&verifier, &token, at(60)).await, user_42());
+    assert_eq!(verifier.signatures_checked(), 1);
+
+    // Keys old and the key server down: one refresh attempt, the remembered answer stands.
+    server.answer(StatusCode::SERVICE_UNAVAILABLE, b"down".to_vec());
+    let later = JWKS_MAX_AGE_SECONDS + 1;
+    assert_eq!(verify_at(&verifier, &token, at(later)).await, user_42());
+    assert_eq!((server.hits(), verifier.signatures_checked()), (2, 1));
+
+    // A successful refetch (same keys): checked again once with the new key set, then
+    // remembered again.
+    server.answer(StatusCode::OK, fixture("jwks.json"));
+    assert_eq!(
+        verify_at(&verifier, &token, at(later + 61)).await,
+        user_42()
+    );
+    assert_eq!((server.hits(), verifier.signatures_checked()), (3, 2));
+    assert_eq!(
+        verify_at(&verifier, &token, at(later + 62)).await,
+        user_42()
+    );
+    assert_eq!(verifier.signatures_checked(), 2);
+}
+
+#[tokio::test]
+async fn tokens_verified_with_the_secret_or_the_file_ignore_the_url_generation() {
+    let server = KeyServer::start(fixture("jwks_rotated.json")).await;
+    let verifier = JwtVerifier::new(JwtConfig {
+        jwks_url: Some(server.url.clone()),
+        ..config(&ALL)
+    })
+    .unwrap();
+    let from_file = rs256("rsa-1");
+    let from_secret = hs256(&claims());
+    assert_eq!(verify(&verifier, &from_file).await, user_42());
+    assert_eq!(verify(&verifier, &from_secret).await, user_42());
+    // A token only the URL knows makes the verifier fetch it: a new generation.
+    let from_url = sign(
+        Algorithm::RS256,
+        Some("rsa-2"),
+        &claims(),
+        &rotated_rsa_key(),
+    );
+    assert_eq!(verify(&verifier, &from_url).await, user_42());
+    assert_eq!((server.hits(), verifier.signatures_checked()), (1, 3));
+    for token in [&from_file, &from_secret, &from_url] {
+        assert_eq!(verify_at(&verifier, token, at(1)).await, user_42());
+    }
+    assert_eq!(verifier.signatures_checked(), 3);
+}
+
+#[tokio::test]
+async fn what_is_remembered_stays_within_its_bound() {
+    // Each entry weighs VERIFIED_ENTRY_BYTES + its subject and issuer; room for about 10.
+    let max_bytes = 10 * (super::limits::VERIFIED_ENTRY_BYTES as u64 + 40);
+    let cache = verified::VerifiedCache::new(max_bytes);
+    let t = now().timestamp();
+    for i in 0..500u32 {
+        let verified = Verified {
+            claims: Claims {
+                subject: format!("user-{i:06}"),
+                issuer: Some(ISSUER.to_owned()),
+            },
+            validity: claims::Validity {
+                exp: t + 600,
+                nbf: None,
+            },
+            remote_generation: None,
+        };
+        cache
+            .insert(verified::hash(&format!("token-{i}")), verified, t)
+            .await;
+        let (entries, bytes) = cache.size().await;
+        assert!(bytes <= max_bytes, "{bytes} bytes in {entries} entries");
+        assert!(entries <= 10, "{entries} entries");
+    }
+    // Already expired: not worth an entry.
+    let expired = Verified {
+        claims: Claims {
+            subject: "late".to_owned(),
+            issuer: None,
+        },
+        validity: claims::Validity {
+            exp: t - LEEWAY_SECONDS,
+            nbf: None,
+        },
+        remote_generation: None,
+    };
+    let key = verified::hash("late");
+    cache.insert(key, expired, t).await;
+    assert!(cache.get(&key).await.is_none());
+}

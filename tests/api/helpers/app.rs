@@ -7,11 +7,13 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use stsvend::clock::Clock;
-use stsvend::config::{self, ConfigFile, Mode};
+use stsvend::config::Mode;
 use stsvend::credentials::CredentialsProvider;
 use stsvend::emulator::Emulator;
+use stsvend::reload::Source;
 use stsvend::startup::App;
 
+use super::files::TempFile;
 use super::http::{Answer, send};
 use super::time::eventually;
 
@@ -91,11 +93,15 @@ impl TestAppBuilder {
                 env.insert(k, v);
             }
         }
-        let file = self.file.map(|text| ConfigFile {
-            path: "test.toml".into(),
-            text,
-        });
-        let config = config::load(file.as_ref(), &env, Mode::Serve).expect("test config is valid");
+        // A real file, read as the binary reads `--config`: the app reloads from it.
+        let file = self.file.map(|text| TempFile::new("test.toml", &text));
+        let source = Source {
+            path: file.as_ref().map(|f| f.path.clone()),
+            env,
+            mode: Mode::Serve,
+            adjust: None,
+        };
+        let config = source.read().expect("test config is valid");
         let credentials = match (self.credentials, &emulator) {
             (Some(credentials), _) => credentials,
             (None, Some(emulator)) => CredentialsProvider::Static(emulator.credentials()),
@@ -103,13 +109,15 @@ impl TestAppBuilder {
                 CredentialsProvider::Static(config.credentials.clone().expect("credentials"))
             }
         };
-        let mut builder = App::builder(&config, credentials, self.clock);
+        let mut builder = App::builder(&config, credentials, self.clock).reload_from(source);
         if self.metrics {
             let metrics = stsvend::metrics::install();
             builder = builder.metrics(std::sync::Arc::new(move || metrics.render()));
         }
         let app = builder.build().await.expect("service builds");
-        TestApp::serve(app, emulator)
+        let mut app = TestApp::serve(app, emulator);
+        app._config_file = file;
+        app
     }
 }
 
@@ -139,6 +147,8 @@ pub(crate) struct TestApp {
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     /// The STS the service calls, when the builder started one.
     _emulator: Option<Emulator>,
+    /// The config file, kept as long as the service may reload from it.
+    _config_file: Option<TempFile>,
 }
 
 impl TestApp {
@@ -182,6 +192,7 @@ impl TestApp {
             stop: Some(stop),
             task: Some(task),
             _emulator: emulator,
+            _config_file: None,
         }
     }
 

@@ -1,0 +1,274 @@
+//! Verifications remembered: a JWT verified once is not verified again while it stays valid.
+//!
+//! An RS256 signature check costs about 120 µs of CPU; a hash of the token costs a few. Per-user
+//! callers present the same token on every request until it expires, so the verifier remembers
+//! what verification produced, keyed by the SHA-256 of the whole token string:
+//! - the cache never holds a bearer credential, only its hash;
+//! - a token that differs anywhere (the same claims under another signature included) is
+//!   another key, and is verified in full;
+//! - only successes are remembered, so a refusal is never served from here as a success;
+//! - an entry stands only while the token's own window holds at the request's time, checked by
+//!   the same [`Validity::check`] (same leeway) as a full verification;
+//! - an entry checked with a key from the JWKS URL remembers the key set's generation; once the
+//!   keys are refetched (rotation, a withdrawn key) it is retired and the token verified again.
+//!   The secret and the JWKS file never change for a verifier's life: a configuration reload
+//!   builds a new verifier, whose cache starts empty ([`super::JwtVerifier::forget_verified`]
+//!   empties one in place);
+//! - memory is bounded by weight ([`VERIFIED_CACHE_BYTES`]), and moka drops an entry when its
+//!   token expires or after [`MAX_VERIFIED_LIFETIME`], whichever comes first.
+//!
+//! Whether an entry stands ([`Verified::decide`]) is pure: the caller passes the time and the
+//! key set's current generation.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use moka::future::Cache;
+use sha2::{Digest as _, Sha256};
+
+use super::claims::{Claims, Validity};
+use super::error::JwtError;
+use super::limits::{MAX_VERIFIED_LIFETIME, VERIFIED_ENTRY_BYTES};
+
+/// The cache key: SHA-256 of the whole token string.
+pub(super) type TokenHash = [u8; 32];
+
+pub(super) fn hash(token: &str) -> TokenHash {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// What verifying one token produced, and what keeps that result standing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Verified {
+    pub(super) claims: Claims,
+    pub(super) validity: Validity,
+    /// The generation of the JWKS URL's key set the signature was checked with; `None` when it
+    /// was checked with the configured secret or the JWKS file.
+    pub(super) remote_generation: Option<u64>,
+}
+
+/// What a remembered verification says at a given time.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Decision {
+    /// Still valid: these are the token's claims.
+    Serve(Claims),
+    /// The token's window does not hold now: the refusal a full verification would give.
+    Refuse(JwtError),
+    /// Checked with keys the verifier no longer uses: verify the token again.
+    Stale,
+}
+
+impl Verified {
+    /// Whether this verification stands at `now` (seconds since the epoch), given the JWKS
+    /// URL's current key set generation (`None` when the verifier has no URL or no keys).
+    ///
+    /// The key check comes first, as in a full verification (key, then signature, then
+    /// claims): with unchanged keys the same token verifies the same way, so the time check
+    /// alone then decides, with the leeway `claims.rs` applies.
+    pub(super) fn decide(&self, now: i64, current_generation: Option<u64>) -> Decision {
+        if self
+            .remote_generation
+            .is_some_and(|generation| Some(generation) != current_generation)
+        {
+            return Decision::Stale;
+        }
+        match self.validity.check(now) {
+            Ok(()) => Decision::Serve(self.claims.clone()),
+            Err(error) => Decision::Refuse(error),
+        }
+    }
+
+    /// How long, from `now`, the entry is worth keeping in memory: until its token expires, at
+    /// most [`MAX_VERIFIED_LIFETIME`]. `None` when it has expired already.
+    pub(super) fn lifetime(&self, now: i64) -> Option<Duration> {
+        let left = self.validity.expires_at().saturating_sub(now);
+        let left = u64::try_from(left).ok().filter(|&seconds| seconds > 0)?;
+        Some(Duration::from_secs(left).min(MAX_VERIFIED_LIFETIME))
+    }
+
+    /// The entry's weight for the bound: fixed overhead plus the strings it holds.
+    fn weight(&self) -> u32 {
+        let strings =
+            self.claims.subject.len() + self.claims.issuer.as_ref().map_or(0, String::len);
+        u32::try_from(VERIFIED_ENTRY_BYTES + strings).unwrap_or(u32::MAX)
+    }
+}
+
+/// A remembered verification and how long moka may keep it.
+pub(super) struct Entry {
+    pub(super) verified: Verified,
+    lifetime: Duration,
+}
+
+/// moka drops an entry after the lifetime computed, from the request's time, at insertion.
+struct UntilExpired;
+
+impl moka::Expiry<TokenHash, Arc<Entry>> for UntilExpired {
+    fn expire_after_create(
+        &self,
+        _key: &TokenHash,
+        entry: &Arc<Entry>,
+        _created_at: std::time::Instant,
+    ) -> Option<Duration> {
+        Some(entry.lifetime)
+    }
+}
+
+/// Verifications remembered by one verifier, bounded in memory.
+pub(super) struct VerifiedCache {
+    entries: Cache<TokenHash, Arc<Entry>>,
+}
+
+impl VerifiedCache {
+    /// A cache whose entries weigh at most `max_bytes` in all (by [`Verified`]'s weigher).
+    pub(super) fn new(max_bytes: u64) -> Self {
+        let entries = Cache::builder()
+            .max_capacity(max_bytes)
+            .weigher(|_key: &TokenHash, entry: &Arc<Entry>| entry.verified.weight())
+            .expire_after(UntilExpired)
+            .build();
+        Self { entries }
+    }
+
+    pub(super) async fn get(&self, key: &TokenHash) -> Option<Arc<Entry>> {
+        self.entries.get(key).await
+    }
+
+    /// Remembers a successful verification made at `now`; one that has already expired is not
+    /// worth an entry.
+    pub(super) async fn insert(&self, key: TokenHash, verified: Verified, now: i64) {
+        if let Some(lifetime) = verified.lifetime(now) {
+            let entry = Arc::new(Entry { verified, lifetime });
+            self.entries.insert(key, entry).await;
+        }
+    }
+
+    pub(super) async fn remove(&self, key: &TokenHash) {
+        self.entries.invalidate(key).await;
+    }
+
+    pub(super) fn clear(&self) {
+        self.entries.invalidate_all();
+    }
+
+    /// Entries and their total weight, once pending evictions have run (for tests).
+    #[cfg(test)]
+    pub(super) async fn size(&self) -> (u64, u64) {
+        self.entries.run_pending_tasks().await;
+        (self.entries.entry_count(), self.entries.weighted_size())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::jwt::LEEWAY_SECONDS;
+
+    const T: i64 = 1_796_000_000;
+
+    fn entry(exp: i64, nbf: Option<i64>, remote_generation: Option<u64>) -> Verified {
+        Verified {
+            claims: Claims {
+                subject: "user-42".to_owned(),
+                issuer: None,
+            },
+            validity: Validity { exp, nbf },
+            remote_generation,
+        }
+    }
+
+    fn serve() -> Decision {
+        Decision::Serve(Claims {
+            subject: "user-42".to_owned(),
+            issuer: None,
+        })
+    }
+
+    #[test]
+    fn an_entry_stands_within_its_window_with_the_leeway() {
+        let cases = [
+            ("well within", entry(T + 600, None, None), T, serve()),
+            (
+                "last second before exp + leeway",
+                entry(T, None, None),
+                T + LEEWAY_SECONDS - 1,
+                serve(),
+            ),
+            (
+                "at exp + leeway",
+                entry(T, None, None),
+                T + LEEWAY_SECONDS,
+                Decision::Refuse(JwtError::Expired),
+            ),
+            (
+                "at nbf - leeway",
+                entry(T + 600, Some(T + 100), None),
+                T + 100 - LEEWAY_SECONDS,
+                serve(),
+            ),
+            (
+                "a second before nbf - leeway",
+                entry(T + 600, Some(T + 100), None),
+                T + 100 - LEEWAY_SECONDS - 1,
+                Decision::Refuse(JwtError::NotYetValid),
+            ),
+            (
+                "exp at the end of time",
+                entry(i64::MAX, None, None),
+                T,
+                serve(),
+            ),
+        ];
+        for (what, entry, now, expected) in cases {
+            assert_eq!(entry.decide(now, None), expected, "{what}");
+        }
+    }
+
+    #[test]
+    fn an_entry_from_the_jwks_url_stands_only_with_the_same_key_set() {
+        let remote = entry(T + 600, None, Some(3));
+        assert_eq!(remote.decide(T, Some(3)), serve());
+        assert_eq!(remote.decide(T, Some(4)), Decision::Stale);
+        assert_eq!(remote.decide(T, None), Decision::Stale);
+        // Stale wins over expired: the keys decide first, as in a full verification.
+        assert_eq!(remote.decide(T + 10_000, Some(4)), Decision::Stale);
+        // Checked with the secret or the file: the URL's key set is irrelevant.
+        let local = entry(T + 600, None, None);
+        assert_eq!(local.decide(T, Some(7)), serve());
+    }
+
+    #[test]
+    fn an_entry_lives_until_its_token_expires_at_most_an_hour() {
+        let hour = MAX_VERIFIED_LIFETIME;
+        let cases = [
+            (
+                T + 600,
+                T,
+                Some(Duration::from_secs(600 + LEEWAY_SECONDS as u64)),
+            ),
+            (T + 7200, T, Some(hour)),
+            (i64::MAX, T, Some(hour)),
+            (T, T + LEEWAY_SECONDS - 1, Some(Duration::from_secs(1))),
+            (T, T + LEEWAY_SECONDS, None),
+            (i64::MIN, T, None),
+        ];
+        for (exp, now, expected) in cases {
+            assert_eq!(
+                entry(exp, None, None).lifetime(now),
+                expected,
+                "exp {exp}, now {now}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_key_is_the_sha256_of_the_whole_token() {
+        // FIPS 180-2 test vector: SHA-256("abc").
+        assert_eq!(
+            hash("abc")[..4],
+            [0xba, 0x78, 0x16, 0xbf],
+            "SHA-256, not some other hash"
+        );
+        assert_ne!(hash("a.b.c"), hash("a.b.d"));
+    }
+}
