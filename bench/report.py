@@ -81,8 +81,9 @@ print_(f"Date: {datetime.date.today().isoformat()}. Each load run: {duration} s 
        f"stsvend rows are medians of {rounds} alternating rounds; mock STS latency "
        f"{scenarios.get('startup', {}).get('sts_latency_ms', '?')} ms.")
 print_("")
-print_("| server | connections | req/s | p50 ms | p99 ms | errors | STS calls per 1000 req | peak RSS MiB |")
-print_("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+print_("| server | connections | req/s | p50 ms | p99 ms | errors | STS calls per 1000 req | peak RSS MiB "
+       "| server CPU ms per 1000 req |")
+print_("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 
 # Medians over the rounds of each (server, connections); errors and STS calls summed.
 groups = {}
@@ -98,11 +99,14 @@ for key, rs in groups.items():
         "errors": "wrk hung" if any(r["wrk"].get("hung") for r in rs) else sum(errors(r["wrk"]) for r in rs),
         "per_1000": 1000 * sum(r["sts"]["calls"] for r in rs) / requests if requests else 0,
         "rss": max(r["peak_rss_kib"] for r in rs) / 1024,
+        # Server CPU (user + system) per 1000 requests answered, the median over the rounds.
+        "cpu": statistics.median(1000 * r.get("cpu_ms", 0) / r["wrk"]["requests"] if r["wrk"]["requests"] else 0
+                                 for r in rs),
     }
 order = ["ceiling", "stsvend", "stsvend-no-audit", "sample-flask", "sample-gunicorn"]
 for (server, conns), m in sorted(by.items(), key=lambda kv: (kv[0][1], order.index(kv[0][0]))):
     print_(f"| {server} | {conns} | {m['rate']:,.0f} | {ms(m['p50'])} | {ms(m['p99'])} | {m['errors']} "
-           f"| {m['per_1000']:.2f} | {m['rss']:.1f} |")
+           f"| {m['per_1000']:.2f} | {m['rss']:.1f} | {m['cpu']:.2f} |")
 print_("")
 print_(f"stsvend-no-audit is stsvend with its audit lines off (`RUST_LOG=stsvend::audit=off,info`). "
        f"sample-flask is Alibaba's sample under Flask's development server, as the guide runs it; "
@@ -122,6 +126,25 @@ for conns in sorted({c for (_, c) in by}):
     vs_g = s["rate"] / g["rate"] if g["rate"] else float("inf")
     print_(f"| {conns} | {thr:.3f} ({verdict(thr >= 0.95)}) | {p99:.2f} ({verdict(p99 <= 1.5)}) "
            f"| {vs_f:,.0f} ({verdict(vs_f >= 200)}) | {vs_g:,.0f} | {s['rss']:.1f} ({verdict(s['rss'] <= 20)}) |")
+print_("")
+
+print_("Issue 18, the cached shared token against the ceiling (ratios within this run):")
+print_("")
+print_("| connections | CPU per 1000 req (target <= 1.3) | req/s (target >= 0.85) | p99 (target <= 1.5) "
+       "| peak RSS MiB (target <= 16 at 256) | no audit: CPU, req/s |")
+print_("| ---: | ---: | ---: | ---: | ---: | ---: |")
+for conns in sorted({c for (_, c) in by}):
+    s, c, q = by.get(("stsvend", conns)), by.get(("ceiling", conns)), by.get(("stsvend-no-audit", conns))
+    if not (s and c):
+        continue
+    cpu = s["cpu"] / c["cpu"] if c["cpu"] else 0
+    thr = s["rate"] / c["rate"] if c["rate"] else 0
+    p99 = s["p99"] / c["p99"] if c["p99"] else 0
+    rss = verdict(s["rss"] <= 16) if conns >= 256 else "-"
+    quiet = (f"{q['cpu'] / c['cpu']:.2f}, {q['rate'] / c['rate']:.2f}" if q and c["cpu"] and c["rate"] else "-")
+    print_(f"| {conns} | {cpu:.2f} ({s['cpu']:.2f} vs {c['cpu']:.2f} ms; {verdict(cpu <= 1.3)}) "
+           f"| {thr:.2f} ({verdict(thr >= 0.85)}) | {p99:.2f} ({verdict(p99 <= 1.5)}) "
+           f"| {s['rss']:.1f} ({rss}) | {quiet} |")
 print_("")
 
 o = scenarios.get("outage")

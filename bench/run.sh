@@ -5,6 +5,7 @@
 #
 #   bench/run.sh            # the full run, about 6 minutes
 #   bench/run.sh --quick    # every step with tiny sizes, about 1 minute; checks the script works
+#   bench/run.sh --main     # only the ceiling/stsvend rounds (no samples, no scenarios), ~2 minutes
 #
 # The servers run on CPU 0 and wrk (and the mock STS) on the others, so the load generator never
 # takes the server's CPU and figures repeat; the ceiling and stsvend are measured in alternating
@@ -27,11 +28,14 @@ STS_LATENCY_MS=${BENCH_STS_LATENCY_MS:-30}
 HERD_STS_LATENCY_MS=200
 BUDGET=100
 WARMUP=2
-ROUNDS=3
+ROUNDS=${BENCH_ROUNDS:-3}
+MAIN_ONLY=
 if [[ ${1:-} == --quick ]]; then
   DURATION=2 HERD=100 SUBJECTS=200 WARMUP=1 ROUNDS=1
+elif [[ ${1:-} == --main ]]; then
+  MAIN_ONLY=1
 elif [[ -n ${1:-} ]]; then
-  echo "usage: bench/run.sh [--quick]" >&2
+  echo "usage: bench/run.sh [--quick | --main]" >&2
   exit 2
 fi
 # BENCH_ONLY=per-user runs only the per-user scenario (with its shared-token comparison).
@@ -113,6 +117,19 @@ peak_rss_kib() {
   echo "$total"
 }
 
+# Server CPU time (user + system, children included) in clock ticks, from /proc/PID/stat: less
+# sensitive to a busy machine than requests per second, since it counts only the server's work.
+cpu_ticks() {
+  local total=0 ticks
+  for p in $(tree "$1"); do
+    # Fields 14 and 15 (utime, stime), counted after the ")" that ends the command name.
+    ticks=$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null | awk '{print $12 + $13}' || echo 0)
+    total=$((total + ${ticks:-0}))
+  done
+  echo "$total"
+}
+CLK_TCK=$(getconf CLK_TCK)
+
 # --- The mock STS every server calls.
 "${ON_LOAD[@]}" "$BIN/examples/bench-mock-sts" --latency-ms "$STS_LATENCY_MS" >"$WORK/mock.out" &
 PIDS+=($!)
@@ -145,6 +162,17 @@ start_stsvend() {
 }
 
 ROWS=$WORK/rows.jsonl
+SCENARIOS=$WORK/scenarios.jsonl
+GUNICORN_WORKERS=5 # gunicorn's advice, 2 x cores + 1, for the two cores it would have alone
+report() {
+  mkdir -p target/bench
+  touch "$SCENARIOS"
+  python3 "$BENCH_DIR/report.py" "$ROWS" "$SCENARIOS" \
+    "$(nproc)" "$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)" \
+    "$(free -g | awk '/^Mem:/ {print $2}')" "$(rustc --version)" "$DURATION" "$GUNICORN_WORKERS" \
+    "$SERVER_CPUS" "$LOAD_CPUS" "$ROUNDS" |
+    tee target/bench/report.md
+}
 load() { # CONNECTIONS SECONDS URL [wrk options]: prints wrk's report line
   local conns=$1 seconds=$2 url=$3 line
   shift 3
@@ -160,16 +188,18 @@ load() { # CONNECTIONS SECONDS URL [wrk options]: prints wrk's report line
 
 # measure NAME PID URL CONNECTIONS ROUND: a warm-up, then one measured wrk run.
 measure() {
-  local name=$1 pid=$2 url=$3 conns=$4 round=$5 result sts rss
+  local name=$1 pid=$2 url=$3 conns=$4 round=$5 result sts rss cpu
   load "$conns" "$WARMUP" "$url" >/dev/null 2>&1 || true
   mock reset
   reset_peak_rss "$pid"
   log "$name, $conns connections, ${DURATION}s (round $round)"
+  cpu=$(cpu_ticks "$pid")
   result=$(load "$conns" "$DURATION" "$url")
+  cpu=$(($(cpu_ticks "$pid") - cpu))
   sts=$(mock_stats)
   rss=$(peak_rss_kib "$pid")
-  printf '{"server":"%s","connections":%s,"round":%s,"wrk":%s,"sts":%s,"peak_rss_kib":%s}\n' \
-    "$name" "$conns" "$round" "$result" "$sts" "$rss" >>"$ROWS"
+  printf '{"server":"%s","connections":%s,"round":%s,"wrk":%s,"sts":%s,"peak_rss_kib":%s,"cpu_ms":%s}\n' \
+    "$name" "$conns" "$round" "$result" "$sts" "$rss" "$((cpu * 1000 / CLK_TCK))" >>"$ROWS"
 }
 
 if [[ -z $BENCH_ONLY ]]; then
@@ -202,6 +232,10 @@ for conns in $CONNECTIONS; do
   done
 done
 kill "$CEILING_PID" "$QUIET_PID" 2>/dev/null || true
+if [[ -n $MAIN_ONLY ]]; then
+  report
+  exit 0
+fi
 
 # The samples last, one at a time, each killed (SIGKILL, children too) right after its runs: a
 # sample left running keeps working through its queued requests, taking the server CPU and
@@ -223,7 +257,6 @@ wait_for "$FLASK_URL"
 for conns in $CONNECTIONS; do measure sample-flask "$FLASK_PID" "$FLASK_URL" "$conns" 1; done
 stop "$FLASK_PID"
 
-GUNICORN_WORKERS=5 # gunicorn's advice, 2 x cores + 1, for the two cores it would have alone
 PORT=$(free_port)
 "${ON_SERVER[@]}" env -i "${SAMPLE_ENV[@]}" "$VENV/bin/gunicorn" --chdir "$BENCH_DIR/sample" -k gthread \
   --workers "$GUNICORN_WORKERS" --threads 8 --bind 127.0.0.1:"$PORT" app:app >"$WORK/gunicorn.log" 2>&1 &
@@ -236,7 +269,6 @@ stop "$GUNICORN_PID"
 
 
 fi # BENCH_ONLY
-SCENARIOS=$WORK/scenarios.jsonl
 scenario() { printf '{"scenario":"%s",%s}\n' "$1" "$2" >>"$SCENARIOS"; }
 if [[ -z $BENCH_ONLY ]]; then
 
@@ -297,7 +329,6 @@ result=$("${ON_LOAD[@]}" "$DRIVE" subjects "$PER_USER_URL" "rs256:rsa-1:$JWT_KEY
   "$SUBJECTS" 64 "$WORK/tokens.txt")
 first=$(mock_stats)
 mock reset
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; } # utime + stime, clock ticks
 # cpu_measure NAME PID URL ROUND [wrk options]: a warm-up, then one measured run at 50
 # connections with the server's CPU time over it.
 cpu_measure() {
@@ -330,9 +361,4 @@ scenario startup "\"sts_latency_ms\":$STS_LATENCY_MS,\"drive\":$result"
 fi # BENCH_ONLY
 
 # --- The report.
-mkdir -p target/bench
-python3 "$BENCH_DIR/report.py" "$ROWS" "$SCENARIOS" \
-  "$(nproc)" "$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)" \
-  "$(free -g | awk '/^Mem:/ {print $2}')" "$(rustc --version)" "$DURATION" "${GUNICORN_WORKERS:-0}" \
-  "$SERVER_CPUS" "$LOAD_CPUS" "$ROUNDS" |
-  tee target/bench/report.md
+report

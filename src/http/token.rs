@@ -24,7 +24,7 @@ use crate::config::AuthMode;
 use crate::http::audit;
 use crate::login::session::Platform;
 use crate::metrics;
-use crate::tokens::store::{CallerKey, Origin, Refusal, Tokens, Unavailable};
+use crate::tokens::store::{CallerKey, Origin, Refusal, Unavailable};
 use crate::tokens::token::Token;
 
 /// Takes the whole request rather than extractors, so nothing in it (the header map above all)
@@ -236,16 +236,17 @@ async fn token_for(
     key: CallerKey,
     ip: IpAddr,
 ) -> Result<Arc<Token>, Refusal> {
-    let tokens: &dyn Tokens = match &profile.callers {
-        Some(callers) if key.caller.is_some() || key.ip.is_some() => callers.as_ref(),
-        _ => &profile.shared,
+    let callers = match &profile.callers {
+        Some(callers) if key.caller.is_some() || key.ip.is_some() => callers,
+        // Called directly, not through `dyn Tokens`, whose boxed future is an allocation a request.
+        _ => return profile.shared.cached().await,
     };
     let grouping = profile.limits.grouping();
     let origin = Origin {
         network: grouping.network(ip),
         wide: grouping.wide(ip),
     };
-    tokens.token(key, origin).await
+    callers.token(key, origin).await
 }
 
 /// The token's body, never cached by anyone on the way.

@@ -105,6 +105,17 @@ impl SharedToken {
         self.rx.borrow().servable(now).is_some()
     }
 
+    /// [`Tokens::token`] without the boxed future (the token path calls it directly): the
+    /// servable token, counted as a cache hit.
+    pub async fn cached(&self) -> Result<Arc<Token>, Refusal> {
+        let token = self
+            .servable(MAX_WAIT_FOR_FETCH)
+            .await
+            .map_err(Refusal::Unavailable)?;
+        metrics::record_token_cache(&self.profile, CacheResult::Hit);
+        Ok(token)
+    }
+
     /// A servable token, waiting (bounded) for one in flight; see [`servable_token`].
     pub async fn servable(&self, max_wait: Duration) -> Result<Arc<Token>, Unavailable> {
         servable_token(&self.rx, max_wait).await
@@ -115,14 +126,7 @@ impl SharedToken {
 /// keeper, never for a request.
 impl Tokens for SharedToken {
     fn token(&self, _key: CallerKey, _origin: Origin) -> TokenFuture<'_> {
-        Box::pin(async move {
-            let token = self
-                .servable(MAX_WAIT_FOR_FETCH)
-                .await
-                .map_err(Refusal::Unavailable)?;
-            metrics::record_token_cache(&self.profile, CacheResult::Hit);
-            Ok(token)
-        })
+        Box::pin(self.cached())
     }
 
     /// Drops the current token and has the keeper fetch a new one at once.
