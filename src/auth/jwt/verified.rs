@@ -14,9 +14,10 @@
 //!   The secret and the JWKS file never change for a verifier's life: a configuration reload
 //!   builds a new verifier, whose cache starts empty ([`super::JwtVerifier::forget_verified`]
 //!   empties one in place);
-//! - memory is bounded by weight ([`VERIFIED_CACHE_BYTES`]), and an entry read after its token
-//!   expired or [`MAX_VERIFIED_LIFETIME`] after it was made, whichever comes first, is dropped
-//!   and the token verified in full (one never read again is evicted by the bound).
+//! - memory is bounded by weight ([`VERIFIED_CACHE_BYTES`]); an entry read
+//!   [`MAX_VERIFIED_LIFETIME`] after it was made is dropped and the token verified in full, and
+//!   one never read again is evicted by the bound. Until then an expired token's entry answers
+//!   with the refusal a full verification would give ([`Verified::decide`]).
 //!
 //! Whether an entry stands ([`Verified::decide`]) is pure: the caller passes the time and the
 //! key set's current generation.
@@ -97,8 +98,8 @@ impl Verified {
 /// A remembered verification and until when it is worth keeping.
 pub(super) struct Entry {
     pub(super) verified: Verified,
-    /// Seconds since the epoch: from then on the entry is dropped when read, and the token
-    /// verified in full (the token's expiry, at most [`MAX_VERIFIED_LIFETIME`] after insertion).
+    /// Seconds since the epoch, [`MAX_VERIFIED_LIFETIME`] after insertion: from then on the
+    /// entry is dropped when read, and the token verified in full.
     keep_until: i64,
 }
 
@@ -154,8 +155,8 @@ impl VerifiedCache {
     /// Remembers a successful verification made at `now`; one that has already expired is not
     /// worth an entry.
     pub(super) fn insert(&self, key: TokenHash, verified: Verified, now: i64) {
-        if let Some(lifetime) = verified.lifetime(now) {
-            let lifetime = i64::try_from(lifetime.as_secs()).unwrap_or(i64::MAX);
+        if verified.lifetime(now).is_some() {
+            let lifetime = i64::try_from(MAX_VERIFIED_LIFETIME.as_secs()).unwrap_or(i64::MAX);
             let keep_until = now.saturating_add(lifetime);
             let entry = Arc::new(Entry {
                 verified,
@@ -292,10 +293,13 @@ mod tests {
         assert!(cache.get(&key, T + hour - 1).is_some());
         assert!(cache.get(&key, T + hour).is_none());
         assert_eq!(cache.size().0, 0, "dropped, not only hidden");
-        // Expires in ten minutes: kept until exp + leeway.
+        // Expired: still read, to refuse it as a full verification would.
         cache.insert(key, entry(T + 600, None, None), T);
-        assert!(cache.get(&key, T + 600 + LEEWAY_SECONDS - 1).is_some());
-        assert!(cache.get(&key, T + 600 + LEEWAY_SECONDS).is_none());
+        let expired = cache.get(&key, T + 600 + LEEWAY_SECONDS).unwrap();
+        assert_eq!(
+            expired.verified.decide(T + 600 + LEEWAY_SECONDS, None),
+            Decision::Refuse(JwtError::Expired)
+        );
     }
 
     #[test]
