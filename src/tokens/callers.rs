@@ -2,7 +2,7 @@
 //!
 //! The engine's rules (refresh ahead, never below the minimum remaining validity, one STS call
 //! in flight per key; [`crate::tokens::keeper`]), driven on demand, with three additions: the
-//! cache is bounded in memory (a `moka` cache weighed in bytes); a request that misses waits
+//! cache is bounded in memory (a `quick_cache` weighed in bytes); a request that misses waits
 //! only briefly for the AssumeRole budget; and a refusal that will not fix itself
 //! ([`LastingRefusal`]) is remembered for a minute, so a burst of new users does not become a
 //! burst of doomed STS calls.
@@ -15,7 +15,14 @@
 //! In fleet mode a [`FarCache`] sits behind the local cache (which stays the near-cache: a hit
 //! asks nothing else): a miss or a due renewal asks it before calling STS, and it keeps what
 //! STS issued for the other replicas. Without one, nothing changes.
+//!
+//! The cache is a `quick_cache` rather than moka: a hit, the per-user path's common case, is a
+//! shard's read lock and one hash probe, with no expiry wheel or access log to feed. What moka
+//! did besides is done here: an entry no longer servable is dropped when read (one never read
+//! again is evicted by the byte bound), and the requests that miss the same key share one fetch
+//! ([`Flight`]), its refusal included.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::num::NonZeroU32;
 use std::pin::Pin;
@@ -26,7 +33,7 @@ use chrono::{DateTime, Utc};
 use governor::clock::{Clock as _, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use ipnet::IpNet;
-use moka::future::Cache;
+use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
 use super::keeper::{self, Held, Job};
@@ -40,7 +47,7 @@ use crate::sts::budget::{Claimant, Lane};
 use crate::sts::policy::{PolicyError, SourceBoundPolicy};
 use crate::sts::{AssumeRole, FailureClass, IssuedCredentials, StsClient, StsError};
 
-/// Memory the per-caller cache may use (tokens are ~1-2 KiB each, so roughly 40 000 callers).
+/// Memory the per-caller cache may use, by [`entry_weight`].
 pub const MAX_CACHE_BYTES: u64 = 64 * 1024 * 1024;
 /// How long a request that misses the cache waits for the AssumeRole budget.
 const REQUEST_BUDGET_WAIT: Duration = Duration::from_secs(2);
@@ -220,7 +227,10 @@ struct Inner {
     credentials: CredentialsProvider,
     clock: Clock,
     min_remaining: Duration,
-    cache: Cache<CallerKey, Arc<Held<Arc<Token>>>>,
+    cache: quick_cache::sync::Cache<CallerKey, Entry, ByWeight>,
+    /// The fetches under way, one per key; an entry lives only while a request waits on it
+    /// (so at most one per request in flight, which the connection cap bounds).
+    in_flight: Mutex<HashMap<CallerKey, Arc<FlightCell>>>,
     refused_until: Mutex<Option<Instant>>,
     /// Identifies the profile to the budget's fair queue.
     profile_id: u64,
@@ -228,27 +238,80 @@ struct Inner {
     far: Option<Arc<dyn FarCache>>,
 }
 
-/// Entries live until their token may no longer be served.
-struct UntilUnservable;
+/// A cached caller token.
+type Entry = Arc<Held<Arc<Token>>>;
 
-impl moka::Expiry<CallerKey, Arc<Held<Arc<Token>>>> for UntilUnservable {
-    fn expire_after_create(
-        &self,
-        _key: &CallerKey,
-        value: &Arc<Held<Arc<Token>>>,
-        _created_at: std::time::Instant,
-    ) -> Option<Duration> {
-        Some(value.serve_until.saturating_duration_since(Instant::now()))
+/// What one fetch for a key produced, shared by every request that waited for it.
+type FlightCell = OnceCell<Result<Entry, Refusal>>;
+
+/// The weight of an entry for the cache's byte bound.
+fn entry_weight(key: &CallerKey, value: &Entry) -> u64 {
+    let bytes = value.value.body.len() + key.session_name.as_ref().map_or(0, String::len) + 128;
+    bytes as u64
+}
+
+/// Weighs entries by [`entry_weight`].
+#[derive(Debug, Clone)]
+struct ByWeight;
+
+impl quick_cache::Weighter<CallerKey, Entry> for ByWeight {
+    fn weight(&self, key: &CallerKey, value: &Entry) -> u64 {
+        entry_weight(key, value)
+    }
+}
+
+/// One request's share in the fetch for its key: the first request for a key creates it, the
+/// others join it, and whoever leaves last (or the first to see it finished) removes it, so a
+/// request arriving later starts afresh. A request that goes away mid-fetch hands the fetch to
+/// another waiter ([`OnceCell::get_or_init`]).
+struct Flight<'a> {
+    flights: &'a Mutex<HashMap<CallerKey, Arc<FlightCell>>>,
+    key: &'a CallerKey,
+    cell: Option<Arc<FlightCell>>,
+}
+
+impl<'a> Flight<'a> {
+    fn join(flights: &'a Mutex<HashMap<CallerKey, Arc<FlightCell>>>, key: &'a CallerKey) -> Self {
+        let mut map = flights
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let cell = match map.get(key) {
+            Some(cell) => cell.clone(),
+            None => {
+                let cell = Arc::new(FlightCell::new());
+                map.insert(key.clone(), cell.clone());
+                cell
+            }
+        };
+        Self {
+            flights,
+            key,
+            cell: Some(cell),
+        }
     }
 
-    fn expire_after_update(
-        &self,
-        key: &CallerKey,
-        value: &Arc<Held<Arc<Token>>>,
-        updated_at: std::time::Instant,
-        _duration_until_expiry: Option<Duration>,
-    ) -> Option<Duration> {
-        self.expire_after_create(key, value, updated_at)
+    fn cell(&self) -> &FlightCell {
+        self.cell
+            .as_deref()
+            .unwrap_or_else(|| unreachable!("taken only on drop"))
+    }
+}
+
+impl Drop for Flight<'_> {
+    fn drop(&mut self) {
+        let mut map = self
+            .flights
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(cell) = self.cell.take() else { return };
+        // Under the lock every share is taken and dropped, so the count is exact: 2 is the
+        // map's and ours.
+        if map.get(self.key).is_some_and(|current| {
+            Arc::ptr_eq(current, &cell) && (cell.initialized() || Arc::strong_count(&cell) == 2)
+        }) {
+            map.remove(self.key);
+        }
+        drop(cell);
     }
 }
 
@@ -264,15 +327,10 @@ impl CallerTokens {
         settings: CallerSettings,
         far: Option<Arc<dyn FarCache>>,
     ) -> Arc<Self> {
-        let cache = Cache::builder()
-            .max_capacity(settings.max_bytes)
-            .weigher(|key: &CallerKey, value: &Arc<Held<Arc<Token>>>| {
-                let bytes =
-                    value.value.body.len() + key.session_name.as_ref().map_or(0, String::len) + 128;
-                u32::try_from(bytes).unwrap_or(u32::MAX)
-            })
-            .expire_after(UntilUnservable)
-            .build();
+        // The estimate sizes the shards (the table grows as it fills); ~1 KiB an entry.
+        let estimated = usize::try_from(settings.max_bytes / 1024).unwrap_or(usize::MAX);
+        let cache =
+            quick_cache::sync::Cache::with_weighter(estimated.max(1), settings.max_bytes, ByWeight);
         let new_tokens = settings
             .new_tokens_per_network_per_minute
             .map(|per_minute| {
@@ -297,6 +355,7 @@ impl CallerTokens {
                 clock,
                 min_remaining: settings.min_remaining,
                 cache,
+                in_flight: Mutex::new(HashMap::new()),
                 refused_until: Mutex::new(None),
                 profile_id,
                 new_tokens,
@@ -327,51 +386,36 @@ impl CallerTokens {
             network: origin.network,
         };
         let now = Instant::now();
-        if let Some(held) = inner.cache.get(&key).await {
-            match held.freshness(now) {
-                Freshness::Unservable => inner.cache.invalidate(&key).await,
-                freshness => {
-                    // Stale-while-valid: a due token is served while one request renews it.
-                    if freshness == Freshness::Due
-                        && inner.refused_for(now).is_none()
-                        && held.claim_renewal()
-                    {
-                        tokio::spawn(inner.clone().renew(key, held.clone(), claimant));
-                    }
-                    metrics::record_token_cache(&inner.profile, CacheResult::Hit);
-                    return Ok(held.value.clone());
-                }
+        if let Some(held) = inner.servable(&key, now) {
+            // Stale-while-valid: a due token is served while one request renews it.
+            if held.freshness(now) == Freshness::Due
+                && inner.refused_for(now).is_none()
+                && held.claim_renewal()
+            {
+                tokio::spawn(inner.clone().renew(key, held.clone(), claimant));
             }
+            metrics::record_token_cache(&inner.profile, CacheResult::Hit);
+            return Ok(held.value.clone());
         }
         metrics::record_token_cache(&inner.profile, CacheResult::Miss);
-        let wanted = key.clone();
-        inner
-            .cache
-            .try_get_with(key, async move {
-                let fetch = async {
-                    // A kept token needs no STS call, so only callers without one meet a
-                    // remembered refusal.
-                    if let Some(retry_after) = inner.refused_for(now) {
-                        return Err(Refusal::Unavailable(Unavailable {
-                            class: Some(FailureClass::Rejected),
-                            retry_after,
-                        }));
-                    }
-                    inner.admit_new_token(origin)?;
-                    inner
-                        .fetch(&wanted, Lane::Caller(claimant), REQUEST_BUDGET_WAIT)
-                        .await
-                        .map_err(Refusal::Unavailable)
-                };
-                match &inner.far {
-                    Some(far) => far.on_miss(&wanted, Box::pin(fetch)).await,
-                    None => fetch.await,
+        let flight = Flight::join(&inner.in_flight, &key);
+        let fetched = flight
+            .cell()
+            .get_or_init(|| async {
+                // Fetched and cached just before this flight began: no second STS call.
+                if let Some(held) = inner.servable(&key, now) {
+                    return Ok(held);
                 }
-                .map(Arc::new)
+                let fetched = inner.fetch_new(&key, origin, claimant, now).await;
+                if let Ok(held) = &fetched {
+                    inner.cache.insert(key.clone(), held.clone());
+                }
+                fetched
             })
             .await
-            .map(|held| held.value.clone())
-            .map_err(|refusal: Arc<Refusal>| *refusal)
+            .clone();
+        drop(flight);
+        fetched.map(|held| held.value.clone())
     }
 
     /// Drops every cached token (the kill switch).
@@ -379,19 +423,17 @@ impl CallerTokens {
         if let Some(far) = &self.inner.far {
             far.clear();
         }
-        self.inner.cache.invalidate_all();
-        self.inner.cache.run_pending_tasks().await;
+        self.inner.cache.clear();
     }
 
     /// Callers with a cached token (for tests and metrics).
     pub fn entries(&self) -> u64 {
-        self.inner.cache.entry_count()
+        self.inner.cache.len() as u64
     }
 
-    /// The cache's size by its weigher (bytes, roughly), once pending evictions have run.
+    /// The cache's size by its weigher (bytes, roughly).
     pub async fn cached_bytes(&self) -> u64 {
-        self.inner.cache.run_pending_tasks().await;
-        self.inner.cache.weighted_size()
+        self.inner.cache.weight()
     }
 }
 
@@ -406,6 +448,47 @@ impl Tokens for CallerTokens {
 }
 
 impl Inner {
+    /// The cached token for `key` if it may still be served at `now`; one that may not is
+    /// dropped (the cache keeps no clock of its own).
+    fn servable(&self, key: &CallerKey, now: Instant) -> Option<Entry> {
+        let held = self.cache.get(key)?;
+        if held.freshness(now) == Freshness::Unservable {
+            self.cache.remove(key);
+            return None;
+        }
+        Some(held)
+    }
+
+    /// A new token for `key` from the far cache or STS: what a miss runs, once per key at a
+    /// time.
+    async fn fetch_new(
+        &self,
+        key: &CallerKey,
+        origin: Origin,
+        claimant: Claimant,
+        now: Instant,
+    ) -> Result<Entry, Refusal> {
+        let fetch = async {
+            // A kept token needs no STS call, so only callers without one meet a remembered
+            // refusal.
+            if let Some(retry_after) = self.refused_for(now) {
+                return Err(Refusal::Unavailable(Unavailable {
+                    class: Some(FailureClass::Rejected),
+                    retry_after,
+                }));
+            }
+            self.admit_new_token(origin)?;
+            self.fetch(key, Lane::Caller(claimant), REQUEST_BUDGET_WAIT)
+                .await
+                .map_err(Refusal::Unavailable)
+        };
+        match &self.far {
+            Some(far) => far.on_miss(key, Box::pin(fetch)).await,
+            None => fetch.await,
+        }
+        .map(Arc::new)
+    }
+
     /// Counts one new token against `origin`'s network.
     fn admit_new_token(&self, origin: Origin) -> Result<(), Refusal> {
         let Some(limiter) = &self.new_tokens else {
@@ -445,7 +528,7 @@ impl Inner {
             None => fetch.await,
         };
         match renewed {
-            Ok(fresh) => self.cache.insert(key, Arc::new(fresh)).await,
+            Ok(fresh) => self.cache.insert(key, Arc::new(fresh)),
             // Let a later request try again; the current token is served while it qualifies.
             Err(_) => current.renewal_failed(),
         }

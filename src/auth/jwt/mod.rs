@@ -222,17 +222,17 @@ impl JwtVerifier {
         }
         let key = verified::hash(token);
         let cache = &self.inner.verified;
-        if let Some(entry) = cache.get(&key).await {
+        if let Some(entry) = cache.get(&key, now.timestamp()) {
             let generation = self.current_generation(&entry.verified, now).await;
             match entry.verified.decide(now.timestamp(), generation) {
                 Decision::Serve(claims) => return Ok(claims),
                 Decision::Refuse(error) => return Err(error),
-                Decision::Stale => cache.remove(&key).await,
+                Decision::Stale => cache.remove(&key),
             }
         }
         let verified = self.verify_in_full(token, now).await?;
         let claims = verified.claims.clone();
-        cache.insert(key, verified, now.timestamp()).await;
+        cache.insert(key, verified, now.timestamp());
         Ok(claims)
     }
 

@@ -1034,7 +1034,10 @@ async fn a_token_verified_once_is_not_verified_again() {
     assert_eq!(verify(&verifier.clone(), &token).await, user_42());
     assert_eq!(verifier.signatures_checked(), 1);
     // And only the hash of the token is kept.
-    let entry = verifier.inner.verified.get(&verified::hash(&token)).await;
+    let entry = verifier
+        .inner
+        .verified
+        .get(&verified::hash(&token), now().timestamp());
     assert!(!format!("{:?}", entry.unwrap().verified).contains(&token[..20]));
 
     verifier.forget_verified();
@@ -1112,7 +1115,7 @@ async fn a_token_not_yet_valid_or_refused_is_not_remembered() {
         );
     }
     assert_eq!(verifier.signatures_checked(), 5);
-    let (entries, _) = verifier.inner.verified.size().await;
+    let (entries, _) = verifier.inner.verified.size();
     assert_eq!(entries, 1, "only the valid token is remembered");
 }
 
@@ -1210,10 +1213,8 @@ async fn what_is_remembered_stays_within_its_bound() {
             },
             remote_generation: None,
         };
-        cache
-            .insert(verified::hash(&format!("token-{i}")), verified, t)
-            .await;
-        let (entries, bytes) = cache.size().await;
+        cache.insert(verified::hash(&format!("token-{i}")), verified, t);
+        let (entries, bytes) = cache.size();
         assert!(bytes <= max_bytes, "{bytes} bytes in {entries} entries");
         assert!(entries <= 10, "{entries} entries");
     }
@@ -1230,6 +1231,6 @@ async fn what_is_remembered_stays_within_its_bound() {
         remote_generation: None,
     };
     let key = verified::hash("late");
-    cache.insert(key, expired, t).await;
-    assert!(cache.get(&key).await.is_none());
+    cache.insert(key, expired, t);
+    assert!(cache.get(&key, t).is_none());
 }

@@ -14,8 +14,10 @@
 //!   The secret and the JWKS file never change for a verifier's life: a configuration reload
 //!   builds a new verifier, whose cache starts empty ([`super::JwtVerifier::forget_verified`]
 //!   empties one in place);
-//! - memory is bounded by weight ([`VERIFIED_CACHE_BYTES`]), and moka drops an entry when its
-//!   token expires or after [`MAX_VERIFIED_LIFETIME`], whichever comes first.
+//! - memory is bounded by weight ([`VERIFIED_CACHE_BYTES`]); an entry read
+//!   [`MAX_VERIFIED_LIFETIME`] after it was made is dropped and the token verified in full, and
+//!   one never read again is evicted by the bound. Until then an expired token's entry answers
+//!   with the refusal a full verification would give ([`Verified::decide`]).
 //!
 //! Whether an entry stands ([`Verified::decide`]) is pure: the caller passes the time and the
 //! key set's current generation.
@@ -23,7 +25,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use moka::future::Cache;
 use sha2::{Digest as _, Sha256};
 
 use super::claims::{Claims, Validity};
@@ -94,68 +95,89 @@ impl Verified {
     }
 }
 
-/// A remembered verification and how long moka may keep it.
+/// A remembered verification and until when it is worth keeping.
 pub(super) struct Entry {
     pub(super) verified: Verified,
-    lifetime: Duration,
+    /// Seconds since the epoch, [`MAX_VERIFIED_LIFETIME`] after insertion: from then on the
+    /// entry is dropped when read, and the token verified in full.
+    keep_until: i64,
 }
 
-/// moka drops an entry after the lifetime computed, from the request's time, at insertion.
-struct UntilExpired;
+impl Entry {
+    /// Whether the entry is still worth serving from at `now`; checked on read, since the cache
+    /// itself keeps no clock (its byte bound evicts what is never read again).
+    fn is_kept(&self, now: i64) -> bool {
+        now < self.keep_until
+    }
+}
 
-impl moka::Expiry<TokenHash, Arc<Entry>> for UntilExpired {
-    fn expire_after_create(
-        &self,
-        _key: &TokenHash,
-        entry: &Arc<Entry>,
-        _created_at: std::time::Instant,
-    ) -> Option<Duration> {
-        Some(entry.lifetime)
+/// Weighs an entry by [`Verified::weight`].
+#[derive(Clone)]
+struct ByWeight;
+
+impl quick_cache::Weighter<TokenHash, Arc<Entry>> for ByWeight {
+    fn weight(&self, _key: &TokenHash, entry: &Arc<Entry>) -> u64 {
+        u64::from(entry.verified.weight())
     }
 }
 
 /// Verifications remembered by one verifier, bounded in memory.
+///
+/// A `quick_cache` rather than moka: a read is a shard's read lock and a hash probe, with no
+/// expiry wheel or access log to feed, and an entry costs less memory; it was the largest part
+/// of a cached per-user request's cost besides the token cache (README, Performance).
 pub(super) struct VerifiedCache {
-    entries: Cache<TokenHash, Arc<Entry>>,
+    entries: quick_cache::sync::Cache<TokenHash, Arc<Entry>, ByWeight>,
 }
 
 impl VerifiedCache {
     /// A cache whose entries weigh at most `max_bytes` in all (by [`Verified`]'s weigher).
     pub(super) fn new(max_bytes: u64) -> Self {
-        let entries = Cache::builder()
-            .max_capacity(max_bytes)
-            .weigher(|_key: &TokenHash, entry: &Arc<Entry>| entry.verified.weight())
-            .expire_after(UntilExpired)
-            .build();
+        let estimated = max_bytes / VERIFIED_ENTRY_BYTES as u64;
+        let entries = quick_cache::sync::Cache::with_weighter(
+            usize::try_from(estimated).unwrap_or(usize::MAX),
+            max_bytes,
+            ByWeight,
+        );
         Self { entries }
     }
 
-    pub(super) async fn get(&self, key: &TokenHash) -> Option<Arc<Entry>> {
-        self.entries.get(key).await
+    /// The entry for `key` while it is kept at `now`; one past its time is dropped.
+    pub(super) fn get(&self, key: &TokenHash, now: i64) -> Option<Arc<Entry>> {
+        let entry = self.entries.get(key)?;
+        if entry.is_kept(now) {
+            return Some(entry);
+        }
+        self.entries.remove(key);
+        None
     }
 
     /// Remembers a successful verification made at `now`; one that has already expired is not
     /// worth an entry.
-    pub(super) async fn insert(&self, key: TokenHash, verified: Verified, now: i64) {
-        if let Some(lifetime) = verified.lifetime(now) {
-            let entry = Arc::new(Entry { verified, lifetime });
-            self.entries.insert(key, entry).await;
+    pub(super) fn insert(&self, key: TokenHash, verified: Verified, now: i64) {
+        if verified.lifetime(now).is_some() {
+            let lifetime = i64::try_from(MAX_VERIFIED_LIFETIME.as_secs()).unwrap_or(i64::MAX);
+            let keep_until = now.saturating_add(lifetime);
+            let entry = Arc::new(Entry {
+                verified,
+                keep_until,
+            });
+            self.entries.insert(key, entry);
         }
     }
 
-    pub(super) async fn remove(&self, key: &TokenHash) {
-        self.entries.invalidate(key).await;
+    pub(super) fn remove(&self, key: &TokenHash) {
+        self.entries.remove(key);
     }
 
     pub(super) fn clear(&self) {
-        self.entries.invalidate_all();
+        self.entries.clear();
     }
 
-    /// Entries and their total weight, once pending evictions have run (for tests).
+    /// Entries and their total weight (for tests).
     #[cfg(test)]
-    pub(super) async fn size(&self) -> (u64, u64) {
-        self.entries.run_pending_tasks().await;
-        (self.entries.entry_count(), self.entries.weighted_size())
+    pub(super) fn size(&self) -> (u64, u64) {
+        (self.entries.len() as u64, self.entries.weight())
     }
 }
 
@@ -259,6 +281,25 @@ mod tests {
                 "exp {exp}, now {now}"
             );
         }
+    }
+
+    #[test]
+    fn an_entry_read_past_its_time_is_dropped() {
+        let cache = VerifiedCache::new(1024 * 1024);
+        let key = hash("a.b.c");
+        // Lives two hours: kept for the first hour only.
+        cache.insert(key, entry(T + 7200, None, None), T);
+        let hour = MAX_VERIFIED_LIFETIME.as_secs() as i64;
+        assert!(cache.get(&key, T + hour - 1).is_some());
+        assert!(cache.get(&key, T + hour).is_none());
+        assert_eq!(cache.size().0, 0, "dropped, not only hidden");
+        // Expired: still read, to refuse it as a full verification would.
+        cache.insert(key, entry(T + 600, None, None), T);
+        let expired = cache.get(&key, T + 600 + LEEWAY_SECONDS).unwrap();
+        assert_eq!(
+            expired.verified.decide(T + 600 + LEEWAY_SECONDS, None),
+            Decision::Refuse(JwtError::Expired)
+        );
     }
 
     #[test]
