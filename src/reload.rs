@@ -28,6 +28,17 @@ pub enum Trigger {
     Watch,
 }
 
+impl Trigger {
+    /// The word the log lines use (`signal`, `admin`, `watch`), as the answers' serde does.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Signal => "signal",
+            Self::Admin => "admin",
+            Self::Watch => "watch",
+        }
+    }
+}
+
 /// What a reload did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {

@@ -104,7 +104,10 @@ impl Reloader {
             Err(problems) => return refused(trigger, problems),
         };
         if new.inputs == self.last_read {
-            tracing::info!(?trigger, "configuration reload: nothing changed");
+            tracing::info!(
+                trigger = trigger.as_str(),
+                "configuration reload: nothing changed"
+            );
             return Outcome::Unchanged;
         }
         let changes = diff::diff(&self.running, &new);
@@ -252,10 +255,13 @@ fn with_causes(error: &dyn std::error::Error) -> String {
 
 fn refused(trigger: Trigger, problems: Vec<String>) -> Outcome {
     for problem in &problems {
-        tracing::error!(?trigger, "configuration reload refused: {problem}");
+        tracing::error!(
+            trigger = trigger.as_str(),
+            "configuration reload refused: {problem}"
+        );
     }
     tracing::error!(
-        ?trigger,
+        trigger = trigger.as_str(),
         problems = problems.len(),
         "configuration reload refused; the running configuration keeps serving"
     );
@@ -265,7 +271,7 @@ fn refused(trigger: Trigger, problems: Vec<String>) -> Outcome {
 fn log_applied(trigger: Trigger, changes: &ConfigDiff, running: &Config) {
     for setting in &changes.restart_needed {
         tracing::warn!(
-            ?trigger,
+            trigger = trigger.as_str(),
             setting,
             "configuration reload: {setting} changed; restart to apply"
         );
@@ -274,7 +280,7 @@ fn log_applied(trigger: Trigger, changes: &ConfigDiff, running: &Config) {
         tracing::warn!("{warning}");
     }
     tracing::info!(
-        ?trigger,
+        trigger = trigger.as_str(),
         added = ?changes.profiles_added,
         removed = ?changes.profiles_removed,
         changed = ?changes.profiles_changed,
@@ -355,7 +361,7 @@ impl Watched for ConfigWatch {
             Trigger::Watch
         };
         if let Err(error) = self.reloads.ask(trigger, WATCH_ASK_WAIT).await {
-            tracing::warn!(%error, ?trigger, "configuration reload: no outcome");
+            tracing::warn!(%error, trigger = trigger.as_str(), "configuration reload: no outcome");
         }
     }
 }
