@@ -5,14 +5,16 @@
 //! router serves only reads (the public token routes), refuse methods other than `GET`, `HEAD`
 //! and `OPTIONS`; shed load beyond [`MAX_IN_FLIGHT`] requests at once (answering at once rather
 //! than queueing); bound the request by [`REQUEST_TIMEOUT`]. On the way out: the id in
-//! `x-request-id`, error bodies rendered (the router's own bare `405` included), `nosniff` on
-//! everything, and the request counted and timed.
+//! `x-request-id`, a handler's panic answered `500` with the standard body, error bodies rendered
+//! (the router's own bare `405` included), `nosniff` on everything, and the request counted and
+//! timed.
 //!
 //! One middleware rather than a stack of six: each `from_fn` layer clones the services inside it
 //! and boxes a future per request, which on the token path cost as much as the handler.
 //! The connection-level limits (header read timeout, header size) are in [`crate::server`].
 
 use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,6 +22,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use futures_util::FutureExt as _;
 use tokio::sync::Semaphore;
 
 use super::error::{self, ApiError};
@@ -109,10 +112,16 @@ pub async fn edge(State(edge): State<Edge>, mut request: Request, next: Next) ->
         ApiError::MethodNotAllowed.into_response()
     } else {
         match edge.slots.try_acquire() {
-            Ok(_permit) => match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
-                Ok(response) => response,
-                Err(_) => ApiError::RequestTimeout.into_response(),
-            },
+            Ok(_permit) => {
+                // Here rather than in a layer of its own (one service fewer per request); the
+                // inner services are called inside this future, so their panics land here too.
+                let handled = AssertUnwindSafe(next.run(request)).catch_unwind();
+                match tokio::time::timeout(REQUEST_TIMEOUT, handled).await {
+                    Ok(Ok(response)) => response,
+                    Ok(Err(panic)) => error::panic_response(panic),
+                    Err(_) => ApiError::RequestTimeout.into_response(),
+                }
+            }
             Err(_) => ApiError::Overloaded.into_response(),
         }
     };

@@ -15,13 +15,14 @@ pub mod session;
 pub mod state;
 pub mod token;
 
+use std::sync::Arc;
+
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tower::ServiceBuilder;
-use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
@@ -44,9 +45,12 @@ pub fn public_router_on(state: AppState, edge: &edge::Edge) -> Router {
     let profiles = route_profiles(state.profiles().iter().map(|p| p.name.as_str()));
     for profile in state.profiles() {
         let path = token_path(&profile.name);
-        let for_handler = profile.clone();
-        let route = get(move |State(state): State<AppState>, request: Request| {
-            token::serve(state, for_handler.clone(), request)
+        // The state and profile in one `Arc` the handler owns: axum clones the handler per
+        // request (one atomic add), where a `State<AppState>` extractor cloned every `Arc` in
+        // the state and the profile besides.
+        let route_state = Arc::new((state.clone(), profile.clone()));
+        let route = get(move |request: Request| async move {
+            token::serve(&route_state.0, &route_state.1, request).await
         })
         .options(options_allowed)
         .fallback(error::method_not_allowed);
@@ -161,19 +165,21 @@ fn token_path(name: &str) -> String {
 
 /// Puts every route of `router` (its fallback too) behind the same layers, from the outside in:
 /// the edge (an id for every answer, counted and timed, shed or not; inside the router, so the
-/// matched route pattern is known), credentials-bearing headers marked sensitive before anything
-/// can log them, then a handler's panic turned into a 500 with the standard body rather than a
-/// dropped connection. Public, admin and dev routes alike, so none answers without them.
+/// matched route pattern is known; a handler's panic turned into a 500 with the standard body
+/// rather than a dropped connection). Public, admin and dev routes alike, so none answers
+/// without them.
 /// With debug logging on at start-up, also one span per request carrying the request id
-/// (never the query or headers), and 5xx answers logged at debug (the refresher already logs
-/// their cause once). Only then: at the default level the audit line carries the request id,
-/// and the trace layer cost a fifth of the token path's throughput even with its span off.
+/// (never the query or headers), 5xx answers logged at debug (the refresher already logs their
+/// cause once), and credentials-bearing headers marked sensitive before the trace layer sees
+/// them. Only then: at the default level the audit line carries the request id, the trace layer
+/// cost a fifth of the token path's throughput even with its span off, and nothing else logs a
+/// request's headers, so the sensitive marking had nothing to protect.
 /// One `Router::layer` call either way: each call boxes every route's service once more.
 pub fn harden(router: Router, edge: edge::Edge) -> Router {
     let edge = axum::middleware::from_fn_with_state(edge, edge::edge);
-    let sensitive = SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, header::COOKIE]);
-    let catch_panic = CatchPanicLayer::custom(error::panic_response);
     if tracing::enabled!(tracing::Level::DEBUG) {
+        let sensitive =
+            SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, header::COOKIE]);
         let trace = TraceLayer::new_for_http()
             .make_span_with(request_span)
             .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG));
@@ -181,16 +187,10 @@ pub fn harden(router: Router, edge: edge::Edge) -> Router {
             ServiceBuilder::new()
                 .layer(edge)
                 .layer(sensitive)
-                .layer(trace)
-                .layer(catch_panic),
+                .layer(trace),
         )
     } else {
-        router.layer(
-            ServiceBuilder::new()
-                .layer(edge)
-                .layer(sensitive)
-                .layer(catch_panic),
-        )
+        router.layer(edge)
     }
 }
 
@@ -274,6 +274,35 @@ fn request_span(request: &Request) -> tracing::Span {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_handler_gets_a_500_with_the_standard_body() {
+        use tower::ServiceExt as _;
+        async fn boom() -> &'static str {
+            panic!("handler bug")
+        }
+        let router = harden(
+            Router::new().route("/boom", get(boom)),
+            edge::Edge::default(),
+        );
+        let request = Request::builder()
+            .uri("/boom")
+            .body(axum::body::Body::empty())
+            .expect("request");
+        let response = router.oneshot(request).await.expect("infallible");
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let id = response.headers()[error::REQUEST_ID_HEADER].clone();
+        let body = axum::body::to_bytes(response.into_body(), 4096)
+            .await
+            .expect("body");
+        let body: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+        assert_eq!(body["error"]["code"], "internal_error", "{body}");
+        assert_eq!(
+            body["error"]["request_id"],
+            id.to_str().expect("id"),
+            "{body}"
+        );
+    }
 
     #[test]
     fn routes_name_their_profile_and_nothing_else_does() {

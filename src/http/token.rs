@@ -30,25 +30,25 @@ use crate::tokens::token::Token;
 /// Takes the whole request rather than extractors, so nothing in it (the header map above all)
 /// is copied per request.
 pub async fn serve(
-    state: AppState,
-    profile: Arc<ProfileState>,
+    state: &AppState,
+    profile: &ProfileState,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let ip = caller_address(&state, &request)?;
+    let ip = caller_address(state, &request)?;
     let mut caller = audit::Caller {
         request_id: request_id(&request),
         profile: &profile.name,
         client_ip: ip,
         subject: None,
     };
-    admit(&profile, &caller)?;
+    admit(profile, &caller)?;
     // Fleet mode: the limits are the fleet's, one store command each (none otherwise).
     if profile.limits.is_shared() {
-        admit_shared(&profile, &caller).await?;
+        admit_shared(profile, &caller).await?;
     }
-    let claims = authorize(&state, &profile, &caller, request.headers()).await?;
+    let claims = authorize(state, profile, &caller, request.headers()).await?;
     caller.subject = claims.as_ref().map(|claims| claims.subject.as_str());
-    let token = issue(&profile, &caller, claims.as_ref()).await?;
+    let token = issue(profile, &caller, claims.as_ref()).await?;
     Ok(respond(&token))
 }
 
