@@ -13,23 +13,17 @@ use super::validated::{Config, Profile};
 use crate::config::AuthMode;
 use crate::sts::AssumeRole;
 
-/// The global settings a reload applies; every other global one needs a restart.
+/// The global settings a reload applies besides [`SESSIONS`]; every other global one needs a
+/// restart.
 const RELOADABLE: &[Key] = &[
     Key::TrustedProxies,
     Key::AdminHosts,
     Key::AdminToken,
     Key::AdminTokenFile,
     Key::ConfigWatchSeconds,
-    Key::SessionSecret,
-    Key::SessionSecretFile,
-    Key::SessionPreviousSecret,
-    Key::SessionPreviousSecretFile,
-    Key::SessionTtlSeconds,
-    Key::LoginRateLimitPerMinute,
-    Key::LoginRateLimitBurst,
 ];
 
-/// The login sessions' settings: every login profile is rebuilt when one changes.
+/// The login sessions' settings (reloadable): every login profile is rebuilt when one changes.
 const SESSIONS: &[Key] = &[
     Key::SessionSecret,
     Key::SessionSecretFile,
@@ -64,7 +58,7 @@ impl ConfigDiff {
 }
 
 fn reloadable(key: Key) -> bool {
-    RELOADABLE.contains(&key)
+    RELOADABLE.contains(&key) || SESSIONS.contains(&key)
 }
 
 /// The global keys whose digests differ between `a` and `b`.
