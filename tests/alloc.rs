@@ -24,7 +24,14 @@ const MAX_ALLOCATIONS_PER_REQUEST: f64 = 25.0;
 
 #[test]
 fn a_cached_token_costs_no_more_allocations_than_measured_and_is_audited() {
+    let direct_before = stsvend::telemetry::direct_lines();
     let figures = alloc_probe::measure(GLOBAL, 5_000);
+    // Every line went the direct way (telemetry/direct.rs), not through a tracing event.
+    assert!(
+        stsvend::telemetry::direct_lines() - direct_before >= 5_000,
+        "audit lines written directly: {}",
+        stsvend::telemetry::direct_lines() - direct_before
+    );
     eprintln!("{:.2} allocations per cached request", figures.allocations);
     assert!(
         figures.allocations <= MAX_ALLOCATIONS_PER_REQUEST + 0.5,

@@ -18,6 +18,7 @@ use std::net::IpAddr;
 
 use sha1::{Digest, Sha1};
 
+use crate::telemetry::{self, AuditLine};
 use crate::tokens::token::Token;
 
 /// The `tracing` target of every audit line.
@@ -41,6 +42,18 @@ pub struct Caller<'a> {
 /// receive a token is, every later one is served from a cache.
 pub fn issued(caller: &Caller<'_>, token: &Token) {
     let fresh = token.take_fresh();
+    let source = if fresh { "fresh" } else { "cache" };
+    let sts_request_id = if fresh {
+        token.sts_request_id.as_deref()
+    } else {
+        None
+    };
+    if telemetry::audit(
+        "token issued",
+        issued_fields(caller, token, source, sts_request_id),
+    ) {
+        return;
+    }
     tracing::info!(
         target: TARGET,
         outcome = "issued",
@@ -51,14 +64,34 @@ pub fn issued(caller: &Caller<'_>, token: &Token) {
         role_session_name = token.role_session_name.as_str(),
         access_key_id_prefix = token.key_id_prefix.as_str(),
         expiration = token.expiration_text.as_str(),
-        source = if fresh { "fresh" } else { "cache" },
-        sts_request_id = if fresh { token.sts_request_id.as_deref() } else { None },
+        source,
+        sts_request_id,
         "token issued"
     );
 }
 
+/// [`issued`]'s fields for the direct path, in the order of its `tracing` event.
+fn issued_fields<'a>(
+    caller: &'a Caller<'_>,
+    token: &'a Token,
+    source: &'a str,
+    sts_request_id: Option<&'a str>,
+) -> impl FnOnce(&mut AuditLine<'_>) + 'a {
+    move |line| {
+        caller_fields(line, "issued", caller);
+        line.fields(&token.audit_fields);
+        line.str("source", source);
+        if let Some(id) = sts_request_id {
+            line.str("sts_request_id", id);
+        }
+    }
+}
+
 /// `caller` was refused; `reason` says why in a few fixed words.
 pub fn denied(caller: &Caller<'_>, reason: &str) {
+    if telemetry::audit("request denied", denied_fields(caller, reason)) {
+        return;
+    }
     tracing::info!(
         target: TARGET,
         outcome = "denied",
@@ -70,6 +103,31 @@ pub fn denied(caller: &Caller<'_>, reason: &str) {
         reason,
         "request denied"
     );
+}
+
+/// [`denied`]'s fields for the direct path, in the order of its `tracing` event.
+fn denied_fields<'a>(
+    caller: &'a Caller<'_>,
+    reason: &'a str,
+) -> impl FnOnce(&mut AuditLine<'_>) + 'a {
+    move |line| {
+        caller_fields(line, "denied", caller);
+        if let Some(subject) = caller.subject {
+            line.display("role_session_name", &SessionName(subject));
+        }
+        line.str("reason", reason);
+    }
+}
+
+/// The fields every line starts with: the outcome and who asked.
+fn caller_fields(line: &mut AuditLine<'_>, outcome: &str, caller: &Caller<'_>) {
+    line.str("outcome", outcome);
+    line.str("request_id", caller.request_id);
+    line.str("profile", caller.profile);
+    line.ip("client_ip", caller.client_ip);
+    if let Some(subject) = caller.subject {
+        line.display("subject", &Subject(subject));
+    }
 }
 
 /// A subject as logged: as given when it is at most [`MAX_SUBJECT_LEN`] characters of printable
@@ -101,7 +159,114 @@ impl fmt::Display for SessionName<'_> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use chrono::DateTime;
+    use secrecy::SecretString;
+
     use super::*;
+    use crate::sts::IssuedCredentials;
+
+    /// The line `log` writes through tracing_subscriber's JSON formatter set up as the service
+    /// sets it up, its timestamp replaced by `at`'s.
+    fn through_tracing(log: impl FnOnce()) -> String {
+        let buffer = Arc::new(Mutex::new(Vec::new()));
+        let out = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_target(true)
+            .with_writer(move || Capture(out.clone()))
+            .finish();
+        tracing::subscriber::with_default(subscriber, log);
+        let text = String::from_utf8(buffer.lock().unwrap().clone()).unwrap();
+        with_timestamp(&text)
+    }
+
+    struct Capture(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Capture {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    const AT: &str = "2026-12-07T01:45:48.760792Z";
+
+    /// `line` with its timestamp (always the first field, 27 characters) set to [`AT`].
+    fn with_timestamp(line: &str) -> String {
+        let start = "{\"timestamp\":\"".len();
+        format!("{}{AT}{}", &line[..start], &line[start + AT.len()..])
+    }
+
+    fn direct(message: &str, fields: impl FnOnce(&mut AuditLine<'_>)) -> String {
+        let mut out = String::new();
+        telemetry::format_line(
+            &mut out,
+            Duration::new(1_796_607_948, 760_792_123),
+            message,
+            fields,
+        );
+        out
+    }
+
+    fn token(request_id: Option<&str>) -> Token {
+        let issued = IssuedCredentials::new(
+            "STS.NSubjectAudit",
+            SecretString::from("audit-secret"),
+            SecretString::from("audit-security-token"),
+            DateTime::from_timestamp(1_796_611_548, 0).unwrap(),
+            request_id.map(str::to_owned),
+        );
+        Token::new(&issued, "u-\"q\"".into(), tokio::time::Instant::now())
+    }
+
+    #[test]
+    fn direct_lines_are_the_lines_tracing_writes_byte_for_byte() {
+        let hostile = "a \"quoted\"\nsubject that is not printable ascii";
+        let callers = [
+            Caller {
+                request_id: "0123456789abcdef0123456789abcdef",
+                profile: "default",
+                client_ip: "203.0.113.9".parse().unwrap(),
+                subject: None,
+            },
+            Caller {
+                request_id: "r-2",
+                profile: "pro\\file",
+                client_ip: "2001:db8::7".parse().unwrap(),
+                subject: Some("oA1b2C3d-wx_openid"),
+            },
+            Caller {
+                request_id: "",
+                profile: "p",
+                client_ip: "10.0.0.255".parse().unwrap(),
+                subject: Some(hostile),
+            },
+        ];
+        for caller in &callers {
+            // Without the service's logging installed, `issued` and `denied` log through tracing.
+            let token = token(Some("STS-REQ-1"));
+            let fresh = through_tracing(|| issued(caller, &token));
+            let cached = through_tracing(|| issued(caller, &token));
+            let fields = issued_fields(caller, &token, "fresh", Some("STS-REQ-1"));
+            assert_eq!(direct("token issued", fields), fresh);
+            let fields = issued_fields(caller, &token, "cache", None);
+            assert_eq!(direct("token issued", fields), cached);
+            assert!(!fresh.contains("audit-secret") && !fresh.contains("audit-security-token"));
+            let reference = through_tracing(|| denied(caller, "rate limited (address)"));
+            let fields = denied_fields(caller, "rate limited (address)");
+            assert_eq!(direct("request denied", fields), reference);
+        }
+    }
 
     #[test]
     fn short_printable_subjects_are_logged_as_given_and_others_hashed() {

@@ -48,7 +48,7 @@ where
 
 /// The log line's time. Read here, as `tracing_subscriber` reads it for its own lines.
 #[allow(clippy::disallowed_methods)]
-fn now() -> Duration {
+pub(super) fn now() -> Duration {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
@@ -77,7 +77,7 @@ fn write_line(
 
 /// `2026-12-07T01:45:48.760792Z`, as `tracing_subscriber` writes it; the part down to the second
 /// is formatted once a second per thread.
-fn write_timestamp(out: &mut impl fmt::Write, at: Duration) -> fmt::Result {
+pub(super) fn write_timestamp(out: &mut impl fmt::Write, at: Duration) -> fmt::Result {
     thread_local! {
         static SECOND: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
     }
@@ -145,7 +145,8 @@ fn write_string(out: &mut impl fmt::Write, value: fmt::Arguments<'_>) -> fmt::Re
     out.write_char('"')
 }
 
-struct Escaped<'a, W: fmt::Write>(&'a mut W);
+/// Writes what it is given as the inside of a JSON string.
+pub(super) struct Escaped<'a, W: fmt::Write>(pub(super) &'a mut W);
 
 impl<W: fmt::Write> fmt::Write for Escaped<'_, W> {
     fn write_str(&mut self, text: &str) -> fmt::Result {

@@ -5,6 +5,7 @@
 //! Audit lines (target `stsvend::audit`, see [`crate::http::audit`]) are always on at `info`, whatever
 //! `RUST_LOG` says, unless `RUST_LOG` names that target itself.
 
+mod direct;
 mod json;
 mod writer;
 
@@ -13,6 +14,8 @@ use std::sync::OnceLock;
 
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
+
+pub use direct::{AUDIT_TARGET, AuditLine, JsonFields, audit, direct_lines, format_line};
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,10 +26,6 @@ pub enum LogFormat {
     /// Human-readable lines (the default at a terminal).
     Pretty,
 }
-
-/// The `tracing` target of every audit line ([`crate::http::audit`] writes them). Defined here, where
-/// the filter keeps it on, so logging imports nothing above it.
-pub const AUDIT_TARGET: &str = "stsvend::audit";
 
 /// Keeps the log writer thread running; dropping it flushes the lines still buffered. Hold it
 /// until the process exits.
@@ -72,6 +71,9 @@ where
     };
     if !install(format, filter, writer.clone()) {
         return TelemetryGuard { _writer: None };
+    }
+    if format == LogFormat::Json {
+        direct::install(writer.clone());
     }
     let _ = DROPPED.set(writer);
     if bad {

@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 
 use crate::sts::IssuedCredentials;
+use crate::telemetry::JsonFields;
 
 /// `Debug` leaves the body out: it holds the secret and the security token.
 pub struct Token {
@@ -23,6 +24,9 @@ pub struct Token {
     pub role_session_name: String,
     /// STS's `RequestId` for the call that issued it, for the audit log.
     pub sts_request_id: Option<String>,
+    /// Its part of every audit line that hands it out (RoleSessionName, AccessKeyId prefix,
+    /// expiry), serialised once per token rather than once per request.
+    pub audit_fields: JsonFields,
     /// Set by the first request that receives the token (see [`Token::take_fresh`]).
     served: AtomicBool,
 }
@@ -36,6 +40,7 @@ impl std::fmt::Debug for Token {
             .field("serve_until", &self.serve_until)
             .field("role_session_name", &self.role_session_name)
             .field("sts_request_id", &self.sts_request_id)
+            .field("audit_fields", &self.audit_fields)
             .finish_non_exhaustive()
     }
 }
@@ -46,19 +51,15 @@ impl Token {
         role_session_name: String,
         serve_until: Instant,
     ) -> Self {
-        Self {
-            body: issued.response_body(),
-            key_id_prefix: issued.key_id_prefix().to_owned(),
-            expiration: issued.expiration,
-            expiration_text: issued
-                .expiration
-                .format(crate::sts::response::EXPIRATION_FORMAT)
-                .to_string(),
+        Self::from_parts(
+            issued.response_body(),
+            issued.key_id_prefix().to_owned(),
+            issued.expiration,
             serve_until,
             role_session_name,
-            sts_request_id: issued.request_id.clone(),
-            served: AtomicBool::new(false),
-        }
+            issued.request_id.clone(),
+            false,
+        )
     }
 
     /// A token another replica issued and stored (fleet mode), from its parts. It counts as
@@ -71,17 +72,44 @@ impl Token {
         role_session_name: String,
         sts_request_id: Option<String>,
     ) -> Self {
+        Self::from_parts(
+            body,
+            key_id_prefix,
+            expiration,
+            serve_until,
+            role_session_name,
+            sts_request_id,
+            true,
+        )
+    }
+
+    fn from_parts(
+        body: Bytes,
+        key_id_prefix: String,
+        expiration: DateTime<Utc>,
+        serve_until: Instant,
+        role_session_name: String,
+        sts_request_id: Option<String>,
+        served: bool,
+    ) -> Self {
+        let expiration_text = expiration
+            .format(crate::sts::response::EXPIRATION_FORMAT)
+            .to_string();
+        let audit_fields = JsonFields::new(&[
+            ("role_session_name", &role_session_name),
+            ("access_key_id_prefix", &key_id_prefix),
+            ("expiration", &expiration_text),
+        ]);
         Self {
             body,
             key_id_prefix,
             expiration,
-            expiration_text: expiration
-                .format(crate::sts::response::EXPIRATION_FORMAT)
-                .to_string(),
+            expiration_text,
             serve_until,
             role_session_name,
             sts_request_id,
-            served: AtomicBool::new(true),
+            audit_fields,
+            served: AtomicBool::new(served),
         }
     }
 
