@@ -267,11 +267,7 @@ async fn switch(
 /// nothing and is answered `422 config_invalid` with one line per problem: the request was
 /// well formed and understood, but what it asks to apply (the files as they are now) cannot
 /// be; `400` would blame the request, `409`/`500` the server's state.
-async fn reload(
-    State(state): State<AdminState>,
-    headers: HeaderMap,
-    id: Option<axum::Extension<RequestId>>,
-) -> Result<Response, ApiError> {
+async fn reload(State(state): State<AdminState>, headers: HeaderMap) -> Result<Response, ApiError> {
     require_preflighted(&headers)?;
     let Some(reloads) = &state.parts.reloads else {
         return Err(ApiError::NotFound);
@@ -287,10 +283,8 @@ async fn reload(
         Outcome::Applied(diff) => json!({ "result": "applied", "changes": diff }),
         Outcome::Unchanged => json!({ "result": "unchanged" }),
         Outcome::Refused(problems) => {
-            let request_id = id
-                .as_ref()
-                .and_then(|id| id.0.0.to_str().ok())
-                .unwrap_or("");
+            let id = RequestId::current();
+            let request_id = id.as_ref().map_or("", RequestId::as_str);
             let body = json!({ "error": {
                 "code": "config_invalid",
                 "message": "the configuration does not validate; nothing was changed and the running configuration keeps serving",

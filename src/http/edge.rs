@@ -99,11 +99,10 @@ impl Edge {
 }
 
 /// Added with `Router::layer`, so the router has matched the path before it runs.
-pub async fn edge(State(edge): State<Edge>, mut request: Request, next: Next) -> Response {
+pub async fn edge(State(edge): State<Edge>, request: Request, next: Next) -> Response {
     let started = tokio::time::Instant::now();
     let route = request.extensions().get::<MatchedPath>().cloned();
     let id = error::new_request_id();
-    request.extensions_mut().insert(id.clone());
     let response = if edge.methods == Methods::ReadOnly
         && !matches!(
             *request.method(),
@@ -115,7 +114,7 @@ pub async fn edge(State(edge): State<Edge>, mut request: Request, next: Next) ->
             Ok(_permit) => {
                 // Here rather than in a layer of its own (one service fewer per request); the
                 // inner services are called inside this future, so their panics land here too.
-                let handled = AssertUnwindSafe(next.run(request)).catch_unwind();
+                let handled = AssertUnwindSafe(id.clone().scope(next.run(request))).catch_unwind();
                 match tokio::time::timeout(REQUEST_TIMEOUT, handled).await {
                     Ok(Ok(response)) => response,
                     Ok(Err(panic)) => error::panic_response(panic),

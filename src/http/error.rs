@@ -19,9 +19,36 @@ use crate::sts::FailureClass;
 /// Header that carries the request id on every response.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
-/// A per-request id, also stored as a request extension for the trace span.
+/// A per-request id. The edge makes one for every request and runs the request inside its
+/// scope: handlers read it with [`RequestId::current`].
 #[derive(Debug, Clone)]
 pub struct RequestId(pub HeaderValue);
+
+tokio::task_local! {
+    // A task-local rather than a request extension: a fourth extension grew the request's
+    // extension map (two allocations and a rehash a request, on top of the value's box).
+    static CURRENT: RequestId;
+}
+
+impl RequestId {
+    /// The id of the request being handled, or `None` outside one (outside the edge).
+    pub fn current() -> Option<Self> {
+        CURRENT.try_with(Clone::clone).ok()
+    }
+
+    /// Runs `future` as the request with this id.
+    pub fn scope<F: std::future::Future>(
+        self,
+        future: F,
+    ) -> impl std::future::Future<Output = F::Output> {
+        CURRENT.scope(self, future)
+    }
+
+    /// The id as text (32 hex digits; empty if it somehow is not text).
+    pub fn as_str(&self) -> &str {
+        self.0.to_str().unwrap_or("")
+    }
+}
 
 /// Errors a client can see.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -258,16 +258,12 @@ fn cors_layer(profile: &state::ProfileState) -> Option<CorsLayer> {
 }
 
 fn request_span(request: &Request) -> tracing::Span {
-    let id = request
-        .extensions()
-        .get::<error::RequestId>()
-        .and_then(|id| id.0.to_str().ok())
-        .unwrap_or("");
+    let id = error::RequestId::current();
     tracing::debug_span!(
         "request",
         method = %request.method(),
         path = %request.uri().path(),
-        request_id = %id,
+        request_id = %id.as_ref().map_or("", error::RequestId::as_str),
     )
 }
 

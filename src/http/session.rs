@@ -16,10 +16,10 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use secrecy::ExposeSecret as _;
 
-use super::error::{ApiError, Rejection};
+use super::error::{ApiError, Rejection, RequestId};
 use super::logins::Logins;
 use super::state::{AppState, ProfileState};
-use super::token::{caller_address, deny, issue, login_claims, request_id};
+use super::token::{caller_address, deny, issue, login_claims};
 use crate::http::audit;
 use crate::login::error::LoginError;
 use crate::login::session::{IssuedSession, Login, Platform};
@@ -40,9 +40,9 @@ pub async fn login(
     request: Request,
 ) -> Result<Response, ApiError> {
     let ip = caller_address(&state, &request)?;
-    let request_id = request_id(&request).to_owned();
+    let id = RequestId::current();
     let mut caller = audit::Caller {
-        request_id: &request_id,
+        request_id: id.as_ref().map_or("", RequestId::as_str),
         profile: &profile.name,
         client_ip: ip,
         subject: None,

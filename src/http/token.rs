@@ -35,8 +35,9 @@ pub async fn serve(
     request: Request,
 ) -> Result<Response, ApiError> {
     let ip = caller_address(state, &request)?;
+    let id = RequestId::current();
     let mut caller = audit::Caller {
-        request_id: request_id(&request),
+        request_id: id.as_ref().map_or("", RequestId::as_str),
         profile: &profile.name,
         client_ip: ip,
         subject: None,
@@ -81,14 +82,6 @@ pub(super) fn caller_address(state: &AppState, request: &Request) -> Result<IpAd
         request.headers(),
         &state.trusted_proxies,
     ))
-}
-
-pub(super) fn request_id(request: &Request) -> &str {
-    request
-        .extensions()
-        .get::<RequestId>()
-        .and_then(|id| id.0.to_str().ok())
-        .unwrap_or("")
 }
 
 /// The kill switch, then the per-address rate limit (in fleet mode [`admit_shared`]'s).

@@ -150,6 +150,13 @@ pub(super) struct Escaped<'a, W: fmt::Write>(pub(super) &'a mut W);
 
 impl<W: fmt::Write> fmt::Write for Escaped<'_, W> {
     fn write_str(&mut self, text: &str) -> fmt::Result {
+        // Most values (ids, names, times) need nothing escaped: one tight scan, one write.
+        if !text
+            .bytes()
+            .any(|byte| byte < 0x20 || byte == b'"' || byte == b'\\')
+        {
+            return self.0.write_str(text);
+        }
         let mut plain = 0;
         for (i, byte) in text.bytes().enumerate() {
             let escape = match byte {
