@@ -9,8 +9,9 @@
 //! (the router's own bare `405` included), `nosniff` on everything, and the request counted and
 //! timed.
 //!
-//! One middleware rather than a stack of six: each `from_fn` layer clones the services inside it
-//! and boxes a future per request, which on the token path cost as much as the handler.
+//! One middleware rather than a stack of six, and a service of its own rather than a `from_fn`
+//! layer: each `from_fn` layer clones the services inside it and boxes futures per request,
+//! which on the token path cost as much as the handler.
 //! The connection-level limits (header read timeout, header size) are in [`crate::server`].
 
 use std::collections::HashMap;
@@ -18,12 +19,17 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{MatchedPath, Request, State};
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderValue, Method, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use futures_util::FutureExt as _;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tower::{Layer, Service};
 
 use super::error::{self, ApiError};
 
@@ -98,38 +104,114 @@ impl Edge {
     }
 }
 
-/// Added with `Router::layer`, so the router has matched the path before it runs.
-pub async fn edge(State(edge): State<Edge>, request: Request, next: Next) -> Response {
-    let started = tokio::time::Instant::now();
-    let route = request.extensions().get::<MatchedPath>().cloned();
-    let id = error::new_request_id();
-    let response = if edge.methods == Methods::ReadOnly
-        && !matches!(
-            *request.method(),
-            Method::GET | Method::HEAD | Method::OPTIONS
-        ) {
-        ApiError::MethodNotAllowed.into_response()
-    } else {
-        match edge.slots.try_acquire() {
-            Ok(_permit) => {
-                // Here rather than in a layer of its own (one service fewer per request); the
-                // inner services are called inside this future, so their panics land here too.
-                let handled = AssertUnwindSafe(id.clone().scope(next.run(request))).catch_unwind();
-                match tokio::time::timeout(REQUEST_TIMEOUT, handled).await {
-                    Ok(Ok(response)) => response,
-                    Ok(Err(panic)) => error::panic_response(panic),
-                    Err(_) => ApiError::RequestTimeout.into_response(),
-                }
-            }
-            Err(_) => ApiError::Overloaded.into_response(),
+impl<S> Layer<S> for Edge {
+    type Service = EdgeService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        EdgeService {
+            edge: self.clone(),
+            inner,
         }
-    };
-    let mut response = error::finish(error::with_error_body(response), &id);
+    }
+}
+
+/// The edge around one route. Added with `Router::layer`, so the router has matched the path
+/// before it runs. A service of its own rather than `axum::middleware::from_fn`, which boxed the
+/// inner service into its `Next` and that service's future again on every request.
+#[derive(Debug, Clone)]
+pub struct EdgeService<S> {
+    edge: Edge,
+    inner: S,
+}
+
+impl<S> Service<Request> for EdgeService<S>
+where
+    S: Service<Request, Error = Infallible>,
+    S::Response: IntoResponse,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let started = tokio::time::Instant::now();
+        let route = request.extensions().get::<MatchedPath>().cloned();
+        let id = error::new_request_id();
+        let edge = self.edge.clone();
+        let read_only = edge.methods == Methods::ReadOnly
+            && !matches!(
+                *request.method(),
+                Method::GET | Method::HEAD | Method::OPTIONS
+            );
+        let handled = if read_only {
+            Handled::Refused(ApiError::MethodNotAllowed)
+        } else {
+            match edge.slots.clone().try_acquire_owned() {
+                // Inside the request's id (the trace layer's span, when on, is made here) and
+                // under the panic guard, like the route's future below.
+                Ok(permit) => match std::panic::catch_unwind(AssertUnwindSafe(|| {
+                    id.clone().sync_scope(|| self.inner.call(request))
+                })) {
+                    Ok(future) => Handled::Route(permit, future),
+                    Err(panic) => Handled::Panicked(panic),
+                },
+                Err(_) => Handled::Refused(ApiError::Overloaded),
+            }
+        };
+        Box::pin(async move {
+            let response = match handled {
+                Handled::Route(_permit, future) => respond(id.clone().scope(future)).await,
+                Handled::Refused(refusal) => refusal.into_response(),
+                Handled::Panicked(panic) => error::panic_response(panic),
+            };
+            Ok(finish(&edge, response, &id, route.as_ref(), started))
+        })
+    }
+}
+
+/// What becomes of a request before its route's future runs.
+enum Handled<F> {
+    /// The route's future, holding one of the in-flight slots.
+    Route(OwnedSemaphorePermit, F),
+    Refused(ApiError),
+    /// Calling the route panicked (only a layer that works in `call`, such as the trace layer).
+    Panicked(Box<dyn std::any::Any + Send + 'static>),
+}
+
+/// The route's answer, or the standard 500 if it panicked, or 503 after [`REQUEST_TIMEOUT`].
+async fn respond<F, R>(future: F) -> Response
+where
+    F: Future<Output = Result<R, Infallible>>,
+    R: IntoResponse,
+{
+    let handled = AssertUnwindSafe(future).catch_unwind();
+    match tokio::time::timeout(REQUEST_TIMEOUT, handled).await {
+        Ok(Ok(Ok(response))) => response.into_response(),
+        Ok(Ok(Err(never))) => match never {},
+        Ok(Err(panic)) => error::panic_response(panic),
+        Err(_) => ApiError::RequestTimeout.into_response(),
+    }
+}
+
+/// On the way out: the id, error bodies, `nosniff`, and the request counted and timed.
+fn finish(
+    edge: &Edge,
+    response: Response,
+    id: &error::RequestId,
+    route: Option<&MatchedPath>,
+    started: tokio::time::Instant,
+) -> Response {
+    let mut response = error::finish(error::with_error_body(response), id);
     response.headers_mut().insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    let route = route.as_ref().map(MatchedPath::as_str);
+    let route = route.map(MatchedPath::as_str);
     crate::metrics::record_request(
         route,
         // Looked up only when the metrics meet this route for the first time.
@@ -138,4 +220,64 @@ pub async fn edge(State(edge): State<Edge>, request: Request, next: Next) -> Res
         started.elapsed(),
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use tower::ServiceExt as _;
+
+    use super::*;
+
+    /// A layer that panics while being called (as the trace layer's span making could), rather
+    /// than in its future: the standard 500, with an id, counted like any answer.
+    #[tokio::test]
+    async fn a_route_that_panics_when_called_gets_the_standard_500() {
+        let panics = tower::service_fn(
+            |_: Request| -> std::future::Ready<Result<Response, Infallible>> {
+                panic!("layer bug")
+            },
+        );
+        let service = Edge::default().layer(panics);
+        let request = Request::builder().uri("/x").body(Body::empty()).unwrap();
+        let response = service.oneshot(request).await.unwrap();
+        assert_eq!(response.status(), 500);
+        assert_eq!(response.headers()["x-content-type-options"], "nosniff");
+        let id = response.headers()["x-request-id"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert_eq!(id.len(), 32);
+        let body = axum::body::to_bytes(response.into_body(), 4096)
+            .await
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["error"]["code"], "internal_error", "{body}");
+        assert_eq!(body["error"]["request_id"], id, "{body}");
+    }
+
+    /// Everything the route does, its call and its future, sees the request's id.
+    #[tokio::test]
+    async fn the_route_sees_the_id_the_answer_carries() {
+        let route = tower::service_fn(|_: Request| {
+            let at_call = error::RequestId::current().map(|id| id.as_str().to_owned());
+            async move {
+                tokio::task::yield_now().await;
+                let at_poll = error::RequestId::current().map(|id| id.as_str().to_owned());
+                assert_eq!(at_call, at_poll);
+                Ok::<_, Infallible>(at_poll.unwrap_or_default().into_response())
+            }
+        });
+        let request = Request::builder().uri("/x").body(Body::empty()).unwrap();
+        let response = Edge::default().layer(route).oneshot(request).await.unwrap();
+        let id = response.headers()["x-request-id"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let body = axum::body::to_bytes(response.into_body(), 4096)
+            .await
+            .unwrap();
+        assert_eq!(body, id.as_bytes());
+        assert!(error::RequestId::current().is_none());
+    }
 }

@@ -36,6 +36,11 @@ impl RequestId {
         CURRENT.try_with(Clone::clone).ok()
     }
 
+    /// Runs `call` as the request with this id.
+    pub fn sync_scope<R>(self, call: impl FnOnce() -> R) -> R {
+        CURRENT.sync_scope(self, call)
+    }
+
     /// Runs `future` as the request with this id.
     pub fn scope<F: std::future::Future>(
         self,

@@ -176,7 +176,6 @@ fn token_path(name: &str) -> String {
 /// request's headers, so the sensitive marking had nothing to protect.
 /// One `Router::layer` call either way: each call boxes every route's service once more.
 pub fn harden(router: Router, edge: edge::Edge) -> Router {
-    let edge = axum::middleware::from_fn_with_state(edge, edge::edge);
     if tracing::enabled!(tracing::Level::DEBUG) {
         let sensitive =
             SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, header::COOKIE]);
