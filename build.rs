@@ -27,8 +27,9 @@ fn main() {
 /// Performance, "Round 3: memory"). Set here rather than in `.cargo/config.toml` because a
 /// `RUSTFLAGS` in the environment would replace that silently. glibc 2.36 (bookworm) or later
 /// runs such a binary; an older one refuses it at start (GLIBC_ABI_DT_RELR), never misloads
-/// it. The musl targets of the image are left alone: their static-pie start code relocates
-/// the binary itself, and the musl Rust bundles predates DT_RELR support.
+/// it. The image's static-pie musl targets are left alone: their start code relocates the
+/// binary itself, and that path (musl 1.2.4 or later, the x86_64 and aarch64 cross linkers)
+/// is not tested with the flag yet.
 fn pack_relative_relocations() {
     // The target's, not the build script's, configuration (clippy.toml's ban is about the
     // service's code).
