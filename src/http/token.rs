@@ -19,7 +19,6 @@ use super::error::{ApiError, Rejection, RequestId};
 use super::logins::Logins;
 use super::state::{AppState, ProfileState};
 use crate::auth::jwt::{Claims, JwtError};
-use crate::auth::subject;
 use crate::config::AuthMode;
 use crate::http::audit;
 use crate::login::session::Platform;
@@ -48,8 +47,8 @@ pub async fn serve(
         admit_shared(profile, &caller).await?;
     }
     let claims = authorize(state, profile, &caller, request.headers()).await?;
-    caller.subject = claims.as_ref().map(|claims| claims.subject.as_str());
-    let token = issue(profile, &caller, claims.as_ref()).await?;
+    caller.subject = claims.as_deref().map(Claims::subject);
+    let token = issue(profile, &caller, claims.as_deref()).await?;
     Ok(respond(&token))
 }
 
@@ -116,8 +115,11 @@ async fn check_subject_shared(
     claims: Option<&Claims>,
 ) -> Result<(), ApiError> {
     let Some(claims) = claims else { return Ok(()) };
-    let id = subject::caller_id(claims.issuer.as_deref(), &claims.subject);
-    if let Err(wait) = profile.limits.check_subject_shared(id).await {
+    if let Err(wait) = profile
+        .limits
+        .check_subject_shared(claims.caller_id())
+        .await
+    {
         return Err(deny(caller, Rejection::RateLimitSubject { wait }));
     }
     Ok(())
@@ -125,14 +127,16 @@ async fn check_subject_shared(
 
 /// The caller check: the verified JWT claims in `jwt` and `report` mode (none when the token
 /// is missing or bad in `report` mode, which serves the guest token instead), or a refusal.
+/// A JWT verified before comes with the claims its verification made, shared, not copied.
 async fn authorize(
     state: &AppState,
     profile: &ProfileState,
     caller: &audit::Caller<'_>,
     headers: &HeaderMap,
-) -> Result<Option<Claims>, ApiError> {
+) -> Result<Option<Arc<Claims>>, ApiError> {
     if let Some(logins) = &profile.logins {
-        return session_claims(state, profile, logins, caller, headers).map(Some);
+        return session_claims(state, profile, logins, caller, headers)
+            .map(|claims| Some(Arc::new(claims)));
     }
     let (mode, verifier) = match (profile.auth, &profile.verifier) {
         (AuthMode::None | AuthMode::Login(_), _) | (_, None) => return Ok(None),
@@ -193,21 +197,17 @@ fn session_claims(
 /// A platform's user as the rest of the token path sees callers: the platform is the issuer,
 /// so caches and limits key the user by (platform, user id).
 pub(super) fn login_claims(platform: Platform, user_id: String) -> Claims {
-    Claims {
-        subject: user_id,
-        issuer: Some(platform.as_str().to_owned()),
-    }
+    Claims::new(user_id, Some(platform.as_str().to_owned()))
 }
 
 /// Whom the token is for, once the per-subject rate limit (unless shared: checked before) lets
-/// the subject through.
+/// the subject through. The caller's id and session name were derived with the claims.
 fn caller_key(
     profile: &ProfileState,
     caller: &audit::Caller<'_>,
     claims: Option<&Claims>,
 ) -> Result<CallerKey, ApiError> {
-    let caller_id =
-        claims.map(|claims| subject::caller_id(claims.issuer.as_deref(), &claims.subject));
+    let caller_id = claims.map(Claims::caller_id);
     if let Some(id) = caller_id
         && !profile.limits.is_shared()
         && let Err(wait) = profile.limits.check_subject(id)
@@ -217,7 +217,7 @@ fn caller_key(
     let bound = profile.bind_source_ip;
     Ok(CallerKey {
         caller: caller_id,
-        session_name: caller.subject.map(subject::session_name),
+        session_name: claims.map(|claims| Arc::clone(claims.session_name())),
         ip: bound.then(|| profile.limits.grouping().caller(caller.client_ip)),
     })
 }
@@ -239,6 +239,10 @@ async fn token_for(
         network: grouping.network(ip),
         wide: grouping.wide(ip),
     };
+    // A held token first: the common case needs no boxed future.
+    if let Some(token) = callers.held(&key, origin) {
+        return Ok(token);
+    }
     callers.token(key, origin).await
 }
 

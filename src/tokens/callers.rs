@@ -246,7 +246,8 @@ type FlightCell = OnceCell<Result<Entry, Refusal>>;
 
 /// The weight of an entry for the cache's byte bound.
 fn entry_weight(key: &CallerKey, value: &Entry) -> u64 {
-    let bytes = value.value.body.len() + key.session_name.as_ref().map_or(0, String::len) + 128;
+    let bytes =
+        value.value.body.len() + key.session_name.as_ref().map_or(0, |name| name.len()) + 128;
     bytes as u64
 }
 
@@ -379,24 +380,12 @@ impl CallerTokens {
     /// A servable token for `key`: from the cache, or from one STS call shared by every request
     /// for the same key that arrives meanwhile (counted once against `origin`'s network).
     pub async fn get_from(&self, key: CallerKey, origin: Origin) -> Result<Arc<Token>, Refusal> {
-        let inner = &self.inner;
-        let claimant = Claimant {
-            profile: inner.profile_id,
-            wide: origin.wide,
-            network: origin.network,
-        };
-        let now = Instant::now();
-        if let Some(held) = inner.servable(&key, now) {
-            // Stale-while-valid: a due token is served while one request renews it.
-            if held.freshness(now) == Freshness::Due
-                && inner.refused_for(now).is_none()
-                && held.claim_renewal()
-            {
-                tokio::spawn(inner.clone().renew(key, held.clone(), claimant));
-            }
-            metrics::record_token_cache(&inner.profile, CacheResult::Hit);
-            return Ok(held.value.clone());
+        if let Some(token) = self.held(&key, origin) {
+            return Ok(token);
         }
+        let inner = &self.inner;
+        let claimant = inner.claimant(origin);
+        let now = Instant::now();
         metrics::record_token_cache(&inner.profile, CacheResult::Miss);
         let flight = Flight::join(&inner.in_flight, &key);
         let fetched = flight
@@ -416,6 +405,23 @@ impl CallerTokens {
             .clone();
         drop(flight);
         fetched.map(|held| held.value.clone())
+    }
+
+    /// The cached token for `key` if it may be served now, counted as a hit; a due one is
+    /// served while one request renews it in the background (stale-while-valid). Never waits.
+    pub fn held(&self, key: &CallerKey, origin: Origin) -> Option<Arc<Token>> {
+        let inner = &self.inner;
+        let now = Instant::now();
+        let held = inner.servable(key, now)?;
+        if held.freshness(now) == Freshness::Due
+            && inner.refused_for(now).is_none()
+            && held.claim_renewal()
+        {
+            let claimant = inner.claimant(origin);
+            tokio::spawn(inner.clone().renew(key.clone(), held.clone(), claimant));
+        }
+        metrics::record_token_cache(&inner.profile, CacheResult::Hit);
+        Some(held.value.clone())
     }
 
     /// Drops every cached token (the kill switch).
@@ -442,12 +448,25 @@ impl Tokens for CallerTokens {
         Box::pin(self.get_from(key, origin))
     }
 
+    fn held(&self, key: &CallerKey, origin: Origin) -> Option<Arc<Token>> {
+        Self::held(self, key, origin)
+    }
+
     fn clear(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
         Box::pin(Self::clear(self))
     }
 }
 
 impl Inner {
+    /// Who a fetch for a caller from `origin` is, to the budget's fair queue.
+    fn claimant(&self, origin: Origin) -> Claimant {
+        Claimant {
+            profile: self.profile_id,
+            wide: origin.wide,
+            network: origin.network,
+        }
+    }
+
     /// The cached token for `key` if it may still be served at `now`; one that may not is
     /// dropped (the cache keeps no clock of its own).
     fn servable(&self, key: &CallerKey, now: Instant) -> Option<Entry> {
@@ -569,7 +588,7 @@ impl Inner {
     fn call_for(&self, key: &CallerKey) -> Result<AssumeRole, CallerError> {
         let mut call = self.template.clone();
         if let Some(name) = &key.session_name {
-            call.role_session_name.clone_from(name);
+            call.role_session_name = name.to_string();
         }
         if let Some(network) = key.ip {
             let bound = self.source_bound.as_ref().map_err(Clone::clone);

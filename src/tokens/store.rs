@@ -5,9 +5,11 @@
 //! can implement it too, and the handler does not change.
 //!
 //! The trait is object-safe (the HTTP state holds `Arc<dyn Tokens>`), so its futures are boxed:
-//! one small allocation per request, against a handler that already does far more.
+//! one small allocation per request that must wait; a token already held is answered by
+//! [`Tokens::held`] without one.
 
 use std::future::Future;
+use std::hash::{Hash, Hasher};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,15 +21,27 @@ use crate::auth::subject::CallerId;
 use crate::sts::FailureClass;
 
 /// Whom a token is for.
-#[derive(Debug, Clone, Hash, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallerKey {
     /// The exact (issuer, subject) of a JWT caller.
     pub caller: Option<CallerId>,
-    /// The `RoleSessionName` derived from the JWT subject.
-    pub session_name: Option<String>,
+    /// The `RoleSessionName` derived from the JWT subject; shared with the verified claims.
+    pub session_name: Option<Arc<str>>,
     /// The caller's address (an IPv6 caller's prefix), when the profile binds tokens to it;
     /// the token's policy allows exactly this network.
     pub ip: Option<IpNet>,
+}
+
+/// A caller's session name follows from their id, so it is hashed only without one: a lookup
+/// need not hash its text again. Equal keys still hash alike, as `Eq` requires.
+impl Hash for CallerKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        match &self.caller {
+            Some(caller) => caller.hash(state),
+            None => self.session_name.hash(state),
+        }
+        self.ip.hash(state);
+    }
 }
 
 /// Where a request comes from, as the new-token limit and the budget's fair queue group it.
@@ -82,6 +96,57 @@ pub trait Tokens: Send + Sync + std::fmt::Debug {
     /// a fetch is counted against.
     fn token(&self, key: CallerKey, origin: Origin) -> TokenFuture<'_>;
 
+    /// The token [`Tokens::token`] would answer at once, when one is held for `key` and may be
+    /// served now; `None` says to ask `token`. A cache hit then costs no boxed future.
+    fn held(&self, _key: &CallerKey, _origin: Origin) -> Option<Arc<Token>> {
+        None
+    }
+
     /// Drops every token held, so none handed out so far is handed out again (the kill switch).
     fn clear(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use std::hash::BuildHasher;
+
+    use super::*;
+    use crate::auth::subject::caller_id;
+
+    fn key(caller: Option<CallerId>, session_name: Option<&str>, ip: Option<&str>) -> CallerKey {
+        CallerKey {
+            caller,
+            session_name: session_name.map(Arc::from),
+            ip: ip.map(|ip| ip.parse().unwrap()),
+        }
+    }
+
+    #[test]
+    fn equal_keys_hash_alike_and_unequal_ones_stay_apart() {
+        let hasher = std::hash::RandomState::new();
+        let alice = caller_id(Some("idp"), "alice");
+        let bob = caller_id(Some("idp"), "bob");
+        let same = [
+            key(Some(alice), Some("alice"), None),
+            key(Some(alice), Some("alice"), None),
+        ];
+        assert_eq!(same[0], same[1]);
+        assert_eq!(hasher.hash_one(&same[0]), hasher.hash_one(&same[1]));
+        // Hashed alike or not, keys that differ in any part are different keys.
+        let others = [
+            key(Some(bob), Some("alice"), None),
+            key(Some(alice), Some("other"), None),
+            key(Some(alice), Some("alice"), Some("198.51.100.0/24")),
+            key(None, Some("alice"), None),
+            key(None, None, Some("198.51.100.0/24")),
+        ];
+        for other in &others {
+            assert_ne!(&same[0], other);
+        }
+        // Without a caller id the session name is what tells keys apart.
+        assert_ne!(
+            hasher.hash_one(key(None, Some("flood-1"), None)),
+            hasher.hash_one(key(None, Some("flood-2"), None))
+        );
+    }
 }

@@ -199,7 +199,7 @@ async fn a_flood_of_distinct_subjects_stays_within_the_per_caller_cache_bound() 
     );
     let key = |i: usize| CallerKey {
         caller: None,
-        session_name: Some(format!("flood-user-{i}")),
+        session_name: Some(format!("flood-user-{i}").into()),
         ip: None,
     };
     let workers: Vec<_> = (0..16)

@@ -2,6 +2,7 @@
 //! claims, never panic and never verify without the configured key; a good token verifies.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -50,7 +51,7 @@ impl Fixture {
         Self { runtime, verifier }
     }
 
-    fn verify(&self, token: &str) -> Result<Claims, JwtError> {
+    fn verify(&self, token: &str) -> Result<Arc<Claims>, JwtError> {
         self.runtime.block_on(self.verifier.verify(token, now()))
     }
 }
@@ -239,7 +240,7 @@ fn jwt_arbitrary_header_and_claims_verify_only_with_the_right_key() {
                 aud == &json!(AUDIENCE)
                     || aud.as_array().is_some_and(|a| a.contains(&json!(AUDIENCE)))
             );
-            prop_assert_eq!(Some(verified.subject.as_str()), claims["sub"].as_str());
+            prop_assert_eq!(Some(verified.subject()), claims["sub"].as_str());
             let exp = claims["exp"].as_f64().expect("a numeric exp");
             prop_assert!(exp + LEEWAY_SECONDS as f64 > now().timestamp() as f64);
             Ok(())
@@ -287,10 +288,7 @@ fn jwt_token_signed_with_the_right_key_and_valid_claims_verifies() {
             .expect("encodes");
             prop_assert_eq!(
                 fixture.verify(&token),
-                Ok(Claims {
-                    subject: sub,
-                    issuer: Some(ISSUER.to_owned())
-                })
+                Ok(Arc::new(Claims::new(sub, Some(ISSUER.to_owned()))))
             );
             Ok(())
         },

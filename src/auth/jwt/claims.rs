@@ -1,19 +1,60 @@
 //! The claims a token carries, their checks, and what a valid token says ([`Claims`]).
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use super::error::JwtError;
 use super::limits::LEEWAY_SECONDS;
+use crate::auth::subject::{self, CallerId};
 
-/// What a valid token says about its bearer.
+/// What a valid token says about its bearer, with what the token path derives from it (the
+/// caller's key and session name) worked out once, when it is made: a verification remembered
+/// hands the same `Arc<Claims>` to every request, which then derives nothing again.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claims {
+    subject: String,
+    issuer: Option<String>,
+    caller_id: CallerId,
+    session_name: Arc<str>,
+}
+
+impl Claims {
+    pub fn new(subject: String, issuer: Option<String>) -> Self {
+        Self {
+            caller_id: subject::caller_id(issuer.as_deref(), &subject),
+            session_name: subject::session_name(&subject).into(),
+            subject,
+            issuer,
+        }
+    }
+
     /// `sub`: who the caller is, as the login service names them. Not empty, otherwise
     /// unchecked: it can hold anything a JSON string can.
-    pub subject: String,
+    pub fn subject(&self) -> &str {
+        &self.subject
+    }
+
     /// `iss`, if the token has one: caches and rate limits key callers by (issuer, subject).
-    pub issuer: Option<String>,
+    pub fn issuer(&self) -> Option<&str> {
+        self.issuer.as_deref()
+    }
+
+    /// The key per-caller caches and rate limits use: [`subject::caller_id`].
+    pub fn caller_id(&self) -> CallerId {
+        self.caller_id
+    }
+
+    /// The caller's `RoleSessionName`: [`subject::session_name`].
+    pub fn session_name(&self) -> &Arc<str> {
+        &self.session_name
+    }
+
+    /// The bytes the strings take, for the verified cache's bound.
+    pub(super) fn text_len(&self) -> usize {
+        self.subject.len() + self.issuer.as_ref().map_or(0, String::len) + self.session_name.len()
+    }
 }
 
 /// A verified token's time window: `exp` and `nbf` as it carries them. The one place the
@@ -124,13 +165,7 @@ impl RawClaims {
             }
         }
         match self.sub {
-            Some(subject) if !subject.is_empty() => Ok((
-                Claims {
-                    subject,
-                    issuer: self.iss,
-                },
-                validity,
-            )),
+            Some(subject) if !subject.is_empty() => Ok((Claims::new(subject, self.iss), validity)),
             _ => Err(JwtError::MissingSubject),
         }
     }

@@ -26,12 +26,13 @@ pub(super) const JWKS_TIMEOUT: Duration = Duration::from_secs(5);
 /// RSA keys below this size are ignored (NIST SP 800-57 retired 1024-bit RSA years ago).
 pub(super) const MIN_RSA_MODULUS_BITS: usize = 2048;
 /// Memory, by the cache's weigher, each verifier may spend remembering verified tokens. An
-/// entry weighs [`VERIFIED_ENTRY_BYTES`] plus its `sub` and `iss`: about 23 000 callers with
+/// entry weighs [`VERIFIED_ENTRY_BYTES`] plus its strings: about 22 000 callers with
 /// short subjects, a little more than the per-caller token cache's default holds. Past the
 /// bound, quick_cache evicts (and may decline to admit) entries; those tokens are verified again.
 pub const VERIFIED_CACHE_BYTES: u64 = 12 * 1024 * 1024;
-/// What one remembered verification holds besides its `sub` and `iss` strings: the 32-byte
-/// hash key, the `Arc`'d entry, and the cache's bookkeeping. Measured with moka (less with
+/// What one remembered verification holds besides its strings (`sub`, `iss`, the session
+/// name derived from them): the 32-byte hash key, the `Arc`'d entry and claims, the caller id,
+/// and the cache's bookkeeping. Measured with moka (less with
 /// quick_cache, so the bound errs towards fewer entries): 544–550 bytes of resident
 /// memory per entry with a 17-byte subject, at 20 000 and at 100 000 entries (a program
 /// filling a moka 0.12.16 cache of the same types and reading `VmRSS`).

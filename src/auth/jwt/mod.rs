@@ -215,7 +215,7 @@ impl JwtVerifier {
     /// A token verified before is answered from memory while it stays valid (`verified.rs`).
     /// Awaits only when the JWKS URL must be fetched (first use, unknown `kid`, stale keys),
     /// for at most the fetch timeout.
-    pub async fn verify(&self, token: &str, now: DateTime<Utc>) -> Result<Claims, JwtError> {
+    pub async fn verify(&self, token: &str, now: DateTime<Utc>) -> Result<Arc<Claims>, JwtError> {
         // Too long to be ours: refused by the full checks, and never worth hashing.
         if token.len() > MAX_TOKEN_BYTES {
             return Err(JwtError::Malformed);
@@ -297,7 +297,7 @@ impl JwtVerifier {
             self.inner.audience.as_deref(),
         )?;
         Ok(Verified {
-            claims,
+            claims: Arc::new(claims),
             validity,
             remote_generation,
         })

@@ -126,7 +126,7 @@ async fn verify_at(
     verifier: &JwtVerifier,
     token: &str,
     now: DateTime<Utc>,
-) -> Result<Claims, JwtError> {
+) -> Result<Arc<Claims>, JwtError> {
     let result = verifier.verify(token, now).await;
     if let Err(error) = &result {
         let shown = format!("{} {error} {error:?}", error.description());
@@ -139,15 +139,15 @@ async fn verify_at(
     result
 }
 
-async fn verify(verifier: &JwtVerifier, token: &str) -> Result<Claims, JwtError> {
+async fn verify(verifier: &JwtVerifier, token: &str) -> Result<Arc<Claims>, JwtError> {
     verify_at(verifier, token, now()).await
 }
 
-fn user_42() -> Result<Claims, JwtError> {
-    Ok(Claims {
-        subject: "user-42".to_owned(),
-        issuer: Some(ISSUER.to_owned()),
-    })
+fn user_42() -> Result<Arc<Claims>, JwtError> {
+    Ok(Arc::new(Claims::new(
+        "user-42".to_owned(),
+        Some(ISSUER.to_owned()),
+    )))
 }
 
 /// The same token with the first signature character changed.
@@ -298,8 +298,14 @@ async fn issuer_and_audience_are_checked_when_configured() {
         claims_with("aud", json!(["anything"])),
         claims_without("aud"),
     ] {
-        let subject = verify(&lax, &hs256(&claims)).await.map(|c| c.subject);
-        assert_eq!(subject, user_42().map(|c| c.subject), "{claims}");
+        let subject = verify(&lax, &hs256(&claims))
+            .await
+            .map(|c| c.subject().to_owned());
+        assert_eq!(
+            subject,
+            user_42().map(|c| c.subject().to_owned()),
+            "{claims}"
+        );
     }
 }
 
@@ -1050,6 +1056,23 @@ async fn a_token_verified_once_is_not_verified_again() {
 }
 
 #[tokio::test]
+async fn a_remembered_token_hands_out_the_claims_its_verification_derived() {
+    let verifier = verifier(&ALL);
+    let token = rs256("rsa-1");
+    let first = verify(&verifier, &token).await.unwrap();
+    // What the token path keys and names the caller by, worked out with the claims.
+    assert_eq!(
+        first.caller_id(),
+        crate::auth::subject::caller_id(Some(ISSUER), "user-42")
+    );
+    assert_eq!(&**first.session_name(), "user-42");
+    // A hit shares that one value: no copy, nothing derived again.
+    let again = verify_at(&verifier, &token, at(300)).await.unwrap();
+    assert!(Arc::ptr_eq(&first, &again));
+    assert_eq!(verifier.signatures_checked(), 1);
+}
+
+#[tokio::test]
 async fn a_remembered_token_is_refused_once_expired_or_before_its_nbf() {
     let verifier = verifier(&ALL);
     let t = now().timestamp();
@@ -1197,16 +1220,14 @@ async fn tokens_verified_with_the_secret_or_the_file_ignore_the_url_generation()
 
 #[tokio::test]
 async fn what_is_remembered_stays_within_its_bound() {
-    // Each entry weighs VERIFIED_ENTRY_BYTES + its subject and issuer; room for about 10.
+    // Each entry weighs VERIFIED_ENTRY_BYTES + its subject, issuer and session name; room for
+    // about 10.
     let max_bytes = 10 * (super::limits::VERIFIED_ENTRY_BYTES as u64 + 40);
     let cache = verified::VerifiedCache::new(max_bytes);
     let t = now().timestamp();
     for i in 0..500u32 {
         let verified = Verified {
-            claims: Claims {
-                subject: format!("user-{i:06}"),
-                issuer: Some(ISSUER.to_owned()),
-            },
+            claims: Arc::new(Claims::new(format!("user-{i:06}"), Some(ISSUER.to_owned()))),
             validity: claims::Validity {
                 exp: t + 600,
                 nbf: None,
@@ -1220,10 +1241,7 @@ async fn what_is_remembered_stays_within_its_bound() {
     }
     // Already expired: not worth an entry.
     let expired = Verified {
-        claims: Claims {
-            subject: "late".to_owned(),
-            issuer: None,
-        },
+        claims: Arc::new(Claims::new("late".to_owned(), None)),
         validity: claims::Validity {
             exp: t - LEEWAY_SECONDS,
             nbf: None,
