@@ -83,10 +83,12 @@ base_kib=$(status_kib "$PID" VmRSS)
 log "started: VmRSS $base_kib KiB"
 echo "{\"phase\":\"start\",\"vm_rss_kib\":$base_kib,\"vm_hwm_kib\":$(status_kib "$PID" VmHWM)}"
 
-# --- One token, for the cache's weight of an entry (body + session name + 128, callers.rs).
+# --- One token, for the cache's weight of an entry (body + session name + the token's audit
+# fields + 128, callers.rs): a 20-character session name, and 113 bytes of audit fields for it
+# (`,"role_session_name":"…","access_key_id_prefix":"…","expiration":"…"`).
 "$BIN/examples/bench-drive" subjects "$URL" "$SECRET" 1 1 "$WORK/one.txt" >/dev/null
 body=$(curl -s -H "Authorization: Bearer $(head -n 1 "$WORK/one.txt")" "$URL" | wc -c)
-weight=$((body + 128 + 20))
+weight=$((body + 128 + 20 + 113))
 full=$((CACHE_BOUND / weight))
 
 # --- The fill: distinct subjects, each one AssumeRole and one cache entry, for at most

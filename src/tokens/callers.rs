@@ -244,10 +244,14 @@ type Entry = Arc<Held<Arc<Token>>>;
 /// What one fetch for a key produced, shared by every request that waited for it.
 type FlightCell = OnceCell<Result<Entry, Refusal>>;
 
-/// The weight of an entry for the cache's byte bound.
+/// The weight of an entry for the cache's byte bound: the body, the session name, the token's
+/// serialised audit fields, and 128 for the rest.
 fn entry_weight(key: &CallerKey, value: &Entry) -> u64 {
-    let bytes =
-        value.value.body.len() + key.session_name.as_ref().map_or(0, |name| name.len()) + 128;
+    let token = &value.value;
+    let bytes = token.body.len()
+        + key.session_name.as_ref().map_or(0, |name| name.len())
+        + token.audit_fields.len()
+        + 128;
     bytes as u64
 }
 
