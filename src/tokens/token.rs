@@ -51,15 +51,17 @@ impl Token {
         role_session_name: String,
         serve_until: Instant,
     ) -> Self {
-        Self::from_parts(
+        let token = Self::restored(
             issued.response_body(),
             issued.key_id_prefix().to_owned(),
             issued.expiration,
             serve_until,
             role_session_name,
             issued.request_id.clone(),
-            false,
-        )
+        );
+        // Not handed to anyone yet: the first request to receive it audits it as `fresh`.
+        token.served.store(false, Ordering::Relaxed);
+        token
     }
 
     /// A token another replica issued and stored (fleet mode), from its parts. It counts as
@@ -71,26 +73,6 @@ impl Token {
         serve_until: Instant,
         role_session_name: String,
         sts_request_id: Option<String>,
-    ) -> Self {
-        Self::from_parts(
-            body,
-            key_id_prefix,
-            expiration,
-            serve_until,
-            role_session_name,
-            sts_request_id,
-            true,
-        )
-    }
-
-    fn from_parts(
-        body: Bytes,
-        key_id_prefix: String,
-        expiration: DateTime<Utc>,
-        serve_until: Instant,
-        role_session_name: String,
-        sts_request_id: Option<String>,
-        served: bool,
     ) -> Self {
         let expiration_text = expiration
             .format(crate::sts::response::EXPIRATION_FORMAT)
@@ -109,7 +91,7 @@ impl Token {
             role_session_name,
             sts_request_id,
             audit_fields,
-            served: AtomicBool::new(served),
+            served: AtomicBool::new(true),
         }
     }
 
