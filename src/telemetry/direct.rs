@@ -57,16 +57,22 @@ pub fn audit(message: &str, fields: impl FnOnce(&mut AuditLine<'_>)) -> bool {
     thread_local! {
         static LINE: RefCell<String> = const { RefCell::new(String::new()) };
     }
-    LINE.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut line) => {
+    let mut fields = Some(fields);
+    let _ = LINE.try_with(|cell| {
+        if let Ok(mut line) = cell.try_borrow_mut()
+            && let Some(fields) = fields.take()
+        {
             write_line(writer, &mut line, message, fields);
             if line.capacity() > KEEP_BYTES {
                 *line = String::new();
             }
         }
-        // Only if formatting a field logged an audit line itself: a buffer of its own then.
-        Err(_) => write_line(writer, &mut String::new(), message, fields),
     });
+    // Only if formatting a field logged an audit line itself, or the thread is exiting: a buffer
+    // of its own then.
+    if let Some(fields) = fields {
+        write_line(writer, &mut String::new(), message, fields);
+    }
     true
 }
 
