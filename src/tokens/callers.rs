@@ -472,11 +472,12 @@ impl Inner {
     }
 
     /// The cached token for `key` if it may still be served at `now`; one that may not is
-    /// dropped (the cache keeps no clock of its own).
+    /// dropped (the cache keeps no clock of its own), unless a renewal replaced it meanwhile.
     fn servable(&self, key: &CallerKey, now: Instant) -> Option<Entry> {
         let held = self.cache.get(key)?;
         if held.freshness(now) == Freshness::Unservable {
-            self.cache.remove(key);
+            self.cache
+                .remove_if(key, |current| Arc::ptr_eq(current, &held));
             return None;
         }
         Some(held)

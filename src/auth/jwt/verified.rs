@@ -150,7 +150,10 @@ impl VerifiedCache {
         if entry.is_kept(now) {
             return Some(entry);
         }
-        self.entries.remove(key);
+        // Unless a verification made meanwhile replaced it.
+        self.entries.remove_if(key, |current| {
+            Arc::ptr_eq(&current.verified.claims, &entry.verified.claims)
+        });
         None
     }
 
