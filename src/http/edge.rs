@@ -126,7 +126,7 @@ pub struct EdgeService<S> {
 impl<S> Service<Request> for EdgeService<S>
 where
     S: Service<Request, Error = Infallible>,
-    S::Response: IntoResponse,
+    S::Response: IntoResponse + Send,
     S::Future: Send + 'static,
 {
     type Response = Response;
@@ -164,7 +164,9 @@ where
         };
         Box::pin(async move {
             let response = match handled {
-                Handled::Route(_permit, future) => respond(id.clone().scope(future)).await,
+                Handled::Route(_permit, future) => {
+                    respond(id.clone().scope(future), started + REQUEST_TIMEOUT).await
+                }
                 Handled::Refused(refusal) => refusal.into_response(),
                 Handled::Panicked(panic) => error::panic_response(panic),
             };
@@ -182,14 +184,22 @@ enum Handled<F> {
     Panicked(Box<dyn std::any::Any + Send + 'static>),
 }
 
-/// The route's answer, or the standard 500 if it panicked, or 503 after [`REQUEST_TIMEOUT`].
-async fn respond<F, R>(future: F) -> Response
+/// The route's answer, or the standard 500 if it panicked, or 503 at `deadline` (the request's
+/// start and [`REQUEST_TIMEOUT`]).
+async fn respond<F, R>(future: F, deadline: tokio::time::Instant) -> Response
 where
     F: Future<Output = Result<R, Infallible>>,
     R: IntoResponse,
 {
-    let handled = AssertUnwindSafe(future).catch_unwind();
-    match tokio::time::timeout(REQUEST_TIMEOUT, handled).await {
+    let mut handled = std::pin::pin!(AssertUnwindSafe(future).catch_unwind());
+    // A cached token is answered on the first poll: no timer is made for it (a clock read and
+    // the runtime's timer handle, per request).
+    let first = std::future::poll_fn(|cx| Poll::Ready(handled.as_mut().poll(cx))).await;
+    let answered = match first {
+        Poll::Ready(answered) => Ok(answered),
+        Poll::Pending => tokio::time::timeout_at(deadline, handled).await,
+    };
+    match answered {
         Ok(Ok(Ok(response))) => response.into_response(),
         Ok(Ok(Err(never))) => match never {},
         Ok(Err(panic)) => error::panic_response(panic),

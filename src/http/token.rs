@@ -42,9 +42,11 @@ pub async fn serve(
         subject: None,
     };
     admit(profile, &caller)?;
-    // Fleet mode: the limits are the fleet's, one store command each (none otherwise).
+    // Fleet mode: the limits are the fleet's, one store command each (none otherwise). Boxed
+    // here and below: inline, the store's futures would size every request's future, fleet or
+    // not (README, Performance, "Round 4").
     if profile.limits.is_shared() {
-        admit_shared(profile, &caller).await?;
+        Box::pin(admit_shared(profile, &caller)).await?;
     }
     let claims = authorize(state, profile, &caller, request.headers()).await?;
     caller.subject = claims.as_deref().map(Claims::subject);
@@ -59,7 +61,7 @@ pub(super) async fn issue(
     claims: Option<&Claims>,
 ) -> Result<Arc<Token>, ApiError> {
     if profile.limits.is_shared() {
-        check_subject_shared(profile, caller, claims).await?;
+        Box::pin(check_subject_shared(profile, caller, claims)).await?;
     }
     let key = caller_key(profile, caller, claims)?;
     let token = token_for(profile, key, caller.client_ip)

@@ -376,7 +376,9 @@ impl Shared {
             () = state.evicted() => return,
             () = self.stop.cancelled() => return,
         };
-        self.http(TokioIo::new(stream), peer, &state).await;
+        // Boxed: inline, the TLS stream's state (about 2.4 KB more than a plain connection's)
+        // would size every connection's task, TLS or not (README, Performance, "Round 4").
+        Box::pin(self.http(TokioIo::new(stream), peer, &state)).await;
     }
 
     /// Serves HTTP on `io` under the connection's supervisor.

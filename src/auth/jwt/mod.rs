@@ -230,7 +230,7 @@ impl JwtVerifier {
                 Decision::Stale => cache.remove(&key),
             }
         }
-        let verified = self.verify_in_full(token, now).await?;
+        let verified = Box::pin(self.verify_in_full(token, now)).await?;
         let claims = verified.claims.clone();
         cache.insert(key, verified, now.timestamp());
         Ok(claims)
@@ -256,7 +256,9 @@ impl JwtVerifier {
         let remote = self.inner.remote.as_ref()?;
         let (generation, fetched_at) = remote.generation();
         if fetched_at.is_some_and(|fetched_at| too_old(fetched_at, now)) {
-            remote.refresh(generation, now, false).await;
+            // Boxed, like the full verification below: rare, and inline it would size every
+            // remembered token's future (README, Performance, "Round 4").
+            Box::pin(remote.refresh(generation, now, false)).await;
             return Some(remote.generation().0);
         }
         Some(generation)

@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# Regenerates bench/symbol-order.txt, the order in which the linker lays out the functions of
+# the release `stsvend` (build.rs hands it to rust-lld on x86_64 Linux glibc builds): first every
+# function that runs while cached tokens are served, then the ones only start-up and shutdown run.
+# Linked together, they fill a few hundred pages of `.text` instead of being spread over all of
+# it, and the kernel maps (and keeps resident) only that (README, Performance, "Round 4: memory").
+#
+#   scripts/symbol_order.sh            # rewrite bench/symbol-order.txt (about 3 minutes)
+#   scripts/symbol_order.sh --check    # fail if the file no longer matches the release build
+#
+# The names carry crate hashes, which change with any dependency, feature or toolchain update:
+# a stale list is harmless (names the binary lacks are skipped) but stops paying, so CI runs
+# --check. Needs valgrind (Debian's package) for the regeneration, binutils' nm for both.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+LIST=bench/symbol-order.txt
+# Below this share of the list found in the binary, the layout has gone stale: 8 % of the names
+# missing (one change to the connection task's type) cost 2 MB of resident code.
+MIN_FOUND_PERCENT=95
+
+# The exact build the service ships: the binary on its own, since building examples in the same
+# command unifies other features into the dependencies (and so changes their hashes).
+build() {
+  cargo build --release --locked --quiet --bin stsvend
+}
+
+defined_names() { nm --defined-only "$1" | awk '$2 ~ /^[tTwW]$/ {print $3}' | sort -u; }
+
+if [[ ${1:-} == --check ]]; then
+  build
+  total=$(grep -c . "$LIST")
+  found=$(comm -12 <(sort -u "$LIST") <(defined_names target/release/stsvend) | wc -l)
+  percent=$((found * 100 / total))
+  echo "symbol order: $found of $total names found in target/release/stsvend ($percent %)"
+  if ((percent < MIN_FOUND_PERCENT)); then
+    echo "bench/symbol-order.txt is stale (below $MIN_FOUND_PERCENT %): run scripts/symbol_order.sh" >&2
+    exit 1
+  fi
+  exit 0
+elif [[ -n ${1:-} ]]; then
+  echo "usage: scripts/symbol_order.sh [--check]" >&2
+  exit 2
+fi
+
+command -v valgrind >/dev/null || {
+  echo "scripts/symbol_order.sh: valgrind is not installed (apt-get install valgrind)" >&2
+  exit 2
+}
+cargo build --release --locked --quiet --example bench-mock-sts
+build
+BIN=$PWD/target/release
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  [[ -n ${KEEP_WORK:-} ]] && echo "kept $WORK" || rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+"$BIN/examples/bench-mock-sts" --latency-ms 1 >"$WORK/mock.out" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 100); do grep -q listening "$WORK/mock.out" && break; sleep 0.05; done
+MOCK=http://$(sed -n 's/^listening on //p' "$WORK/mock.out")
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+URL=http://127.0.0.1:$PORT/get_sts_token
+
+# bench/run.sh's settings: the benchmark measures this path.
+(cd "$WORK" && exec env -i PATH="$PATH" HOME="$WORK" \
+  ALIBABA_CLOUD_ACCESS_KEY_ID=LTAI5tBenchmarkKey0000 ALIBABA_CLOUD_ACCESS_KEY_SECRET=BenchmarkSecret000000000000000 \
+  STSVEND_LISTEN=127.0.0.1:"$PORT" STSVEND_ADMIN_LISTEN=127.0.0.1:0 STSVEND_STS_ENDPOINT="$MOCK/" \
+  STSVEND_ROLE_ARN=acs:ram::1000000000000000:role/sls-web-track \
+  STSVEND_LOGSTORE=bench-project/bench-logstore STSVEND_LOG_FORMAT=json \
+  STSVEND_RATE_LIMIT_PER_MINUTE=6000000 STSVEND_RATE_LIMIT_BURST=1000000 \
+  valgrind --tool=callgrind --demangle=no --dump-instr=no --compress-strings=no \
+  --callgrind-out-file="$WORK/cg.out" "$BIN/stsvend" serve >/dev/null 2>"$WORK/stsvend.log") &
+PIDS+=($!)
+for _ in $(seq 600); do
+  curl -sf "$URL" -o /dev/null && break
+  sleep 0.1
+done
+curl -sf "$URL" -o /dev/null || {
+  echo "stsvend under valgrind did not answer within 60 s; its log:" >&2
+  tail -n 20 "$WORK/stsvend.log" >&2
+  exit 1
+}
+# Part 1 (cg.out.1): start-up and the first (uncached) token.
+callgrind_control --dump=startup "$BIN/stsvend" >/dev/null
+for _ in $(seq 50); do curl -sf "$URL" -o /dev/null; done
+if command -v wrk >/dev/null; then
+  timeout 60 wrk -t1 -c256 -d4s --timeout 10s "$URL" >/dev/null || true
+fi
+# Part 2 (cg.out.2): serving cached tokens, many connections. The rest (cg.out): shutdown.
+callgrind_control --dump=serving "$BIN/stsvend" >/dev/null
+pkill -TERM -f "callgrind.*$BIN/stsvend serve" || true
+for _ in $(seq 300); do
+  pgrep -f "callgrind.*$BIN/stsvend serve" >/dev/null || break
+  sleep 0.1
+done
+
+# Every function a part ran, most instructions first: callgrind's `fn=` lines name a function,
+# the cost lines after it (`position instructions`) add up to its own instructions.
+ran() {
+  awk '/^fn=/ { name = $0; sub(/^fn=(\([0-9]+\) ?)?/, "", name); if (name == "") name = id[$1]; else { split($0, p, " "); id[p[1]] = name }; cur = name; next }
+       /^(cfn|cfi|cfl|cob|calls)=/ { skip = ($1 ~ /^calls=/); next }
+       /^[0-9*+-]/ { if (skip) { skip = 0; next } if (cur != "") cost[cur] += $2 }
+       END { for (n in cost) if (cost[n] > 0) print cost[n], n }' "$@" | sort -k1,1nr | awk '{print $2}'
+}
+defined_names "$BIN/stsvend" >"$WORK/defined"
+keep() { awk 'NR == FNR { d[$0] = 1; next } ($0 in d) && !seen[$0]++' "$WORK/defined" -; }
+{
+  ran "$WORK/cg.out.2"
+  ran "$WORK/cg.out.1"
+  ran "$WORK/cg.out"
+} | keep >"$LIST.new"
+mv "$LIST.new" "$LIST"
+echo "wrote $LIST: $(wc -l <"$LIST") functions, serving ones first"
