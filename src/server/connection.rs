@@ -11,11 +11,13 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
+use std::task::Poll;
 use std::time::Duration;
 
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
+use super::on_wake::OnWake;
 use super::registry::Registry;
 use super::state::ConnState;
 
@@ -178,14 +180,34 @@ impl Supervisor<'_> {
         let mut checks =
             tokio::time::interval_at(opened + timeouts.check_every, timeouts.check_every);
         checks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        // The connection is polled on every wake of the task; the supervisor's own signals
+        // only when one of them fired (see [`OnWake`]).
+        let on_wake = OnWake::new();
         loop {
             let deadline = closing.map(|c| c.next_deadline());
-            let event = tokio::select! {
-                result = connection.as_mut() => return Some(result),
-                () = self.stop.cancelled(), if !stopping => Event::Stop,
-                () = self.state.evicted() => Event::Evict,
-                _ = checks.tick() => Event::Check,
-                () = tokio::time::sleep_until(deadline.unwrap_or(opened)), if deadline.is_some() => Event::Deadline,
+            let event = {
+                let signals = async {
+                    tokio::select! {
+                        biased;
+                        () = self.stop.cancelled(), if !stopping => Event::Stop,
+                        () = self.state.evicted() => Event::Evict,
+                        _ = checks.tick() => Event::Check,
+                        () = tokio::time::sleep_until(deadline.unwrap_or(opened)), if deadline.is_some() => Event::Deadline,
+                    }
+                };
+                let mut signals = std::pin::pin!(signals);
+                on_wake.reset();
+                std::future::poll_fn(|cx| {
+                    if let Poll::Ready(result) = connection.as_mut().poll(cx) {
+                        return Poll::Ready(Err(result));
+                    }
+                    on_wake.poll(signals.as_mut(), cx).map(Ok)
+                })
+                .await
+            };
+            let event = match event {
+                Ok(event) => event,
+                Err(result) => return Some(result),
             };
             let now = Instant::now();
             match event {

@@ -22,6 +22,7 @@
 //! The address is the socket's peer: behind a load balancer it is the balancer's.
 
 mod connection;
+mod on_wake;
 mod registry;
 pub mod shutdown;
 mod stall;
