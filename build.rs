@@ -45,7 +45,7 @@ fn pack_relative_relocations() {
 /// `bench/symbol-order.txt` (written by `scripts/symbol_order.sh`): the code that serves cached
 /// tokens first, in one block of about 0.4 MB, then the start-up code, rather than spread over
 /// 8.6 MB of `.text`, where every page fault maps a 64 KiB neighbourhood (README, Performance,
-/// "Round 4: memory"). Only rust-lld, this target's default linker since Rust 1.90, knows the
+/// "Round 4"). Only rust-lld, this target's default linker since Rust 1.90, knows the
 /// option: an older rustc, or flags that choose another linker, leave the layout alone. Names
 /// the binary lacks (the list is stale) are skipped, never misplaced.
 fn symbol_order() {

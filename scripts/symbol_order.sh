@@ -3,7 +3,7 @@
 # the release `stsvend` (build.rs hands it to rust-lld on x86_64 Linux glibc builds): first every
 # function that runs while cached tokens are served, then the ones only start-up and shutdown run.
 # Linked together, they fill a few hundred pages of `.text` instead of being spread over all of
-# it, and the kernel maps (and keeps resident) only that (README, Performance, "Round 4: memory").
+# it, and the kernel maps (and keeps resident) only that (README, Performance, "Round 4").
 #
 #   scripts/symbol_order.sh            # rewrite bench/symbol-order.txt (about 3 minutes)
 #   scripts/symbol_order.sh --check    # fail if the file no longer matches the release build
