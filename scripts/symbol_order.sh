@@ -46,55 +46,22 @@ command -v valgrind >/dev/null || {
   echo "scripts/symbol_order.sh: valgrind is not installed (apt-get install valgrind)" >&2
   exit 2
 }
-cargo build --release --locked --quiet --example bench-mock-sts
-build
-BIN=$PWD/target/release
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  [[ -n ${KEEP_WORK:-} ]] && echo "kept $WORK" || rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-"$BIN/examples/bench-mock-sts" --latency-ms 1 >"$WORK/mock.out" 2>&1 &
-PIDS+=($!)
-for _ in $(seq 100); do grep -q listening "$WORK/mock.out" && break; sleep 0.05; done
-MOCK=http://$(sed -n 's/^listening on //p' "$WORK/mock.out")
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-URL=http://127.0.0.1:$PORT/get_sts_token
-
-# bench/run.sh's settings: the benchmark measures this path.
-(cd "$WORK" && exec env -i PATH="$PATH" HOME="$WORK" \
-  ALIBABA_CLOUD_ACCESS_KEY_ID=LTAI5tBenchmarkKey0000 ALIBABA_CLOUD_ACCESS_KEY_SECRET=BenchmarkSecret000000000000000 \
-  STSVEND_LISTEN=127.0.0.1:"$PORT" STSVEND_ADMIN_LISTEN=127.0.0.1:0 STSVEND_STS_ENDPOINT="$MOCK/" \
-  STSVEND_ROLE_ARN=acs:ram::1000000000000000:role/sls-web-track \
-  STSVEND_LOGSTORE=bench-project/bench-logstore STSVEND_LOG_FORMAT=json \
-  STSVEND_RATE_LIMIT_PER_MINUTE=6000000 STSVEND_RATE_LIMIT_BURST=1000000 \
-  valgrind --tool=callgrind --demangle=no --dump-instr=no --compress-strings=no \
-  --callgrind-out-file="$WORK/cg.out" "$BIN/stsvend" serve >/dev/null 2>"$WORK/stsvend.log") &
-PIDS+=($!)
-for _ in $(seq 600); do
-  curl -sf "$URL" -o /dev/null && break
-  sleep 0.1
-done
-curl -sf "$URL" -o /dev/null || {
-  echo "stsvend under valgrind did not answer within 60 s; its log:" >&2
-  tail -n 20 "$WORK/stsvend.log" >&2
-  exit 1
-}
+# shellcheck source=bench/callgrind-lib.sh
+source bench/callgrind-lib.sh
+build_release
+start_under_callgrind --demangle=no --dump-instr=no --compress-strings=no
 # Part 1 (cg.out.1): start-up and the first (uncached) token.
-callgrind_control --dump=startup "$BIN/stsvend" >/dev/null
+callgrind_control --dump=startup "$SERVER_PID" >/dev/null
 for _ in $(seq 50); do curl -sf "$URL" -o /dev/null; done
 if command -v wrk >/dev/null; then
   timeout 60 wrk -t1 -c256 -d4s --timeout 10s "$URL" >/dev/null || true
 fi
 # Part 2 (cg.out.2): serving cached tokens, many connections. The rest (cg.out): shutdown.
-callgrind_control --dump=serving "$BIN/stsvend" >/dev/null
-pkill -TERM -f "callgrind.*$BIN/stsvend serve" || true
+callgrind_control --dump=serving "$SERVER_PID" >/dev/null
+kill -TERM "$SERVER_PID"
+# The final dump (cg.out: shutdown) is written as it exits.
 for _ in $(seq 300); do
-  pgrep -f "callgrind.*$BIN/stsvend serve" >/dev/null || break
+  kill -0 "$SERVER_PID" 2>/dev/null || break
   sleep 0.1
 done
 

@@ -1,0 +1,51 @@
+# Sourced by bench/instructions.sh and scripts/symbol_order.sh: the release binaries built as they
+# ship, a work directory removed on exit, bench-mock-sts, and `stsvend serve` under callgrind
+# with bench/run.sh's settings. Expects to run from the repository root with `set -euo pipefail`.
+
+# stsvend on its own, as it ships: built in one command with the examples, its dependencies
+# would get the examples' features too, and bench/symbol-order.txt would not match it.
+build_release() {
+  cargo build --release --locked --quiet --example bench-mock-sts
+  cargo build --release --locked --quiet --bin stsvend
+  BIN=$PWD/target/release
+}
+
+# A work directory and the background processes to kill, both gone on exit.
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# start_under_callgrind [VALGRIND OPTION...]: bench-mock-sts (1 ms latency), then stsvend under
+# callgrind (output in $WORK/cg.out) on a free port; sets SERVER_PID and URL (the token route)
+# once it answers, or fails after 60 s with the end of its log.
+start_under_callgrind() {
+  "$BIN/examples/bench-mock-sts" --latency-ms 1 >"$WORK/mock.out" 2>&1 &
+  PIDS+=($!)
+  for _ in $(seq 100); do grep -q listening "$WORK/mock.out" && break; sleep 0.05; done
+  local mock port
+  mock=http://$(sed -n 's/^listening on //p' "$WORK/mock.out")
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  URL=http://127.0.0.1:$port/get_sts_token
+  env -i PATH="$PATH" HOME="$WORK" \
+    ALIBABA_CLOUD_ACCESS_KEY_ID=LTAI5tBenchmarkKey0000 ALIBABA_CLOUD_ACCESS_KEY_SECRET=BenchmarkSecret000000000000000 \
+    STSVEND_LISTEN=127.0.0.1:"$port" STSVEND_ADMIN_LISTEN=127.0.0.1:0 STSVEND_STS_ENDPOINT="$mock/" \
+    STSVEND_ROLE_ARN=acs:ram::1000000000000000:role/sls-web-track \
+    STSVEND_LOGSTORE=bench-project/bench-logstore STSVEND_LOG_FORMAT=json \
+    STSVEND_RATE_LIMIT_PER_MINUTE=6000000 STSVEND_RATE_LIMIT_BURST=1000000 \
+    valgrind --tool=callgrind "$@" --callgrind-out-file="$WORK/cg.out" "$BIN/stsvend" serve \
+    >/dev/null 2>"$WORK/stsvend.log" &
+  SERVER_PID=$!
+  PIDS+=("$SERVER_PID")
+  for _ in $(seq 600); do
+    curl -sf "$URL" -o /dev/null && return 0
+    sleep 0.1
+  done
+  echo "stsvend under valgrind did not answer within 60 s; its log:" >&2
+  tail -n 20 "$WORK/stsvend.log" >&2
+  return 1
+}
