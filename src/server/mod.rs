@@ -7,7 +7,7 @@
 //! | limit | value | what happens |
 //! | --- | --- | --- |
 //! | [`HANDSHAKE_TIMEOUT`] | 10 s | a TLS handshake not done by then: closed |
-//! | [`HEADER_READ_TIMEOUT`] | 10 s | HTTP/1.1 headers (also the wait for the next request on a keep-alive connection) not in by then: closed (no slowloris) |
+//! | [`HEADER_READ_TIMEOUT`] | 10 s | HTTP/1.1 headers (also the wait for the next request on a keep-alive connection) not in by then: closed at the next check, every [`IDLE_CHECK_EVERY`], so within 10–15 s (no slowloris) |
 //! | [`IDLE_TIMEOUT`] | 30 s | no request in flight (an HTTP/2 connection with no open stream, a connection that never sent a request), checked every [`IDLE_CHECK_EVERY`] (5 s): graceful close, dropped [`WRITE_STALL_TIMEOUT`] later |
 //! | [`H2_KEEP_ALIVE_INTERVAL`], [`H2_KEEP_ALIVE_TIMEOUT`] | 20 s, 10 s | an HTTP/2 peer that does not answer a ping within 10 s: closed |
 //! | [`WRITE_STALL_TIMEOUT`] | 10 s | a write that cannot go out (the client stopped reading and the [`SEND_BUFFER_BYTES`] send buffer is full): closed |
@@ -22,6 +22,7 @@
 //! The address is the socket's peer: behind a load balancer it is the balancer's.
 
 mod connection;
+mod header_timer;
 mod on_wake;
 mod registry;
 pub mod shutdown;
@@ -56,6 +57,8 @@ use self::stall::StallGuard;
 use self::state::ConnState;
 use crate::server::tls::Tls;
 
+/// How long an HTTP/1.1 request head may take to arrive; enforced at the connection's next
+/// check ([`IDLE_CHECK_EVERY`]), so a slow head is cut off 10–15 s after it started.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Requests to stsvend are small; a JWT is the largest header we expect (8 KiB at most).
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
@@ -71,8 +74,8 @@ pub const DRAIN: Duration = Duration::from_secs(2);
 /// fetches a token every few minutes and need not keep its connection in between; 30 s
 /// covers a page's burst of requests.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
-/// How often each connection's idleness and age are checked: once per connection every 5 s
-/// costs nothing per request, at the price of closing up to 5 s late.
+/// How often each connection's idleness, age and unfinished request head are checked: once per
+/// connection every 5 s costs nothing per request, at the price of closing up to 5 s late.
 pub const IDLE_CHECK_EVERY: Duration = Duration::from_secs(5);
 /// HTTP/2 pings: a peer gone without a FIN (a phone that lost its network) is found within
 /// interval + timeout.
@@ -167,7 +170,8 @@ fn builder() -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
-        .timer(TokioTimer::new())
+        // Cheaper than tokio's, and polled by the connection's supervisor (see the module).
+        .timer(header_timer::CheckedTimer)
         .header_read_timeout(HEADER_READ_TIMEOUT)
         .max_buf_size(MAX_HEADER_BYTES);
     builder

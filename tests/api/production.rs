@@ -329,30 +329,73 @@ async fn oversized_headers_get_431() {
     assert!(text.starts_with("HTTP/1.1 431"), "{text:?}");
 }
 
-#[tokio::test]
-async fn a_client_that_never_finishes_its_headers_is_cut_off() {
-    let mock = MockSts::start(vec![]).await;
-    let app = TestApp::builder(&mock.endpoint()).start().await;
-    let mut stream = TcpStream::connect(app.addr).await.unwrap();
-    stream
-        .write_all(b"GET /get_sts_token HTTP/1.1\r\nHost: localhost\r\n")
-        .await
-        .unwrap();
-    let started = tokio::time::Instant::now();
+/// Sends `partial` (a request head without its end) on `stream` and checks the server cuts the
+/// connection off (or answers 408) between the header read timeout after `since` (when the
+/// server started waiting for this head) and that plus one of the connection's checks, which
+/// enforce it (plus a second for a loaded machine).
+async fn expect_cut_off_after_partial_head(
+    mut stream: TcpStream,
+    partial: &[u8],
+    since: tokio::time::Instant,
+) {
+    use stsvend::server::{HEADER_READ_TIMEOUT, IDLE_CHECK_EVERY};
+    stream.write_all(partial).await.unwrap();
     let mut buffer = [0u8; 256];
-    // The server must close (or answer 408) within the header read timeout plus a margin.
-    let outcome = tokio::time::timeout(
-        stsvend::server::HEADER_READ_TIMEOUT + Duration::from_secs(5),
+    let outcome = tokio::time::timeout_at(
+        since + HEADER_READ_TIMEOUT + IDLE_CHECK_EVERY + Duration::from_secs(1),
         stream.read(&mut buffer),
     )
     .await;
     let Ok(read) = outcome else {
-        panic!("still connected after {:?}", started.elapsed());
+        panic!("still connected after {:?}", since.elapsed());
     };
     let n = read.unwrap_or(0);
     let text = String::from_utf8_lossy(&buffer[..n]);
     assert!(n == 0 || text.starts_with("HTTP/1.1 408"), "{text:?}");
-    assert!(started.elapsed() >= stsvend::server::HEADER_READ_TIMEOUT - Duration::from_secs(1));
+    let after = since.elapsed();
+    assert!(
+        after >= HEADER_READ_TIMEOUT - Duration::from_secs(1),
+        "{after:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_client_that_never_finishes_its_headers_is_cut_off() {
+    let mock = MockSts::start(vec![]).await;
+    let app = TestApp::builder(&mock.endpoint()).start().await;
+    let since = tokio::time::Instant::now();
+    let stream = TcpStream::connect(app.addr).await.unwrap();
+    let partial = b"GET /get_sts_token HTTP/1.1\r\nHost: localhost\r\n";
+    expect_cut_off_after_partial_head(stream, partial, since).await;
+}
+
+#[tokio::test]
+async fn a_keep_alive_client_that_never_finishes_its_next_headers_is_cut_off() {
+    let mock = MockSts::start(vec![]).await;
+    let app = TestApp::builder(&mock.endpoint()).start().await;
+    let mut stream = TcpStream::connect(app.addr).await.unwrap();
+    // Mid-way between two of the connection's checks (every 5 s from its start), so that the
+    // deadline of the next head falls between two of them too.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    stream
+        .write_all(b"GET /no-such-route HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = vec![0u8; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut answer))
+        .await
+        .expect("an answer")
+        .unwrap();
+    // The wait for the next head starts once the answer is out.
+    let since = tokio::time::Instant::now();
+    let text = String::from_utf8_lossy(&answer[..n]);
+    assert!(text.starts_with("HTTP/1.1 404"), "{text:?}");
+    assert!(
+        !text.to_ascii_lowercase().contains("connection: close"),
+        "{text:?}"
+    );
+    let partial = b"GET /get_sts_token HTTP/1.1\r\n";
+    expect_cut_off_after_partial_head(stream, partial, since).await;
 }
 
 #[tokio::test]

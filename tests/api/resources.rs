@@ -87,7 +87,7 @@ async fn thousands_of_idle_connections_cost_little_and_the_service_keeps_answeri
     );
     let grown = rss_kib(service.pid()).saturating_sub(before);
     // About 10 KiB per idle connection (its read buffer), measured 38 MiB for 4000; an idle
-    // connection is cut after the header read timeout (10 s), so the crowd cannot last.
+    // connection is cut after the header read timeout (10–15 s), so the crowd cannot last.
     assert!(
         grown < 64 * 1024,
         "4000 idle connections grew memory by {grown} KiB"
