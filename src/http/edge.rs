@@ -27,7 +27,9 @@ use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderValue, Method, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::FutureExt as _;
+use futures_util::future::CatchUnwind;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::futures::TaskLocalFuture;
 use tower::{Layer, Service};
 
 use super::error::{self, ApiError};
@@ -131,7 +133,7 @@ where
 {
     type Response = Response;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+    type Future = EdgeFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
@@ -147,63 +149,107 @@ where
                 *request.method(),
                 Method::GET | Method::HEAD | Method::OPTIONS
             );
-        let handled = if read_only {
-            Handled::Refused(ApiError::MethodNotAllowed)
-        } else {
-            match edge.slots.clone().try_acquire_owned() {
-                // Inside the request's id (the trace layer's span, when on, is made here) and
-                // under the panic guard, like the route's future below.
-                Ok(permit) => match std::panic::catch_unwind(AssertUnwindSafe(|| {
-                    id.clone().sync_scope(|| self.inner.call(request))
-                })) {
-                    Ok(future) => Handled::Route(permit, future),
-                    Err(panic) => Handled::Panicked(panic),
-                },
-                Err(_) => Handled::Refused(ApiError::Overloaded),
-            }
+        let mut future = EdgeFuture {
+            route: None,
+            permit: None,
+            answer: None,
+            timer: None,
+            edge,
+            id,
+            route_path: route,
+            started,
         };
-        Box::pin(async move {
-            let response = match handled {
-                Handled::Route(_permit, future) => {
-                    respond(id.clone().scope(future), started + REQUEST_TIMEOUT).await
-                }
-                Handled::Refused(refusal) => refusal.into_response(),
-                Handled::Panicked(panic) => error::panic_response(panic),
-            };
-            Ok(finish(&edge, response, &id, route.as_ref(), started))
-        })
+        if read_only {
+            future.answer = Some(ApiError::MethodNotAllowed.into_response());
+            return future;
+        }
+        let Ok(permit) = future.edge.slots.clone().try_acquire_owned() else {
+            future.answer = Some(ApiError::Overloaded.into_response());
+            return future;
+        };
+        // Inside the request's id (the trace layer's span, when on, is made here) and under the
+        // panic guard, like the route's future.
+        match std::panic::catch_unwind(AssertUnwindSafe(|| {
+            future.id.clone().sync_scope(|| self.inner.call(request))
+        })) {
+            Ok(route) => {
+                future.route =
+                    Some(AssertUnwindSafe(future.id.clone().scope(route)).catch_unwind());
+                future.permit = Some(permit);
+            }
+            Err(panic) => future.answer = Some(error::panic_response(panic)),
+        }
+        future
     }
 }
 
-/// What becomes of a request before its route's future runs.
-enum Handled<F> {
-    /// The route's future, holding one of the in-flight slots.
-    Route(OwnedSemaphorePermit, F),
-    Refused(ApiError),
-    /// Calling the route panicked (only a layer that works in `call`, such as the trace layer).
-    Panicked(Box<dyn std::any::Any + Send + 'static>),
+pin_project_lite::pin_project! {
+    /// The edge's future: the route's answer (or the standard 500 if it panicked, or 503 at the
+    /// request's start and [`REQUEST_TIMEOUT`]), finished on the way out.
+    ///
+    /// Written by hand rather than as an `async` block: a block holds the route's future twice
+    /// (as captured, and as awaited), and its 1,488 bytes, boxed per request, were past the
+    /// allocator's per-thread cache (README, Performance, "Round 5").
+    pub struct EdgeFuture<F> {
+        #[pin]
+        route: Option<CatchUnwind<AssertUnwindSafe<TaskLocalFuture<error::RequestId, F>>>>,
+        // One of the in-flight slots, held while the route runs.
+        permit: Option<OwnedSemaphorePermit>,
+        // The answer decided before any route ran (refused, or the call panicked).
+        answer: Option<Response>,
+        // The request's deadline, made only if the route is not done at its first poll (a cached
+        // token is): a clock read and the runtime's timer wheel saved per request.
+        timer: Option<Pin<Box<tokio::time::Sleep>>>,
+        edge: Edge,
+        id: error::RequestId,
+        route_path: Option<MatchedPath>,
+        started: tokio::time::Instant,
+    }
 }
 
-/// The route's answer, or the standard 500 if it panicked, or 503 at `deadline` (the request's
-/// start and [`REQUEST_TIMEOUT`]).
-async fn respond<F, R>(future: F, deadline: tokio::time::Instant) -> Response
+impl<F, R> Future for EdgeFuture<F>
 where
     F: Future<Output = Result<R, Infallible>>,
     R: IntoResponse,
 {
-    let mut handled = std::pin::pin!(AssertUnwindSafe(future).catch_unwind());
-    // A cached token is answered on the first poll: no timer is made for it (a clock read and
-    // the runtime's timer handle, per request).
-    let first = std::future::poll_fn(|cx| Poll::Ready(handled.as_mut().poll(cx))).await;
-    let answered = match first {
-        Poll::Ready(answered) => Ok(answered),
-        Poll::Pending => tokio::time::timeout_at(deadline, handled).await,
-    };
-    match answered {
-        Ok(Ok(Ok(response))) => response.into_response(),
-        Ok(Ok(Err(never))) => match never {},
-        Ok(Err(panic)) => error::panic_response(panic),
-        Err(_) => ApiError::RequestTimeout.into_response(),
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        let response = match this.route.as_mut().as_pin_mut() {
+            Some(route) => match route.poll(cx) {
+                Poll::Ready(Ok(Ok(response))) => response.into_response(),
+                Poll::Ready(Ok(Err(never))) => match never {},
+                Poll::Ready(Err(panic)) => error::panic_response(panic),
+                Poll::Pending => {
+                    let deadline = *this.started + REQUEST_TIMEOUT;
+                    let timer = this
+                        .timer
+                        .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                    if timer.as_mut().poll(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                    ApiError::RequestTimeout.into_response()
+                }
+            },
+            // Polled again after its answer (a caller's bug): answer, do not panic.
+            None => this
+                .answer
+                .take()
+                .unwrap_or_else(|| ApiError::Internal.into_response()),
+        };
+        // The route's future and its slot go before the answer is finished, as they went
+        // when the route's future was done.
+        this.route.set(None);
+        *this.permit = None;
+        *this.timer = None;
+        Poll::Ready(Ok(finish(
+            this.edge,
+            response,
+            this.id,
+            this.route_path.as_ref(),
+            *this.started,
+        )))
     }
 }
 
@@ -263,6 +309,51 @@ mod tests {
         let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(body["error"]["code"], "internal_error", "{body}");
         assert_eq!(body["error"]["request_id"], id, "{body}");
+    }
+
+    async fn error_code(response: Response) -> (u16, String) {
+        let status = response.status().as_u16();
+        let body = axum::body::to_bytes(response.into_body(), 4096)
+            .await
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        (
+            status,
+            body["error"]["code"].as_str().unwrap_or("").to_owned(),
+        )
+    }
+
+    /// The deadline counts from the request's start even though its timer is only made at the
+    /// route's first pending poll; the in-flight slot is held until the answer and then freed.
+    #[tokio::test(start_paused = true)]
+    async fn a_route_past_the_deadline_gets_503_and_its_slot_back() {
+        let edge = Edge {
+            slots: Arc::new(Semaphore::new(1)),
+            ..Edge::default()
+        };
+        let stuck = edge.clone().layer(tower::service_fn(|_: Request| {
+            std::future::pending::<Result<Response, Infallible>>()
+        }));
+        let ready = edge.layer(tower::service_fn(|_: Request| async {
+            Ok::<_, Infallible>("ok".into_response())
+        }));
+        let request = || Request::builder().uri("/x").body(Body::empty()).unwrap();
+        let started = tokio::time::Instant::now();
+        let mut waiting = std::pin::pin!(stuck.oneshot(request()));
+        let first = std::future::poll_fn(|cx| Poll::Ready(waiting.as_mut().poll(cx))).await;
+        assert!(first.is_pending());
+        // The one slot is taken: the next request is shed at once.
+        let shed = ready.clone().oneshot(request()).await.unwrap();
+        assert_eq!(error_code(shed).await, (503, "overloaded".to_owned()));
+        let timed_out = waiting.await.unwrap();
+        assert_eq!(started.elapsed(), REQUEST_TIMEOUT);
+        assert!(timed_out.headers().contains_key("x-request-id"));
+        assert_eq!(
+            error_code(timed_out).await,
+            (503, "request_timeout".to_owned())
+        );
+        let served = ready.oneshot(request()).await.unwrap();
+        assert_eq!(served.status(), 200);
     }
 
     /// Everything the route does, its call and its future, sees the request's id.

@@ -45,7 +45,7 @@ impl RequestId {
     pub fn scope<F: std::future::Future>(
         self,
         future: F,
-    ) -> impl std::future::Future<Output = F::Output> {
+    ) -> tokio::task::futures::TaskLocalFuture<Self, F> {
         CURRENT.scope(self, future)
     }
 

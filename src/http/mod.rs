@@ -21,7 +21,7 @@ use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, get_service, post};
 use tower::ServiceBuilder;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
@@ -45,13 +45,13 @@ pub fn public_router_on(state: AppState, edge: &edge::Edge) -> Router {
     let profiles = route_profiles(state.profiles().iter().map(|p| p.name.as_str()));
     for profile in state.profiles() {
         let path = token_path(&profile.name);
-        // The state and profile in one `Arc` the handler owns: axum clones the handler per
-        // request (one atomic add), where a `State<AppState>` extractor cloned every `Arc` in
-        // the state and the profile besides.
+        // The state and profile in one `Arc` the route's service owns: cloned per request (one
+        // atomic add), where a `State<AppState>` extractor cloned every `Arc` in the state and
+        // the profile besides.
         let route_state = Arc::new((state.clone(), profile.clone()));
-        let route = get(move |request: Request| async move {
-            token::serve(&route_state.0, &route_state.1, request).await
-        })
+        let route = get_service(tower::service_fn(move |request: Request| {
+            token::serve(Arc::clone(&route_state), request)
+        }))
         .options(options_allowed)
         .fallback(error::method_not_allowed);
         // On the route itself, so each profile answers preflights for its own origins only.

@@ -39,7 +39,7 @@ pub async fn login(
     profile: Arc<ProfileState>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let ip = caller_address(&state, &request)?;
+    let ip = caller_address(&state, request.extensions(), request.headers())?;
     let id = RequestId::current();
     let mut caller = audit::Caller {
         request_id: id.as_ref().map_or("", RequestId::as_str),

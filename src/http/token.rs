@@ -6,12 +6,15 @@
 //! profile binds tokens to addresses. Every refusal is one audit line with the reason and one
 //! count in `stsvend_rejections_total`; every token handed out is one audit line.
 
+use std::convert::Infallible;
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use axum::extract::{ConnectInfo, Request};
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::request::Parts;
+use axum::http::{Extensions, HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 
 use super::client_ip::client_ip;
@@ -26,14 +29,27 @@ use crate::metrics;
 use crate::tokens::store::{CallerKey, Origin, Refusal, Unavailable};
 use crate::tokens::token::Token;
 
-/// Takes the whole request rather than extractors, so nothing in it (the header map above all)
-/// is copied per request.
-pub async fn serve(
+/// The token route's service (a `tower::service_fn`, not an axum handler: a handler's future is
+/// boxed once more inside the route's own box). The state and profile come in one `Arc`, one
+/// atomic add per request; the whole request rather than extractors, so nothing in it (the
+/// header map above all) is copied; and the future, which the router boxes, holds the request
+/// once (an `async fn` taking it by value holds it twice: as argument and as local).
+pub fn serve(
+    route: Arc<(AppState, Arc<ProfileState>)>,
+    request: Request,
+) -> impl Future<Output = Result<Response, Infallible>> + Send {
+    // Only the head: the body of a `GET` is nothing to keep, and not `Sync`.
+    let (head, _) = request.into_parts();
+    async move { Ok(answer(&route.0, &route.1, &head).await.into_response()) }
+}
+
+/// The answer to one token request.
+async fn answer(
     state: &AppState,
     profile: &ProfileState,
-    request: Request,
+    request: &Parts,
 ) -> Result<Response, ApiError> {
-    let ip = caller_address(state, &request)?;
+    let ip = caller_address(state, &request.extensions, &request.headers)?;
     let id = RequestId::current();
     let mut caller = audit::Caller {
         request_id: id.as_ref().map_or("", RequestId::as_str),
@@ -48,7 +64,7 @@ pub async fn serve(
     if profile.limits.is_shared() {
         Box::pin(admit_shared(profile, &caller)).await?;
     }
-    let claims = authorize(state, profile, &caller, request.headers()).await?;
+    let claims = authorize(state, profile, &caller, &request.headers).await?;
     caller.subject = claims.as_deref().map(Claims::subject);
     let token = issue(profile, &caller, claims.as_deref()).await?;
     Ok(respond(&token))
@@ -72,17 +88,17 @@ pub(super) async fn issue(
 }
 
 /// The client's address: the socket's, or what a trusted proxy says it is.
-pub(super) fn caller_address(state: &AppState, request: &Request) -> Result<IpAddr, ApiError> {
+pub(super) fn caller_address(
+    state: &AppState,
+    extensions: &Extensions,
+    headers: &HeaderMap,
+) -> Result<IpAddr, ApiError> {
     // Missing only when a test drives the router without `ConnectInfo`; treat it as a bug.
-    let Some(ConnectInfo(peer)) = request.extensions().get::<ConnectInfo<SocketAddr>>() else {
+    let Some(ConnectInfo(peer)) = extensions.get::<ConnectInfo<SocketAddr>>() else {
         tracing::error!("request without ConnectInfo; serve the router with connect info");
         return Err(ApiError::Internal);
     };
-    Ok(client_ip(
-        peer.ip(),
-        request.headers(),
-        &state.trusted_proxies,
-    ))
+    Ok(client_ip(peer.ip(), headers, &state.trusted_proxies))
 }
 
 /// The kill switch, then the per-address rate limit (in fleet mode [`admit_shared`]'s).

@@ -293,8 +293,20 @@ pub async fn read<V, F, T, E>(
         Decision::Refuse(error) => return Err(error),
         Decision::Wait => {}
     }
+    // Boxed: inline, the wait's timer and receiver (360 bytes) would size the future of every
+    // request that reads a token, waiting or not (README, Performance, "Round 5").
+    Box::pin(wait_for(rx.clone(), max_wait, decide, gave_up)).await
+}
+
+/// [`read`]'s slow path: waits for changes until `decide` stops saying [`Decision::Wait`] or
+/// `max_wait` is over.
+async fn wait_for<V, F, T, E>(
+    mut rx: watch::Receiver<Snapshot<V, F>>,
+    max_wait: Duration,
+    mut decide: impl FnMut(&Snapshot<V, F>) -> Decision<T, E>,
+    gave_up: impl FnOnce() -> E,
+) -> Result<T, E> {
     let deadline = Instant::now() + max_wait;
-    let mut rx = rx.clone();
     loop {
         match decide(&rx.borrow_and_update()) {
             Decision::Ready(answer) => return Ok(answer),
