@@ -31,7 +31,13 @@ async fn token_has_exactly_the_four_pascal_case_keys_and_the_right_headers() {
     assert_eq!(response.headers()["content-type"], "application/json");
     assert_eq!(response.headers()["cache-control"], "no-store");
     assert!(response.headers().contains_key("x-request-id"));
+    assert_eq!(response.headers()["x-content-type-options"], "nosniff");
+    let length = response.headers()["content-length"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     let text = response.text().await.unwrap();
+    assert_eq!(length, text.len().to_string());
     let body: serde_json::Map<String, Value> = serde_json::from_str(&text).unwrap();
     let keys: Vec<&str> = body.keys().map(String::as_str).collect();
     assert_eq!(
