@@ -149,37 +149,31 @@ where
                 *request.method(),
                 Method::GET | Method::HEAD | Method::OPTIONS
             );
-        let mut future = EdgeFuture {
-            route: None,
-            permit: None,
-            answer: None,
+        let step = if read_only {
+            Step::answer(ApiError::MethodNotAllowed.into_response())
+        } else if let Ok(permit) = edge.slots.clone().try_acquire_owned() {
+            // Inside the request's id (the trace layer's span, when on, is made here) and under
+            // the panic guard, like the route's future.
+            match std::panic::catch_unwind(AssertUnwindSafe(|| {
+                id.clone().sync_scope(|| self.inner.call(request))
+            })) {
+                Ok(route) => Step::Route {
+                    future: AssertUnwindSafe(id.clone().scope(route)).catch_unwind(),
+                    _permit: permit,
+                },
+                Err(panic) => Step::answer(error::panic_response(panic)),
+            }
+        } else {
+            Step::answer(ApiError::Overloaded.into_response())
+        };
+        EdgeFuture {
+            step,
             timer: None,
             edge,
             id,
             route_path: route,
             started,
-        };
-        if read_only {
-            future.answer = Some(ApiError::MethodNotAllowed.into_response());
-            return future;
         }
-        let Ok(permit) = future.edge.slots.clone().try_acquire_owned() else {
-            future.answer = Some(ApiError::Overloaded.into_response());
-            return future;
-        };
-        // Inside the request's id (the trace layer's span, when on, is made here) and under the
-        // panic guard, like the route's future.
-        match std::panic::catch_unwind(AssertUnwindSafe(|| {
-            future.id.clone().sync_scope(|| self.inner.call(request))
-        })) {
-            Ok(route) => {
-                future.route =
-                    Some(AssertUnwindSafe(future.id.clone().scope(route)).catch_unwind());
-                future.permit = Some(permit);
-            }
-            Err(panic) => future.answer = Some(error::panic_response(panic)),
-        }
-        future
     }
 }
 
@@ -192,11 +186,7 @@ pin_project_lite::pin_project! {
     /// allocator's per-thread cache (README, Performance, "Round 5").
     pub struct EdgeFuture<F> {
         #[pin]
-        route: Option<CatchUnwind<AssertUnwindSafe<TaskLocalFuture<error::RequestId, F>>>>,
-        // One of the in-flight slots, held while the route runs.
-        permit: Option<OwnedSemaphorePermit>,
-        // The answer decided before any route ran (refused, or the call panicked).
-        answer: Option<Response>,
+        step: Step<F>,
         // The request's deadline, made only if the route is not done at its first poll (a cached
         // token is): a clock read and the runtime's timer wheel saved per request.
         timer: Option<Pin<Box<tokio::time::Sleep>>>,
@@ -204,6 +194,28 @@ pin_project_lite::pin_project! {
         id: error::RequestId,
         route_path: Option<MatchedPath>,
         started: tokio::time::Instant,
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// Where a request is: its route running (holding one of the in-flight slots), or its answer
+    /// decided before any route ran (refused, or the call panicked); `None` once answered.
+    #[project = StepProj]
+    enum Step<F> {
+        Route {
+            #[pin]
+            future: CatchUnwind<AssertUnwindSafe<TaskLocalFuture<error::RequestId, F>>>,
+            _permit: OwnedSemaphorePermit,
+        },
+        Answer { response: Option<Response> },
+    }
+}
+
+impl<F> Step<F> {
+    fn answer(response: Response) -> Self {
+        Self::Answer {
+            response: Some(response),
+        }
     }
 }
 
@@ -216,8 +228,8 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        let response = match this.route.as_mut().as_pin_mut() {
-            Some(route) => match route.poll(cx) {
+        let response = match this.step.as_mut().project() {
+            StepProj::Route { future, .. } => match future.poll(cx) {
                 Poll::Ready(Ok(Ok(response))) => response.into_response(),
                 Poll::Ready(Ok(Err(never))) => match never {},
                 Poll::Ready(Err(panic)) => error::panic_response(panic),
@@ -232,16 +244,14 @@ where
                     ApiError::RequestTimeout.into_response()
                 }
             },
-            // Polled again after its answer (a caller's bug): answer, do not panic.
-            None => this
-                .answer
+            // `None`: polled again after its answer (a caller's bug): answer, do not panic.
+            StepProj::Answer { response } => response
                 .take()
                 .unwrap_or_else(|| ApiError::Internal.into_response()),
         };
         // The route's future and its slot go before the answer is finished, as they went
         // when the route's future was done.
-        this.route.set(None);
-        *this.permit = None;
+        this.step.set(Step::Answer { response: None });
         *this.timer = None;
         Poll::Ready(Ok(finish(
             this.edge,

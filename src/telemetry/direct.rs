@@ -187,19 +187,30 @@ fn push_str_field(out: &mut String, name: &str, value: &str) {
     out.push('"');
 }
 
-/// `a.b.c.d` without the formatting machinery (four `Display` calls of `u8` through it).
+/// `a.b.c.d` without the formatting machinery (four `Display` calls of `u8` through it), built
+/// on the stack and appended once.
 fn push_ipv4(out: &mut String, octets: [u8; 4]) {
+    let mut buf = [0u8; 15];
+    let mut len = 0;
     for (i, octet) in octets.into_iter().enumerate() {
         if i > 0 {
-            out.push('.');
+            buf[len] = b'.';
+            len += 1;
         }
         if octet >= 100 {
-            out.push(char::from(b'0' + octet / 100));
+            buf[len] = b'0' + octet / 100;
+            len += 1;
         }
         if octet >= 10 {
-            out.push(char::from(b'0' + octet / 10 % 10));
+            buf[len] = b'0' + octet / 10 % 10;
+            len += 1;
         }
-        out.push(char::from(b'0' + octet % 10));
+        buf[len] = b'0' + octet % 10;
+        len += 1;
+    }
+    // ASCII digits and dots: always UTF-8.
+    if let Ok(text) = std::str::from_utf8(&buf[..len]) {
+        out.push_str(text);
     }
 }
 
