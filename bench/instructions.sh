@@ -5,6 +5,7 @@
 #
 #   bench/instructions.sh            # 4000 requests after 200 to warm up
 #   bench/instructions.sh 20000      # another N
+#   INSTRUCTIONS_DUMP=cg.out bench/instructions.sh   # keep the profile (scripts/callgrind_costs.py)
 #
 # The release binary, under callgrind, serves 200 requests on one keep-alive connection against
 # bench-mock-sts (1 ms latency); then its counters are zeroed (`callgrind_control --zero`), it
@@ -48,5 +49,7 @@ requests "$N"
 callgrind_control --dump=measured "$SERVER_PID" >/dev/null
 dump=$(ls "$WORK"/cg.out.* | head -n 1)
 total=$(awk '/^(summary|totals):/ {print $2; exit}' "$dump")
+# INSTRUCTIONS_DUMP=FILE keeps the profile, for scripts/callgrind_costs.py.
+if [[ -n ${INSTRUCTIONS_DUMP:-} ]]; then cp "$dump" "$INSTRUCTIONS_DUMP"; fi
 echo "instructions: $N requests $total"
 echo "instructions per request: $((total / N)) ($(git rev-parse --short HEAD))"

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The linux/arm64 image's binary without Docker: builds the production aarch64-unknown-linux-musl
 # binary (--no-default-features, what the Dockerfile's build stage builds for TARGETARCH=arm64)
-# with Debian's cross gcc (gcc-aarch64-linux-gnu compiles ring's C and assembly and links; the
-# Rust musl target brings its own libc and start files), and checks with `file` that it is a
-# static aarch64 executable. With qemu-aarch64(-static) installed, it also runs `--version`.
+# with Debian's cross gcc (gcc-aarch64-linux-gnu compiles ring's C and assembly and links, with
+# libc6-dev-arm64-cross's headers; the Rust musl target brings its own libc and start files),
+# and checks with `file` that it is a static aarch64 executable. With qemu-aarch64(-static)
+# installed, it also runs `--version`.
 # Needs: rustup, apt-get (as root or through passwordless sudo) for what is missing.
 # The build is bounded: CROSS_CHECK_TIMEOUT seconds (default 1200; measured at 325 s on 2 shared
 # cores with another build beside it).
@@ -20,6 +21,9 @@ fail() { printf 'cross check FAILED: %s\n' "$*" >&2; exit 1; }
 
 need_apt=()
 command -v "$GNU-gcc" >/dev/null 2>&1 || need_apt+=("gcc-$GNU")
+# ring's C includes <stdint.h>, whose glibc half the cross gcc only recommends (and
+# --no-install-recommends below leaves out): the arm64 libc headers.
+[ -e "/usr/$GNU/include/bits/libc-header-start.h" ] || need_apt+=("libc6-dev-arm64-cross")
 command -v file >/dev/null 2>&1 || need_apt+=(file)
 if [ "${#need_apt[@]}" -gt 0 ]; then
   say "== installing ${need_apt[*]}"
