@@ -244,10 +244,12 @@ where
                     ApiError::RequestTimeout.into_response()
                 }
             },
-            // `None`: polled again after its answer (a caller's bug): answer, do not panic.
-            StepProj::Answer { response } => response
-                .take()
-                .unwrap_or_else(|| ApiError::Internal.into_response()),
+            StepProj::Answer { response } => match response.take() {
+                Some(response) => response,
+                // Polled again after its answer (a caller's bug): answer rather than panic, and
+                // leave the metrics alone, which counted this request once already.
+                None => return Poll::Ready(Ok(dress(ApiError::Internal.into_response(), this.id))),
+            },
         };
         // The route's future and its slot go before the answer is finished, as they went
         // when the route's future was done.
@@ -271,11 +273,7 @@ fn finish(
     route: Option<&MatchedPath>,
     started: tokio::time::Instant,
 ) -> Response {
-    let mut response = error::finish(error::with_error_body(response), id);
-    response.headers_mut().insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
+    let response = dress(response, id);
     let route = route.map(MatchedPath::as_str);
     crate::metrics::record_request(
         route,
@@ -283,6 +281,16 @@ fn finish(
         || route.map_or("", |route| edge.profiles.of(route)),
         response.status().as_u16(),
         started.elapsed(),
+    );
+    response
+}
+
+/// Every answer's dress: the id, the error body, `nosniff`.
+fn dress(response: Response, id: &error::RequestId) -> Response {
+    let mut response = error::finish(error::with_error_body(response), id);
+    response.headers_mut().insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
     );
     response
 }
@@ -364,6 +372,56 @@ mod tests {
         );
         let served = ready.oneshot(request()).await.unwrap();
         assert_eq!(served.status(), 200);
+    }
+
+    /// The route pattern axum's router gives a request to `path`.
+    async fn matched_path(path: &'static str) -> MatchedPath {
+        let seen = Arc::new(std::sync::Mutex::new(None));
+        let keep = Arc::clone(&seen);
+        let router = axum::Router::new().route(
+            path,
+            axum::routing::get(move |matched: MatchedPath| async move {
+                *keep.lock().unwrap() = Some(matched);
+            }),
+        );
+        let request = Request::builder().uri(path).body(Body::empty()).unwrap();
+        router.oneshot(request).await.unwrap();
+        let matched = seen.lock().unwrap().take();
+        matched.unwrap()
+    }
+
+    /// A future polled again after its answer (a caller's bug) answers 500 with an id and does
+    /// not count the request a second time.
+    #[tokio::test]
+    async fn polled_after_its_answer_it_answers_500_and_counts_once() {
+        const ROUTE: &str = "/edge-test/polled-twice";
+        let metrics = crate::metrics::install();
+        let mut request = Request::builder().uri(ROUTE).body(Body::empty()).unwrap();
+        request.extensions_mut().insert(matched_path(ROUTE).await);
+        let mut service = Edge::default().layer(tower::service_fn(|_: Request| async {
+            Ok::<_, Infallible>("ok".into_response())
+        }));
+        let mut future = std::pin::pin!(service.call(request));
+        let mut poll = || {
+            let mut cx = Context::from_waker(std::task::Waker::noop());
+            match future.as_mut().poll(&mut cx) {
+                Poll::Ready(Ok(response)) => response,
+                Poll::Pending => panic!("a ready route's answer is ready at the first poll"),
+            }
+        };
+        assert_eq!(poll().status(), 200);
+        let again = poll();
+        assert_eq!(again.status(), 500);
+        assert!(again.headers().contains_key("x-request-id"));
+        let counted: Vec<String> = metrics
+            .render()
+            .lines()
+            .filter(|line| line.starts_with("stsvend_http_requests_total") && line.contains(ROUTE))
+            .map(str::to_owned)
+            .collect();
+        assert_eq!(counted.len(), 1, "{counted:?}");
+        assert!(counted[0].contains("status=\"200\""), "{counted:?}");
+        assert!(counted[0].ends_with(" 1"), "{counted:?}");
     }
 
     /// Everything the route does, its call and its future, sees the request's id.
