@@ -112,6 +112,20 @@ impl<S> Layer<S> for Edge {
         EdgeService {
             edge: self.clone(),
             inner,
+            lane: None,
+        }
+    }
+}
+
+impl Edge {
+    /// The edge around `inner` for a lane ([`crate::server::Lane`]): the same as the router's
+    /// layer, with `route`, the pattern the router would have matched, in place of the one the
+    /// router would have put in the request.
+    pub fn lane<S>(&self, inner: S, route: &str) -> EdgeService<S> {
+        EdgeService {
+            edge: self.clone(),
+            inner,
+            lane: Some(route.into()),
         }
     }
 }
@@ -123,6 +137,8 @@ impl<S> Layer<S> for Edge {
 pub struct EdgeService<S> {
     edge: Edge,
     inner: S,
+    /// A lane's route pattern; `None` behind the router, which says it per request.
+    lane: Option<Arc<str>>,
 }
 
 impl<S> Service<Request> for EdgeService<S>
@@ -141,7 +157,14 @@ where
 
     fn call(&mut self, request: Request) -> Self::Future {
         let started = tokio::time::Instant::now();
-        let route = request.extensions().get::<MatchedPath>().cloned();
+        let route = match &self.lane {
+            Some(route) => Some(RouteName::Lane(Arc::clone(route))),
+            None => request
+                .extensions()
+                .get::<MatchedPath>()
+                .cloned()
+                .map(RouteName::Matched),
+        };
         let id = error::new_request_id();
         let edge = self.edge.clone();
         let read_only = edge.methods == Methods::ReadOnly
@@ -192,8 +215,24 @@ pin_project_lite::pin_project! {
         timer: Option<Pin<Box<tokio::time::Sleep>>>,
         edge: Edge,
         id: error::RequestId,
-        route_path: Option<MatchedPath>,
+        route_path: Option<RouteName>,
         started: tokio::time::Instant,
+    }
+}
+
+/// The route pattern a request was served by, for its metrics.
+#[derive(Debug)]
+enum RouteName {
+    Matched(MatchedPath),
+    Lane(Arc<str>),
+}
+
+impl RouteName {
+    fn as_str(&self) -> &str {
+        match self {
+            Self::Matched(matched) => matched.as_str(),
+            Self::Lane(route) => route,
+        }
     }
 }
 
@@ -270,11 +309,11 @@ fn finish(
     edge: &Edge,
     response: Response,
     id: &error::RequestId,
-    route: Option<&MatchedPath>,
+    route: Option<&RouteName>,
     started: tokio::time::Instant,
 ) -> Response {
     let response = dress(response, id);
-    let route = route.map(MatchedPath::as_str);
+    let route = route.map(RouteName::as_str);
     crate::metrics::record_request(
         route,
         // Looked up only when the metrics meet this route for the first time.

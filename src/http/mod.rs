@@ -15,6 +15,7 @@ pub mod session;
 pub mod state;
 pub mod token;
 
+use std::convert::Infallible;
 use std::sync::Arc;
 
 use axum::Router;
@@ -22,12 +23,15 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, get_service, post};
-use tower::ServiceBuilder;
+use futures_util::FutureExt as _;
+use tower::{Service as _, ServiceBuilder};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
 pub use error::ApiError;
+
+use crate::server::{Lane, Served};
 pub use state::{AppState, ProfileState};
 
 use crate::config::{AuthMode, DEFAULT_PROFILE};
@@ -35,25 +39,38 @@ use crate::config::{AuthMode, DEFAULT_PROFILE};
 /// The public router. A function, so tests can drive it without a socket (requests need a
 /// `ConnectInfo<SocketAddr>` extension, which `axum::serve` provides).
 pub fn public_router(state: AppState) -> Router {
-    public_router_on(state, &edge::Edge::default())
+    public_surface(state, &edge::Edge::default()).router
 }
 
 /// The public router behind `edge` (read-only methods), whose in-flight cap other routers on
-/// the same listener share.
-pub fn public_router_on(state: AppState, edge: &edge::Edge) -> Router {
+/// the same listener share, with a lane for each token route that has no CORS layer (and none
+/// while debug logging adds layers of its own, see [`harden`]).
+pub fn public_surface(state: AppState, edge: &edge::Edge) -> Served {
     let mut router = Router::new();
     let profiles = route_profiles(state.profiles().iter().map(|p| p.name.as_str()));
+    // Login profiles take `POST /session`; without them the public surface takes no body.
+    let logins = state.profiles().iter().any(|p| p.logins.is_some());
+    let methods = if logins {
+        edge::Methods::Routed
+    } else {
+        edge::Methods::ReadOnly
+    };
+    let edge = edge.with_methods(methods).with_profiles(profiles);
+    // Debug logging puts layers of its own around the routes (see `harden`), which a lane skips.
+    let debug = tracing::enabled!(tracing::Level::DEBUG);
+    let mut lanes = Vec::new();
     for profile in state.profiles() {
         let path = token_path(&profile.name);
         // The state and profile in one `Arc` the route's service owns: cloned per request (one
         // atomic add), where a `State<AppState>` extractor cloned every `Arc` in the state and
         // the profile besides.
         let route_state = Arc::new((state.clone(), profile.clone()));
-        let route = get_service(tower::service_fn(move |request: Request| {
+        let token = tower::service_fn(move |request: Request| {
             token::serve(Arc::clone(&route_state), request)
-        }))
-        .options(options_allowed)
-        .fallback(error::method_not_allowed);
+        });
+        let route = get_service(token.clone())
+            .options(options_allowed)
+            .fallback(error::method_not_allowed);
         // On the route itself, so each profile answers preflights for its own origins only.
         // The CORS layer would answer any `OPTIONS` as a preflight; one that is not (no
         // well-formed `Origin`, no `Access-Control-Request-Method`) gets the same plain answer
@@ -65,10 +82,14 @@ pub fn public_router_on(state: AppState, edge: &edge::Edge) -> Router {
                     .layer(cors)
                     .layer(axum::middleware::from_fn(preflights_only)),
             ),
-            None => router.route(&path, route),
+            None => {
+                if !debug {
+                    lanes.push(token_lane(&edge, token, &path));
+                }
+                router.route(&path, route)
+            }
         };
     }
-    let logins = state.profiles().iter().any(|p| p.logins.is_some());
     if logins {
         router = session_routes(router, &state);
     }
@@ -103,14 +124,36 @@ pub fn public_router_on(state: AppState, edge: &edge::Edge) -> Router {
         )
         .fallback(|| async { ApiError::NotFound })
         .with_state(state);
-    // Login profiles take `POST /session`; without them the public surface takes no body.
-    let methods = if logins {
-        edge::Methods::Routed
-    } else {
-        edge::Methods::ReadOnly
-    };
-    let edge = edge.with_methods(methods).with_profiles(profiles);
-    harden(router, edge)
+    Served::new(harden_with(router, edge, debug), lanes)
+}
+
+/// A token route's lane: its service behind the same edge as the router's route, answering
+/// what the router would (`GET` only; a `GET` route's response as axum's route leaves it).
+fn token_lane<S>(edge: &edge::Edge, token: S, path: &str) -> Lane
+where
+    S: tower::Service<Request, Response = Response, Error = Infallible> + Clone,
+    S: Send + Sync + 'static,
+    S::Future: Send + 'static,
+{
+    let service = edge.lane(token, path);
+    Lane::new(path, move |request| {
+        let answer = service.clone().call(request);
+        Box::pin(answer.map(|answer| with_length(answer.unwrap_or_else(|never| match never {}))))
+    })
+}
+
+/// The `Content-Length` axum's route adds on the way out when the body's size is known and the
+/// header missing (error bodies are rendered after the token route answered).
+fn with_length(mut response: Response) -> Response {
+    use axum::body::HttpBody as _;
+    if !response.headers().contains_key(header::CONTENT_LENGTH)
+        && let Some(length) = response.body().size_hint().exact()
+    {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    }
+    response
 }
 
 /// `POST /session[/{profile}]` for every profile (a profile without logins answers
@@ -176,7 +219,12 @@ fn token_path(name: &str) -> String {
 /// request's headers, so the sensitive marking had nothing to protect.
 /// One `Router::layer` call either way: each call boxes every route's service once more.
 pub fn harden(router: Router, edge: edge::Edge) -> Router {
-    if tracing::enabled!(tracing::Level::DEBUG) {
+    harden_with(router, edge, tracing::enabled!(tracing::Level::DEBUG))
+}
+
+/// [`harden`], with debug logging's layers or without.
+fn harden_with(router: Router, edge: edge::Edge, debug: bool) -> Router {
+    if debug {
         let sensitive =
             SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, header::COOKIE]);
         let trace = TraceLayer::new_for_http()

@@ -270,14 +270,16 @@ fn respond(token: &Token) -> Response {
     // Built by hand: `Bytes::into_response` would first set a `Content-Type` this replaces.
     let mut response = Response::new(Body::from(token.body.clone()));
     let headers = response.headers_mut();
-    // Room at once for every header the answer leaves with (these two, the length, the request
-    // id, `nosniff`): the map would otherwise be grown on the way out.
+    // Room at once for every header the answer leaves with (these three, the request id,
+    // `nosniff`): the map would otherwise be grown on the way out.
     headers.reserve(ANSWER_HEADERS);
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    // Where axum's route would put it (it adds a missing one, as a lane does not).
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(token.body.len()));
     response
 }
 

@@ -25,6 +25,7 @@ mod connection;
 mod header_timer;
 mod on_wake;
 mod registry;
+mod served;
 pub mod shutdown;
 mod stall;
 mod state;
@@ -41,6 +42,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use axum::Router;
 use axum::extract::ConnectInfo;
+use futures_util::future::Either;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -53,6 +55,7 @@ use tower::ServiceExt as _;
 
 use self::connection::{CloseReason, Supervisor, Timeouts};
 use self::registry::{Admission, Registry};
+pub use self::served::{Lane, LaneFuture, Served};
 use self::stall::StallGuard;
 use self::state::ConnState;
 use crate::server::tls::Tls;
@@ -183,13 +186,14 @@ fn builder() -> auto::Builder<TokioExecutor> {
     builder
 }
 
-/// The router a listener serves, swapped whole by a reload. Each request takes the one current
-/// when it arrives (one atomic load) and finishes on it, whatever is swapped in meanwhile.
-pub type Routes = Arc<ArcSwap<Router>>;
+/// The router (and its lanes) a listener serves, swapped whole by a reload. Each request takes
+/// the one current when it arrives (one atomic load) and finishes on it, whatever is swapped in
+/// meanwhile.
+pub type Routes = Arc<ArcSwap<Served>>;
 
-/// A [`Routes`] that starts with `router`.
-pub fn routes(router: Router) -> Routes {
-    Arc::new(ArcSwap::from_pointee(router))
+/// A [`Routes`] that starts with `served`: a router, or a router and its lanes.
+pub fn routes(served: impl Into<Served>) -> Routes {
+    Arc::new(ArcSwap::from_pointee(served.into()))
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, then stops accepting and lets open
@@ -394,14 +398,22 @@ impl Shared {
         let router = self.router.clone();
         let conn = state.clone();
         // Per request: a load of the current router, an Arc clone and two atomic adds; nothing
-        // locked or allocated.
+        // locked or allocated. A lane's route is called here, the router in the future.
         let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
             request.extensions_mut().insert(ConnectInfo(peer));
-            let router = Router::clone(&router.load());
+            let http1 = request.version() < hyper::Version::HTTP_2;
             let in_flight = conn.request_started();
+            let served = router.load();
+            let answer = match served.lane(request.method(), request.uri().path()) {
+                Some(lane) => Either::Left(lane.call(request.map(axum::body::Body::new))),
+                None => Either::Right(Router::clone(&served.router).oneshot(request)),
+            };
+            drop(served);
             async move {
-                let http1 = request.version() < hyper::Version::HTTP_2;
-                let mut response = router.oneshot(request).await.unwrap_or_else(|e| match e {});
+                let mut response = match answer {
+                    Either::Left(lane) => lane.await,
+                    Either::Right(routed) => routed.await.unwrap_or_else(|e| match e {}),
+                };
                 // HTTP/1.1 only: HTTP/2 has GOAWAY for this, and forbids the header.
                 if http1 && in_flight.says_close() {
                     response.headers_mut().insert(

@@ -25,6 +25,7 @@ use crate::http::admin;
 use crate::http::limits::RateLimits;
 use crate::http::logins;
 use crate::http::{self, AppState, ProfileState};
+use crate::server::Served;
 use crate::server::tls::TlsError;
 use crate::sts::StsClient;
 use crate::tokens::callers::{self, CallerTokens, FarCache};
@@ -343,21 +344,19 @@ impl Surfaces {
 
     /// The public router, and the admin router unless the admin routes are merged into the
     /// public one (when they share its listener).
-    pub(super) fn routers(&self, config: &Config, state: &AppState) -> (Router, Option<Router>) {
+    pub(super) fn routers(&self, config: &Config, state: &AppState) -> (Served, Option<Router>) {
         // Every router on the public listener shares one in-flight cap; each keeps its own
         // method rule (the token routes read only, the dev sink and kill switch take `POST`).
         let edge = &self.public_edge;
-        let mut public = http::public_router_on(state.clone(), edge);
+        let mut public = http::public_surface(state.clone(), edge);
         if let Some(extra) = &self.extra_routes {
             let methods = edge.with_methods(http::edge::Methods::Routed);
-            public = http::harden(extra.clone(), methods).merge(public);
+            public = public.map_router(|router| http::harden(extra.clone(), methods).merge(router));
         }
         let (app, parts, access) = (state.clone(), self.admin.clone(), &config.admin);
         if self.shared_port {
-            (
-                public.merge(admin::admin_routes(app, parts, access, edge)),
-                None,
-            )
+            let admin = admin::admin_routes(app, parts, access, edge);
+            (public.map_router(|router| router.merge(admin)), None)
         } else {
             let admin = admin::admin_router(app, parts, access, &self.admin_edge);
             (public, Some(admin))

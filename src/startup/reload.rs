@@ -205,7 +205,7 @@ impl Reloader {
         let (public, admin) = self.surfaces.routers(&next, &self.state);
         self.public.store(Arc::new(public));
         if let (Some(routes), Some(admin)) = (&self.admin, admin) {
-            routes.store(Arc::new(admin));
+            routes.store(Arc::new(admin.into()));
         }
         for (name, (tasks, new_keepers)) in built.tasks {
             if let Some(previous) = self.tasks.insert(name, tasks) {

@@ -1,6 +1,7 @@
-//! The public router (`http::public_router`), driven without a socket: any method, path, query,
+//! The public router (`http::public_surface`), driven without a socket: any method, path, query,
 //! headers and body that make a valid request are answered without a 500, with an
-//! `x-request-id`, and every answer other than 200 has the one JSON error shape.
+//! `x-request-id`, and every answer other than 200 has the one JSON error shape; and where a
+//! lane skips the router, it answers what the router answers.
 
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
@@ -8,7 +9,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::time::Duration;
 
-use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{HeaderName, HeaderValue, Method, Request, StatusCode, Uri};
@@ -21,7 +21,8 @@ use stsvend::auth::jwt::{JwtConfig, JwtVerifier};
 use stsvend::clock::Clock;
 use stsvend::config::{AuthMode, RateLimit};
 use stsvend::http::limits::RateLimits;
-use stsvend::http::{AppState, ProfileState, public_router};
+use stsvend::http::{AppState, ProfileState, public_surface};
+use stsvend::server::Served;
 use stsvend::sts::IssuedCredentials;
 use stsvend::tokens::shared::{SharedToken, Snapshot};
 use stsvend::tokens::token::Token;
@@ -90,9 +91,10 @@ fn profile(
     }
 }
 
-/// Three profiles (open with CORS, JWT-only, report mode), all with a servable token, and a
-/// trusted proxy range so `X-Forwarded-For` is parsed for some peers.
-fn router(runtime: &Runtime) -> (Router, watch::Sender<Snapshot>) {
+/// Four profiles (open with CORS, JWT-only, report mode, open without CORS), all with a
+/// servable token, and a trusted proxy range so `X-Forwarded-For` is parsed for some peers. The
+/// two without CORS have lanes.
+fn surface(runtime: &Runtime) -> (Served, watch::Sender<Snapshot>) {
     runtime.block_on(async {
         let (tx, rx) = watch::channel(servable_snapshot());
         let profiles = vec![
@@ -106,13 +108,15 @@ fn router(runtime: &Runtime) -> (Router, watch::Sender<Snapshot>) {
             profile(
                 "watch",
                 AuthMode::Report,
-                rx,
+                rx.clone(),
                 vec!["https://app.example.com".to_owned()],
             ),
+            profile("plain", AuthMode::None, rx, Vec::new()),
         ];
         let trusted = vec!["10.0.0.0/8".parse().expect("CIDR")];
+        let edge = stsvend::http::edge::Edge::default();
         (
-            public_router(AppState::new(profiles, trusted, Clock::System)),
+            public_surface(AppState::new(profiles, trusted, Clock::System), &edge),
             tx,
         )
     })
@@ -140,7 +144,7 @@ fn target() -> impl Strategy<Value = String> {
     let path = prop_oneof![
         4 => prop::sample::select(vec![
             "/get_sts_token", "/get_sts_token/", "/get_sts_token/default", "/get_sts_token/secure",
-            "/get_sts_token/watch", "/get_sts_token/nope", "/get_sts_token//", "/healthz", "/readyz",
+            "/get_sts_token/watch", "/get_sts_token/plain", "/get_sts_token/nope", "/get_sts_token//", "/healthz", "/readyz",
             "/metrics", "/", "//", "/GET_STS_TOKEN", "/get_sts_token/default/extra",
         ])
         .prop_map(str::to_owned),
@@ -209,9 +213,16 @@ struct Case {
 }
 
 fn case() -> impl Strategy<Value = Case> {
+    case_of(method(), target())
+}
+
+fn case_of(
+    method: impl Strategy<Value = Method>,
+    target: impl Strategy<Value = String>,
+) -> impl Strategy<Value = Case> {
     (
-        method(),
-        target().prop_filter_map("a valid request target", |t| Uri::try_from(t).ok()),
+        method,
+        target.prop_filter_map("a valid request target", |t| Uri::try_from(t).ok()),
         prop::collection::vec(header(), 0..6),
         prop::collection::vec(any::<u8>(), 0..32),
         peer(),
@@ -231,20 +242,12 @@ fn router_answers_any_request_without_a_500_and_with_the_error_shape() {
         .enable_all()
         .build()
         .expect("runtime");
-    let (router, _keep_token) = router(&runtime);
+    let (surface, _keep_token) = surface(&runtime);
+    let router = surface.router;
     // Each case is a whole request through the middleware stack.
     let cases = (default_cases() / 4).max(1);
     check_n("router_any_request", cases, case(), |case| {
-        let mut builder = Request::builder()
-            .method(case.method.clone())
-            .uri(case.uri.clone());
-        for (name, value) in &case.headers {
-            builder = builder.header(name, value);
-        }
-        let Ok(mut request) = builder.body(Body::from(case.body.clone())) else {
-            return Err(TestCaseError::reject("not a valid http::Request"));
-        };
-        request.extensions_mut().insert(ConnectInfo(case.peer));
+        let request = request_of(&case)?;
         let (status, headers, body) = runtime.block_on(async {
             let response = router.clone().oneshot(request).await.expect("infallible");
             let (parts, body) = response.into_parts();
@@ -278,4 +281,91 @@ fn router_answers_any_request_without_a_500_and_with_the_error_shape() {
         prop_assert_eq!(json.as_object().map(serde_json::Map::len), Some(1));
         Ok(())
     });
+}
+
+/// The request `case` describes, with the peer's address as `axum::serve` would add it.
+fn request_of(case: &Case) -> Result<Request<Body>, TestCaseError> {
+    let mut builder = Request::builder()
+        .method(case.method.clone())
+        .uri(case.uri.clone());
+    for (name, value) in &case.headers {
+        builder = builder.header(name, value);
+    }
+    let Ok(mut request) = builder.body(Body::from(case.body.clone())) else {
+        return Err(TestCaseError::reject("not a valid http::Request"));
+    };
+    request.extensions_mut().insert(ConnectInfo(case.peer));
+    Ok(request)
+}
+
+/// An answer with its request id taken out of the headers and the body, to compare two.
+async fn without_id(
+    response: axum::response::Response,
+) -> (StatusCode, Vec<(String, String)>, String) {
+    let (parts, body) = response.into_parts();
+    let id = parts.headers["x-request-id"]
+        .to_str()
+        .expect("id")
+        .to_owned();
+    let headers = parts
+        .headers
+        .iter()
+        .map(|(name, value)| {
+            let value = String::from_utf8_lossy(value.as_bytes()).replace(&id, "ID");
+            (name.as_str().to_owned(), value)
+        })
+        .collect();
+    let body = axum::body::to_bytes(body, 1 << 20).await.expect("body");
+    (
+        parts.status,
+        headers,
+        String::from_utf8_lossy(&body).replace(&id, "ID"),
+    )
+}
+
+/// Whatever the headers, query, body and peer, a lane answers a `GET` of its path with the
+/// router's status, headers (in order) and body: the request id aside, which is new each time.
+#[test]
+fn a_lane_answers_what_the_router_answers() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (surface, _keep_token) = surface(&runtime);
+    for (path, lane) in [
+        ("/get_sts_token/secure", true),
+        ("/get_sts_token/plain", true),
+        ("/get_sts_token", false),
+    ] {
+        assert_eq!(surface.lane(&Method::GET, path).is_some(), lane, "{path}");
+    }
+    let paths = prop::sample::select(vec!["/get_sts_token/secure", "/get_sts_token/plain"]);
+    let query = prop_oneof![
+        Just(String::new()),
+        regex(&format!("\\?{URI_CHARS}{{0,40}}"))
+    ];
+    let target = (paths, query).prop_map(|(path, query)| format!("{path}{query}"));
+    let cases = (default_cases() / 4).max(1);
+    check_n(
+        "lane_as_router",
+        cases,
+        case_of(Just(Method::GET), target),
+        |case| {
+            let lane = surface
+                .lane(&case.method, case.uri.path())
+                .expect("a lane for every generated case");
+            let (routed, laned) = runtime.block_on(async {
+                let routed = surface
+                    .router
+                    .clone()
+                    .oneshot(request_of(&case)?)
+                    .await
+                    .expect("infallible");
+                let laned = lane.call(request_of(&case)?).await;
+                Ok::<_, TestCaseError>((without_id(routed).await, without_id(laned).await))
+            })?;
+            prop_assert_eq!(routed, laned);
+            Ok(())
+        },
+    );
 }
