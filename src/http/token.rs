@@ -7,8 +7,9 @@
 //! count in `stsvend_rejections_total`; every token handed out is one audit line.
 
 use std::convert::Infallible;
-use std::future::Future;
+use std::future::{Future, Ready};
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -17,31 +18,60 @@ use axum::extract::{ConnectInfo, Request};
 use axum::http::request::Parts;
 use axum::http::{Extensions, HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
+use futures_util::future::Either;
 
 use super::client_ip::client_ip;
 use super::error::{ApiError, Rejection, RequestId};
 use super::logins::Logins;
 use super::state::{AppState, ProfileState};
-use crate::auth::jwt::{Claims, JwtError};
+use crate::auth::jwt::{Claims, JwtError, JwtVerifier};
 use crate::config::AuthMode;
 use crate::http::audit;
 use crate::login::session::Platform;
 use crate::metrics;
-use crate::tokens::store::{CallerKey, Origin, Refusal, Unavailable};
+use crate::tokens::store::{CallerKey, Origin, Refusal, Tokens, Unavailable};
 use crate::tokens::token::Token;
 
 /// The token route's service (a `tower::service_fn`, not an axum handler: a handler's future is
 /// boxed once more inside the route's own box). The state and profile come in one `Arc`, one
 /// atomic add per request; the whole request rather than extractors, so nothing in it (the
-/// header map above all) is copied; and the future, which the router boxes, holds the request
-/// once (an `async fn` taking it by value holds it twice: as argument and as local).
-pub fn serve(
-    route: Arc<(AppState, Arc<ProfileState>)>,
-    request: Request,
-) -> impl Future<Output = Result<Response, Infallible>> + Send {
+/// header map above all) is copied.
+///
+/// A profile that keeps its own limits is answered here, while the edge calls the route, when
+/// nothing has to be waited for (a cached token; a JWT remembered, or a login session): the
+/// future is then the answer, a few words, rather than the request's head and every step's
+/// state, which every layer moved and the edge's box copied (README, Performance, "Round 7").
+/// What has to wait (a JWT's keys, a token being fetched, the fleet's store) is the boxed rest.
+pub fn serve(route: Arc<(AppState, Arc<ProfileState>)>, request: Request) -> ServeFuture {
     // Only the head: the body of a `GET` is nothing to keep, and not `Sync`.
     let (head, _) = request.into_parts();
-    async move { Ok(answer(&route.0, &route.1, &head).await.into_response()) }
+    if route.1.limits.is_shared() {
+        return later(async move { answer(&route.0, &route.1, &head).await });
+    }
+    match answer_now(&route.0, &route.1, &head) {
+        Ok(Step::Done(response)) => now(Ok(response)),
+        Err(error) => now(Err(error)),
+        Ok(Step::Authorize { ip }) => {
+            later(async move { authorize_and_issue(&route.0, &route.1, &head, ip).await })
+        }
+        Ok(Step::Token { key, ip, claims }) => {
+            later(async move { wait_for_token(&route.1, key, ip, claims).await })
+        }
+    }
+}
+
+/// The token route's future: the answer, or the rest of the work to it.
+pub type ServeFuture = Either<
+    Ready<Result<Response, Infallible>>,
+    Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>,
+>;
+
+fn now(answer: Result<Response, ApiError>) -> ServeFuture {
+    Either::Left(std::future::ready(Ok(answer.into_response())))
+}
+
+fn later(answer: impl Future<Output = Result<Response, ApiError>> + Send + 'static) -> ServeFuture {
+    Either::Right(Box::pin(async move { Ok(answer.await.into_response()) }))
 }
 
 /// The answer to one token request.
@@ -52,12 +82,7 @@ async fn answer(
 ) -> Result<Response, ApiError> {
     let ip = caller_address(state, &request.extensions, &request.headers)?;
     let id = RequestId::current();
-    let mut caller = audit::Caller {
-        request_id: id.as_ref().map_or("", RequestId::as_str),
-        profile: &profile.name,
-        client_ip: ip,
-        subject: None,
-    };
+    let mut caller = caller(id.as_ref(), profile, ip);
     admit(profile, &caller)?;
     // Fleet mode: the limits are the fleet's, one store command each (none otherwise). Boxed
     // here and below: inline, the store's futures would size every request's future, fleet or
@@ -71,6 +96,84 @@ async fn answer(
     Ok(respond(&token))
 }
 
+/// Where [`answer_now`] got to.
+enum Step {
+    Done(Response),
+    /// Admitted; the caller check has to wait (keys to fetch, a token not remembered).
+    Authorize {
+        ip: IpAddr,
+    },
+    /// Everything but the token, which is being fetched.
+    Token {
+        key: CallerKey,
+        ip: IpAddr,
+        claims: Option<Arc<Claims>>,
+    },
+}
+
+/// [`answer`]'s steps for a profile that keeps its own limits, without an await, as far as
+/// nothing has to be waited for.
+fn answer_now(state: &AppState, profile: &ProfileState, request: &Parts) -> Result<Step, ApiError> {
+    let ip = caller_address(state, &request.extensions, &request.headers)?;
+    let id = RequestId::current();
+    let mut caller = caller(id.as_ref(), profile, ip);
+    admit(profile, &caller)?;
+    let Some(claims) = authorize_now(state, profile, &caller, &request.headers) else {
+        return Ok(Step::Authorize { ip });
+    };
+    let claims = claims?;
+    caller.subject = claims.as_deref().map(Claims::subject);
+    let key = caller_key(profile, &caller, claims.as_deref())?;
+    let Some(token) = token_now(profile, &key, ip) else {
+        return Ok(Step::Token { key, ip, claims });
+    };
+    let token = handed_out(&caller, token)?;
+    Ok(Step::Done(respond(&token)))
+}
+
+/// The rest of [`answer_now`] when the caller check has to wait.
+async fn authorize_and_issue(
+    state: &AppState,
+    profile: &ProfileState,
+    request: &Parts,
+    ip: IpAddr,
+) -> Result<Response, ApiError> {
+    let id = RequestId::current();
+    let mut caller = caller(id.as_ref(), profile, ip);
+    let claims = authorize(state, profile, &caller, &request.headers).await?;
+    caller.subject = claims.as_deref().map(Claims::subject);
+    let token = issue(profile, &caller, claims.as_deref()).await?;
+    Ok(respond(&token))
+}
+
+/// The rest of [`answer_now`] when the token is being fetched.
+async fn wait_for_token(
+    profile: &ProfileState,
+    key: CallerKey,
+    ip: IpAddr,
+    claims: Option<Arc<Claims>>,
+) -> Result<Response, ApiError> {
+    let id = RequestId::current();
+    let mut caller = caller(id.as_ref(), profile, ip);
+    caller.subject = claims.as_deref().map(Claims::subject);
+    let token = handed_out(&caller, token_for(profile, key, ip).await)?;
+    Ok(respond(&token))
+}
+
+/// Who asks, as the audit line says it; the subject comes with the caller check.
+fn caller<'a>(
+    id: Option<&'a RequestId>,
+    profile: &'a ProfileState,
+    ip: IpAddr,
+) -> audit::Caller<'a> {
+    audit::Caller {
+        request_id: id.map_or("", RequestId::as_str),
+        profile: &profile.name,
+        client_ip: ip,
+        subject: None,
+    }
+}
+
 /// The caller's token once their subject's rate limit lets them through, audited either way.
 pub(super) async fn issue(
     profile: &ProfileState,
@@ -81,9 +184,15 @@ pub(super) async fn issue(
         Box::pin(check_subject_shared(profile, caller, claims)).await?;
     }
     let key = caller_key(profile, caller, claims)?;
-    let token = token_for(profile, key, caller.client_ip)
-        .await
-        .map_err(|refusal| refused(caller, refusal))?;
+    handed_out(caller, token_for(profile, key, caller.client_ip).await)
+}
+
+/// The token handed to `caller` and audited, or the refusal counted, audited and answered.
+fn handed_out(
+    caller: &audit::Caller<'_>,
+    token: Result<Arc<Token>, Refusal>,
+) -> Result<Arc<Token>, ApiError> {
+    let token = token.map_err(|refusal| refused(caller, refusal))?;
     audit::issued(caller, &token);
     Ok(token)
 }
@@ -157,14 +266,48 @@ async fn authorize(
         return session_claims(state, profile, logins, caller, headers)
             .map(|claims| Some(Arc::new(claims)));
     }
-    let (mode, verifier) = match (profile.auth, &profile.verifier) {
-        (AuthMode::None | AuthMode::Login(_), _) | (_, None) => return Ok(None),
-        (mode, Some(verifier)) => (mode, verifier),
+    let Some((mode, verifier)) = jwt_check(profile) else {
+        return Ok(None);
     };
     let verified = match bearer(headers) {
         Ok(token) => verifier.verify(token, state.clock.now()).await,
         Err(refusal) => Err(refusal),
     };
+    judged(profile, caller, mode, verified)
+}
+
+/// [`authorize`] when it needs no waiting (no check, a login session, a JWT remembered):
+/// `None` when it has to wait.
+fn authorize_now(
+    state: &AppState,
+    profile: &ProfileState,
+    caller: &audit::Caller<'_>,
+    headers: &HeaderMap,
+) -> Option<Result<Option<Arc<Claims>>, ApiError>> {
+    if let Some(logins) = &profile.logins {
+        return Some(
+            session_claims(state, profile, logins, caller, headers)
+                .map(|claims| Some(Arc::new(claims))),
+        );
+    }
+    let Some((mode, verifier)) = jwt_check(profile) else {
+        return Some(Ok(None));
+    };
+    let verified = match bearer(headers) {
+        Ok(token) => verifier.verify_now(token, state.clock.now())?,
+        Err(refusal) => Err(refusal),
+    };
+    Some(judged(profile, caller, mode, verified))
+}
+
+/// What a JWT check's outcome means for the request in the profile's mode: the claims, the
+/// guest token (`report` mode), or a refusal.
+fn judged(
+    profile: &ProfileState,
+    caller: &audit::Caller<'_>,
+    mode: AuthMode,
+    verified: Result<Arc<Claims>, JwtError>,
+) -> Result<Option<Arc<Claims>>, ApiError> {
     match (verified, mode) {
         (Ok(claims), _) => Ok(Some(claims)),
         // Our key server is down: not the caller's fault, so no 401 that would send them
@@ -188,6 +331,14 @@ async fn authorize(
             );
             Ok(None)
         }
+    }
+}
+
+/// The JWT check the profile asks of callers (`jwt` or `report` mode with a verifier), if any.
+fn jwt_check(profile: &ProfileState) -> Option<(AuthMode, &JwtVerifier)> {
+    match (profile.auth, &profile.verifier) {
+        (AuthMode::None | AuthMode::Login(_), _) | (_, None) => None,
+        (mode, Some(verifier)) => Some((mode, verifier)),
     }
 }
 
@@ -248,21 +399,44 @@ async fn token_for(
     key: CallerKey,
     ip: IpAddr,
 ) -> Result<Arc<Token>, Refusal> {
-    let callers = match &profile.callers {
-        Some(callers) if key.caller.is_some() || key.ip.is_some() => callers,
+    // A held token first: the common case needs no boxed future.
+    if let Some(token) = token_now(profile, &key, ip) {
+        return token;
+    }
+    match callers_for(profile, &key) {
+        Some(callers) => callers.token(key, origin(profile, ip)).await,
         // Called directly, not through `dyn Tokens`, whose boxed future is an allocation a request.
-        _ => return profile.shared.cached().await,
-    };
+        None => profile.shared.cached().await,
+    }
+}
+
+/// [`token_for`]'s answer when it needs no waiting: `None` while the token is being fetched.
+fn token_now(
+    profile: &ProfileState,
+    key: &CallerKey,
+    ip: IpAddr,
+) -> Option<Result<Arc<Token>, Refusal>> {
+    match callers_for(profile, key) {
+        Some(callers) => callers.held(key, origin(profile, ip)).map(Ok),
+        None => profile.shared.cached_now(),
+    }
+}
+
+/// The per-caller tokens, when the caller gets one of them rather than the shared token.
+fn callers_for<'a>(profile: &'a ProfileState, key: &CallerKey) -> Option<&'a Arc<dyn Tokens>> {
+    profile
+        .callers
+        .as_ref()
+        .filter(|_| key.caller.is_some() || key.ip.is_some())
+}
+
+/// Where a per-caller token request comes from, for the new-token limits.
+fn origin(profile: &ProfileState, ip: IpAddr) -> Origin {
     let grouping = profile.limits.grouping();
-    let origin = Origin {
+    Origin {
         network: grouping.network(ip),
         wide: grouping.wide(ip),
-    };
-    // A held token first: the common case needs no boxed future.
-    if let Some(token) = callers.held(&key, origin) {
-        return Ok(token);
     }
-    callers.token(key, origin).await
 }
 
 /// The token's body, never cached by anyone on the way.

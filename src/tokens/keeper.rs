@@ -288,14 +288,24 @@ pub async fn read<V, F, T, E>(
     gave_up: impl FnOnce() -> E,
 ) -> Result<T, E> {
     // The fast path only borrows; the receiver is cloned only when there is something to wait for.
-    match decide(&rx.borrow()) {
-        Decision::Ready(answer) => return Ok(answer),
-        Decision::Refuse(error) => return Err(error),
-        Decision::Wait => {}
+    if let Some(answer) = read_now(rx, &mut decide) {
+        return answer;
     }
     // Boxed: inline, the wait's timer and receiver (360 bytes) would size the future of every
     // request that reads a token, waiting or not (README, Performance, "Round 5").
     Box::pin(wait_for(rx.clone(), max_wait, decide, gave_up)).await
+}
+
+/// [`read`]'s answer when it needs no waiting: `None` when `decide` says [`Decision::Wait`].
+pub fn read_now<V, F, T, E>(
+    rx: &watch::Receiver<Snapshot<V, F>>,
+    decide: impl FnOnce(&Snapshot<V, F>) -> Decision<T, E>,
+) -> Option<Result<T, E>> {
+    match decide(&rx.borrow()) {
+        Decision::Ready(answer) => Some(Ok(answer)),
+        Decision::Refuse(error) => Some(Err(error)),
+        Decision::Wait => None,
+    }
 }
 
 /// [`read`]'s slow path: waits for changes until `decide` stops saying [`Decision::Wait`] or

@@ -56,30 +56,28 @@ pub async fn servable_token(
         class: None,
         retry_after: Duration::from_secs(1),
     };
-    keeper::read(
-        tokens,
-        max_wait,
-        |snapshot| {
-            let now = Instant::now();
-            if let Some(token) = snapshot.servable(now) {
-                return Decision::Ready(token.clone());
-            }
-            match snapshot.activity {
-                Activity::Fetching => Decision::Wait,
-                Activity::Waiting | Activity::Failing(_) => Decision::Refuse(Unavailable {
-                    class: match snapshot.activity {
-                        Activity::Failing(class) => Some(class),
-                        _ => None,
-                    },
-                    retry_after: snapshot
-                        .next_attempt
-                        .map_or(Duration::ZERO, |at| at.saturating_duration_since(now)),
-                }),
-            }
-        },
-        not_ready,
-    )
-    .await
+    keeper::read(tokens, max_wait, servable_now, not_ready).await
+}
+
+/// What a reader of `snapshot` gets right now: the token, a refusal, or a wait for the call in
+/// flight.
+fn servable_now(snapshot: &Snapshot) -> Decision<Arc<Token>, Unavailable> {
+    let now = Instant::now();
+    if let Some(token) = snapshot.servable(now) {
+        return Decision::Ready(token.clone());
+    }
+    match snapshot.activity {
+        Activity::Fetching => Decision::Wait,
+        Activity::Waiting | Activity::Failing(_) => Decision::Refuse(Unavailable {
+            class: match snapshot.activity {
+                Activity::Failing(class) => Some(class),
+                _ => None,
+            },
+            retry_after: snapshot
+                .next_attempt
+                .map_or(Duration::ZERO, |at| at.saturating_duration_since(now)),
+        }),
+    }
 }
 
 /// A profile's shared token, as the HTTP layer holds it: cheap to clone.
@@ -108,10 +106,18 @@ impl SharedToken {
     /// [`Tokens::token`] without the boxed future (the token path calls it directly): the
     /// servable token, counted as a cache hit.
     pub async fn cached(&self) -> Result<Arc<Token>, Refusal> {
-        let token = self
-            .servable(MAX_WAIT_FOR_FETCH)
-            .await
-            .map_err(Refusal::Unavailable)?;
+        self.counted(self.servable(MAX_WAIT_FOR_FETCH).await)
+    }
+
+    /// [`SharedToken::cached`] when it needs no waiting: `None` while a token is being fetched
+    /// and none is servable.
+    pub fn cached_now(&self) -> Option<Result<Arc<Token>, Refusal>> {
+        keeper::read_now(&self.rx, servable_now).map(|answer| self.counted(answer))
+    }
+
+    /// A read's answer, counted as a cache hit when it is a token.
+    fn counted(&self, answer: Result<Arc<Token>, Unavailable>) -> Result<Arc<Token>, Refusal> {
+        let token = answer.map_err(Refusal::Unavailable)?;
         metrics::record_token_cache(&self.profile, CacheResult::Hit);
         Ok(token)
     }

@@ -236,6 +236,37 @@ impl JwtVerifier {
         Ok(claims)
     }
 
+    /// [`Self::verify`]'s answer when it needs no waiting: a token remembered, whose keys need
+    /// no refresh first. `None` when [`Self::verify`] has work to do (it looks again).
+    pub fn verify_now(
+        &self,
+        token: &str,
+        now: DateTime<Utc>,
+    ) -> Option<Result<Arc<Claims>, JwtError>> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Some(Err(JwtError::Malformed));
+        }
+        let entry = self
+            .inner
+            .verified
+            .get(&verified::hash(token), now.timestamp())?;
+        let generation = match (entry.verified.remote_generation, &self.inner.remote) {
+            (Some(_), Some(remote)) => {
+                let (generation, fetched_at) = remote.generation();
+                if fetched_at.is_some_and(|fetched_at| too_old(fetched_at, now)) {
+                    return None;
+                }
+                Some(generation)
+            }
+            _ => None,
+        };
+        match entry.verified.decide(now.timestamp(), generation) {
+            Decision::Serve(claims) => Some(Ok(claims)),
+            Decision::Refuse(error) => Some(Err(error)),
+            Decision::Stale => None,
+        }
+    }
+
     /// Forgets every verification remembered: the next use of each token is checked in full.
     /// A reload that changes the keys builds a new verifier instead, whose memory starts empty.
     pub fn forget_verified(&self) {

@@ -1055,6 +1055,37 @@ async fn a_token_verified_once_is_not_verified_again() {
     );
 }
 
+/// The token path's check without an await: only what is remembered, the same answer as
+/// `verify`; anything else is left to `verify` (`None`), which checks nothing twice.
+#[tokio::test]
+async fn verify_now_answers_only_what_is_remembered() {
+    let verifier = verifier(&ALL);
+    let token = rs256("rsa-1");
+    assert!(
+        verifier.verify_now(&token, now()).is_none(),
+        "not verified yet"
+    );
+    assert_eq!(verifier.signatures_checked(), 0);
+    let first = verify(&verifier, &token).await.unwrap();
+    let again = verifier.verify_now(&token, at(300)).unwrap().unwrap();
+    assert!(Arc::ptr_eq(&first, &again));
+    assert_eq!(verifier.signatures_checked(), 1);
+    // Expired: whatever it says agrees with `verify`, which refuses it.
+    let late = at(3600 * 24);
+    let expired = verify_at(&verifier, &token, late).await.unwrap_err();
+    if let Some(answer) = verifier.verify_now(&token, late) {
+        assert_eq!(answer.unwrap_err(), expired);
+    }
+    assert_eq!(
+        verifier
+            .verify_now(&"a".repeat(64 << 10), now())
+            .map(|answer| answer.err()),
+        Some(Some(JwtError::Malformed)),
+    );
+    verifier.forget_verified();
+    assert!(verifier.verify_now(&token, at(300)).is_none(), "forgotten");
+}
+
 #[tokio::test]
 async fn a_remembered_token_hands_out_the_claims_its_verification_derived() {
     let verifier = verifier(&ALL);
