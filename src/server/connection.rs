@@ -146,6 +146,8 @@ pub(crate) fn decide(
 pub(crate) struct Supervisor<'a> {
     pub(crate) state: &'a ConnState,
     pub(crate) registry: &'a Registry,
+    /// When the connection was accepted.
+    pub(crate) opened: Instant,
     pub(crate) timeouts: Timeouts,
     /// Cancelled when the listener stops: drain, then close within `grace`.
     pub(crate) stop: &'a CancellationToken,
@@ -172,7 +174,7 @@ impl Supervisor<'_> {
     where
         C: Future<Output = T>,
     {
-        let opened = Instant::now();
+        let opened = self.opened;
         let timeouts = self.timeouts;
         let mut watch = IdleWatch::new(opened);
         let mut closing: Option<Closing> = None;

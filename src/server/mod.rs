@@ -360,9 +360,10 @@ impl Shared {
         self: Arc<Self>,
         stream: TcpStream,
         peer: SocketAddr,
-        mut open: OpenConnection,
+        open: OpenConnection,
     ) {
-        let state = Arc::new(ConnState::new(self.registry.millis(Instant::now())));
+        let opened = open.admission.accepted();
+        let state = Arc::new(ConnState::new(open.admission.accepted_ms()));
         open.admission.register(state.clone());
         let _ = stream.set_nodelay(true);
         let _ = socket2::SockRef::from(&stream).set_send_buffer_size(SEND_BUFFER_BYTES);
@@ -373,7 +374,7 @@ impl Shared {
             self.counters.write_stall.clone(),
         );
         let Some(tls) = &self.tls else {
-            return self.http(TokioIo::new(io), peer, &state).await;
+            return self.http(TokioIo::new(io), peer, &state, opened).await;
         };
         let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.acceptor().accept(io));
         let stream = tokio::select! {
@@ -387,12 +388,17 @@ impl Shared {
         };
         // Boxed: inline, the TLS stream's state (about 2.4 KB more than a plain connection's)
         // would size every connection's task, TLS or not (README, Performance, "Round 4").
-        Box::pin(self.http(TokioIo::new(stream), peer, &state)).await;
+        Box::pin(self.http(TokioIo::new(stream), peer, &state, opened)).await;
     }
 
     /// Serves HTTP on `io` under the connection's supervisor.
-    async fn http<I>(&self, io: TokioIo<I>, peer: SocketAddr, state: &Arc<ConnState>)
-    where
+    async fn http<I>(
+        &self,
+        io: TokioIo<I>,
+        peer: SocketAddr,
+        state: &Arc<ConnState>,
+        opened: Instant,
+    ) where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let router = self.router.clone();
@@ -434,6 +440,7 @@ impl Shared {
         let supervisor = Supervisor {
             state,
             registry: &self.registry,
+            opened,
             timeouts: TIMEOUTS,
             stop: &self.stop,
             grace: self.grace,

@@ -56,19 +56,25 @@ impl Registry {
     }
 
     /// Counts a new connection from `peer` against its address's cap; `None` when the address
-    /// already holds the cap.
+    /// already holds the cap. Called where connections are accepted, so that the admission's
+    /// number and time follow the order of acceptance, not the order in which the connections'
+    /// tasks happen to start (which the scheduler may change).
     pub(crate) fn admit(self: &Arc<Self>, peer: IpAddr) -> Option<Admission> {
         let key = self.grouping.caller(peer);
+        let accepted = Instant::now();
         let mut inner = self.lock();
         let count = inner.per_address.entry(key).or_insert(0);
         if *count >= self.max_per_address {
             return None;
         }
         *count += 1;
+        let id = inner.next_id;
+        inner.next_id += 1;
         Some(Admission {
             registry: self.clone(),
             key,
-            id: None,
+            id,
+            accepted,
         })
     }
 
@@ -93,26 +99,34 @@ impl Registry {
 pub(crate) struct Admission {
     registry: Arc<Registry>,
     key: AddressKey,
-    id: Option<u64>,
+    /// Acceptance order: among connections idle since the same millisecond, the lowest goes
+    /// first.
+    id: u64,
+    /// When the connection was accepted: where its age and idle time start.
+    accepted: Instant,
 }
 
 impl Admission {
+    /// When the connection was accepted: where its age and idle time start.
+    pub(crate) fn accepted(&self) -> Instant {
+        self.accepted
+    }
+
+    /// [`Self::accepted`] in milliseconds on the registry's clock.
+    pub(crate) fn accepted_ms(&self) -> u64 {
+        self.registry.millis(self.accepted)
+    }
+
     /// Makes the connection a candidate for eviction.
-    pub(crate) fn register(&mut self, state: Arc<ConnState>) {
-        let mut inner = self.registry.lock();
-        let id = inner.next_id;
-        inner.next_id += 1;
-        inner.open.insert(id, state);
-        self.id = Some(id);
+    pub(crate) fn register(&self, state: Arc<ConnState>) {
+        self.registry.lock().open.insert(self.id, state);
     }
 }
 
 impl Drop for Admission {
     fn drop(&mut self) {
         let mut inner = self.registry.lock();
-        if let Some(id) = self.id {
-            inner.open.remove(&id);
-        }
+        inner.open.remove(&self.id);
         if let Some(count) = inner.per_address.get_mut(&self.key) {
             *count = count.saturating_sub(1);
             if *count == 0 {
@@ -167,7 +181,7 @@ mod tests {
             .collect();
         let mut admissions = Vec::new();
         for state in &states {
-            let mut admission = registry.admit(peer).unwrap();
+            let admission = registry.admit(peer).unwrap();
             admission.register(state.clone());
             admissions.push(admission);
         }
@@ -180,5 +194,21 @@ mod tests {
         assert!(!registry.evict_idlest(), "nothing idle is left");
         drop(busy);
         assert!(registry.evict_idlest());
+    }
+
+    #[tokio::test]
+    async fn among_connections_idle_as_long_the_first_accepted_goes_first() {
+        let registry = Arc::new(Registry::new(10, Grouping::default()));
+        let peer: IpAddr = "192.0.2.1".parse().unwrap();
+        let first = registry.admit(peer).unwrap();
+        let second = registry.admit(peer).unwrap();
+        assert!(first.accepted_ms() <= second.accepted_ms());
+        // Idle since the same millisecond, and their tasks register in the other order.
+        let first_state = Arc::new(ConnState::new(7));
+        let second_state = Arc::new(ConnState::new(7));
+        second.register(second_state.clone());
+        first.register(first_state.clone());
+        assert!(registry.evict_idlest());
+        assert!(first_state.is_evicted() && !second_state.is_evicted());
     }
 }
