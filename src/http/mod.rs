@@ -30,11 +30,10 @@ use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
 pub use error::ApiError;
-
-use crate::server::{Lane, Served};
 pub use state::{AppState, ProfileState};
 
 use crate::config::{AuthMode, DEFAULT_PROFILE};
+use crate::server::{Lane, Served};
 
 /// The public router. A function, so tests can drive it without a socket (requests need a
 /// `ConnectInfo<SocketAddr>` extension, which `axum::serve` provides).

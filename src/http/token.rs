@@ -118,10 +118,12 @@ fn answer_now(state: &AppState, profile: &ProfileState, request: &Parts) -> Resu
     let id = RequestId::current();
     let mut caller = caller(id.as_ref(), profile, ip);
     admit(profile, &caller)?;
-    let Some(claims) = authorize_now(state, profile, &caller, &request.headers) else {
-        return Ok(Step::Authorize { ip });
+    // What waits starts again from the caller check (`authorize` looks the token up once more,
+    // a hash beside the signature check it then makes).
+    let claims = match check_now(state, profile, &caller, &request.headers) {
+        Check::Done(claims) => claims?,
+        Check::Verify { .. } => return Ok(Step::Authorize { ip }),
     };
-    let claims = claims?;
     caller.subject = claims.as_deref().map(Claims::subject);
     let key = caller_key(profile, &caller, claims.as_deref())?;
     let Some(token) = token_now(profile, &key, ip) else {
@@ -156,7 +158,7 @@ async fn wait_for_token(
     let id = RequestId::current();
     let mut caller = caller(id.as_ref(), profile, ip);
     caller.subject = claims.as_deref().map(Claims::subject);
-    let token = handed_out(&caller, token_for(profile, key, ip).await)?;
+    let token = handed_out(&caller, fetched(profile, key, ip).await)?;
     Ok(respond(&token))
 }
 
@@ -262,42 +264,62 @@ async fn authorize(
     caller: &audit::Caller<'_>,
     headers: &HeaderMap,
 ) -> Result<Option<Arc<Claims>>, ApiError> {
-    if let Some(logins) = &profile.logins {
-        return session_claims(state, profile, logins, caller, headers)
-            .map(|claims| Some(Arc::new(claims)));
+    match check_now(state, profile, caller, headers) {
+        Check::Done(claims) => claims,
+        Check::Verify {
+            mode,
+            verifier,
+            token,
+        } => {
+            let verified = verifier.verify(token, state.clock.now()).await;
+            judged(profile, caller, mode, verified)
+        }
     }
-    let Some((mode, verifier)) = jwt_check(profile) else {
-        return Ok(None);
-    };
-    let verified = match bearer(headers) {
-        Ok(token) => verifier.verify(token, state.clock.now()).await,
-        Err(refusal) => Err(refusal),
-    };
-    judged(profile, caller, mode, verified)
 }
 
-/// [`authorize`] when it needs no waiting (no check, a login session, a JWT remembered):
-/// `None` when it has to wait.
-fn authorize_now(
+/// How far the caller check goes without waiting.
+enum Check<'a> {
+    Done(Result<Option<Arc<Claims>>, ApiError>),
+    /// A JWT not remembered (or whose keys are due for a refresh): verified by
+    /// [`JwtVerifier::verify`], which may wait for the keys.
+    Verify {
+        mode: AuthMode,
+        verifier: &'a JwtVerifier,
+        token: &'a str,
+    },
+}
+
+/// [`authorize`] as far as it needs no waiting: no check, a login session, a JWT remembered, or
+/// a refusal that needs no keys.
+fn check_now<'a>(
     state: &AppState,
-    profile: &ProfileState,
+    profile: &'a ProfileState,
     caller: &audit::Caller<'_>,
-    headers: &HeaderMap,
-) -> Option<Result<Option<Arc<Claims>>, ApiError>> {
+    headers: &'a HeaderMap,
+) -> Check<'a> {
     if let Some(logins) = &profile.logins {
-        return Some(
+        return Check::Done(
             session_claims(state, profile, logins, caller, headers)
                 .map(|claims| Some(Arc::new(claims))),
         );
     }
     let Some((mode, verifier)) = jwt_check(profile) else {
-        return Some(Ok(None));
+        return Check::Done(Ok(None));
     };
     let verified = match bearer(headers) {
-        Ok(token) => verifier.verify_now(token, state.clock.now())?,
+        Ok(token) => match verifier.verify_now(token, state.clock.now()) {
+            Some(verified) => verified,
+            None => {
+                return Check::Verify {
+                    mode,
+                    verifier,
+                    token,
+                };
+            }
+        },
         Err(refusal) => Err(refusal),
     };
-    Some(judged(profile, caller, mode, verified))
+    Check::Done(judged(profile, caller, mode, verified))
 }
 
 /// What a JWT check's outcome means for the request in the profile's mode: the claims, the
@@ -400,9 +422,18 @@ async fn token_for(
     ip: IpAddr,
 ) -> Result<Arc<Token>, Refusal> {
     // A held token first: the common case needs no boxed future.
-    if let Some(token) = token_now(profile, &key, ip) {
-        return token;
+    match token_now(profile, &key, ip) {
+        Some(token) => token,
+        None => fetched(profile, key, ip).await,
     }
+}
+
+/// [`token_for`]'s answer once [`token_now`] found none held: waits for the token being fetched.
+async fn fetched(
+    profile: &ProfileState,
+    key: CallerKey,
+    ip: IpAddr,
+) -> Result<Arc<Token>, Refusal> {
     match callers_for(profile, &key) {
         Some(callers) => callers.token(key, origin(profile, ip)).await,
         // Called directly, not through `dyn Tokens`, whose boxed future is an allocation a request.

@@ -62,7 +62,7 @@ use claims::RawClaims;
 use keys::{KeyKind, KeySet, load_jwks_file};
 use remote::{RemoteJwks, redacted_url, too_old};
 use token::{Header, Parts, json_object};
-use verified::{Decision, Verified, VerifiedCache};
+use verified::{Decision, TokenHash, Verified, VerifiedCache};
 
 /// How a profile verifies JWTs; already validated by `config/access.rs`.
 #[derive(Clone)]
@@ -144,6 +144,21 @@ impl fmt::Debug for JwtVerifier {
     }
 }
 
+/// What a verifier's memory says of a token, without waiting.
+enum Recall<'a> {
+    /// What a full verification would answer now.
+    Answer(Result<Arc<Claims>, JwtError>),
+    /// Verified with the JWKS URL's keys, which a full verification would refresh first (they
+    /// are too old; `seen` is their generation): refresh, then decide again.
+    KeysDue {
+        verified: Verified,
+        remote: &'a RemoteJwks,
+        seen: u64,
+    },
+    /// Not remembered, or checked with keys since replaced: verify in full.
+    Unknown,
+}
+
 impl JwtVerifier {
     /// Loads the JWKS file now (errors are setup errors); a JWKS URL is fetched lazily on first
     /// use and cached.
@@ -221,23 +236,32 @@ impl JwtVerifier {
             return Err(JwtError::Malformed);
         }
         let key = verified::hash(token);
-        let cache = &self.inner.verified;
-        if let Some(entry) = cache.get(&key, now.timestamp()) {
-            let generation = self.current_generation(&entry.verified, now).await;
-            match entry.verified.decide(now.timestamp(), generation) {
-                Decision::Serve(claims) => return Ok(claims),
-                Decision::Refuse(error) => return Err(error),
-                Decision::Stale => cache.remove(&key),
+        match self.recall(&key, now) {
+            Recall::Answer(answer) => return answer,
+            Recall::KeysDue {
+                verified,
+                remote,
+                seen,
+            } => {
+                // Boxed, like the full verification below: rare, and inline it would size
+                // every remembered token's future (README, Performance, "Round 4"). Without
+                // waiting on a refresh already running, as in [`Self::key`].
+                Box::pin(remote.refresh(seen, now, false)).await;
+                let generation = Some(remote.generation().0);
+                if let Recall::Answer(answer) = self.decided(&key, &verified, now, generation) {
+                    return answer;
+                }
             }
+            Recall::Unknown => {}
         }
         let verified = Box::pin(self.verify_in_full(token, now)).await?;
         let claims = verified.claims.clone();
-        cache.insert(key, verified, now.timestamp());
+        self.inner.verified.insert(key, verified, now.timestamp());
         Ok(claims)
     }
 
     /// [`Self::verify`]'s answer when it needs no waiting: a token remembered, whose keys need
-    /// no refresh first. `None` when [`Self::verify`] has work to do (it looks again).
+    /// no refresh first. `None` when [`Self::verify`] has work to do.
     pub fn verify_now(
         &self,
         token: &str,
@@ -246,24 +270,52 @@ impl JwtVerifier {
         if token.len() > MAX_TOKEN_BYTES {
             return Some(Err(JwtError::Malformed));
         }
-        let entry = self
-            .inner
-            .verified
-            .get(&verified::hash(token), now.timestamp())?;
+        match self.recall(&verified::hash(token), now) {
+            Recall::Answer(answer) => Some(answer),
+            Recall::KeysDue { .. } | Recall::Unknown => None,
+        }
+    }
+
+    /// What memory says of the token hashed to `key` at `now`, without waiting.
+    fn recall(&self, key: &TokenHash, now: DateTime<Utc>) -> Recall<'_> {
+        let Some(entry) = self.inner.verified.get(key, now.timestamp()) else {
+            return Recall::Unknown;
+        };
+        // `None` for an entry checked with the secret or the file, whose keys never change.
         let generation = match (entry.verified.remote_generation, &self.inner.remote) {
             (Some(_), Some(remote)) => {
                 let (generation, fetched_at) = remote.generation();
+                // A full verification would refresh keys this old first.
                 if fetched_at.is_some_and(|fetched_at| too_old(fetched_at, now)) {
-                    return None;
+                    return Recall::KeysDue {
+                        verified: entry.verified,
+                        remote,
+                        seen: generation,
+                    };
                 }
                 Some(generation)
             }
             _ => None,
         };
-        match entry.verified.decide(now.timestamp(), generation) {
-            Decision::Serve(claims) => Some(Ok(claims)),
-            Decision::Refuse(error) => Some(Err(error)),
-            Decision::Stale => None,
+        self.decided(key, &entry.verified, now, generation)
+    }
+
+    /// Whether `verified` stands at `now` under the key set's `generation`; forgotten when its
+    /// keys have been replaced.
+    fn decided(
+        &self,
+        key: &TokenHash,
+        verified: &Verified,
+        now: DateTime<Utc>,
+        generation: Option<u64>,
+    ) -> Recall<'_> {
+        match verified.decide(now.timestamp(), generation) {
+            Decision::Serve(claims) => Recall::Answer(Ok(claims)),
+            Decision::Refuse(error) => Recall::Answer(Err(error)),
+            Decision::Stale => {
+                self.inner.verified.remove(key);
+                Recall::Unknown
+            }
         }
     }
 
@@ -277,22 +329,6 @@ impl JwtVerifier {
     /// costs none.
     pub fn signatures_checked(&self) -> u64 {
         self.inner.signatures_checked.load(Ordering::Relaxed)
-    }
-
-    /// The JWKS URL's key set generation as a full verification would find it now: keys too
-    /// old are refreshed first, without waiting on a refresh already running, as in
-    /// [`Self::key`]. `None` for an entry checked with the secret or the file.
-    async fn current_generation(&self, entry: &Verified, now: DateTime<Utc>) -> Option<u64> {
-        entry.remote_generation?;
-        let remote = self.inner.remote.as_ref()?;
-        let (generation, fetched_at) = remote.generation();
-        if fetched_at.is_some_and(|fetched_at| too_old(fetched_at, now)) {
-            // Boxed, like the full verification below: rare, and inline it would size every
-            // remembered token's future (README, Performance, "Round 4").
-            Box::pin(remote.refresh(generation, now, false)).await;
-            return Some(remote.generation().0);
-        }
-        Some(generation)
     }
 
     /// Every check, in order, with no memory of earlier verifications.

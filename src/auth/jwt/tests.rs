@@ -1070,12 +1070,20 @@ async fn verify_now_answers_only_what_is_remembered() {
     let again = verifier.verify_now(&token, at(300)).unwrap().unwrap();
     assert!(Arc::ptr_eq(&first, &again));
     assert_eq!(verifier.signatures_checked(), 1);
-    // Expired: whatever it says agrees with `verify`, which refuses it.
-    let late = at(3600 * 24);
-    let expired = verify_at(&verifier, &token, late).await.unwrap_err();
-    if let Some(answer) = verifier.verify_now(&token, late) {
-        assert_eq!(answer.unwrap_err(), expired);
-    }
+    // Expired (`exp` is now + 600) but still remembered: the refusal `verify` gives, with no
+    // signature checked.
+    let expired_at = at(600 + LEEWAY_SECONDS);
+    assert_eq!(
+        verifier.verify_now(&token, expired_at),
+        Some(Err(JwtError::Expired))
+    );
+    assert_eq!(
+        verify_at(&verifier, &token, expired_at).await,
+        Err(JwtError::Expired)
+    );
+    assert_eq!(verifier.signatures_checked(), 1);
+    // Past what memory keeps: left to `verify`.
+    assert!(verifier.verify_now(&token, at(3600 * 24)).is_none());
     assert_eq!(
         verifier
             .verify_now(&"a".repeat(64 << 10), now())
@@ -1204,6 +1212,10 @@ async fn a_refetch_of_the_jwks_url_retires_what_its_old_keys_verified() {
     // Keys old and the key server down: one refresh attempt, the remembered answer stands.
     server.answer(StatusCode::SERVICE_UNAVAILABLE, b"down".to_vec());
     let later = JWKS_MAX_AGE_SECONDS + 1;
+    // The refresh is `verify`'s to make: `verify_now` answers while the keys are fresh only.
+    assert_eq!(verifier.verify_now(&token, at(60)), Some(user_42()));
+    assert_eq!(verifier.verify_now(&token, at(later)), None);
+    assert_eq!(server.hits(), 1);
     assert_eq!(verify_at(&verifier, &token, at(later)).await, user_42());
     assert_eq!((server.hits(), verifier.signatures_checked()), (2, 1));
 
