@@ -6,7 +6,8 @@
 # it, and the kernel maps (and keeps resident) only that (README, Performance, "Round 4").
 #
 #   scripts/symbol_order.sh            # rewrite bench/symbol-order.txt (about 3 minutes)
-#   scripts/symbol_order.sh --check    # fail if the file no longer matches the release build
+#   scripts/symbol_order.sh --check    # fail if the file no longer matches the release build,
+#                                      # or the build did not lay its functions out by it
 #
 # The names carry crate hashes, which change with any dependency, feature or toolchain update:
 # a stale list is harmless (names the binary lacks are skipped) but stops paying, so CI runs
@@ -34,6 +35,21 @@ if [[ ${1:-} == --check ]]; then
   echo "symbol order: $found of $total names found in target/release/stsvend ($percent %)"
   if ((percent < MIN_FOUND_PERCENT)); then
     echo "bench/symbol-order.txt is stale (below $MIN_FOUND_PERCENT %): run scripts/symbol_order.sh" >&2
+    exit 1
+  fi
+  # Found is not applied: a build whose build script could not run `rustc --version` links
+  # without the list, and its listed functions lie spread over all of `.text` (8.6 MB instead
+  # of 1.7; twice the resident code, which went unseen in a benchmark once).
+  read -r span bytes < <(nm --defined-only -S target/release/stsvend | python3 -c '
+import sys
+wanted = set(open(sys.argv[1]).read().split())
+spans = [(int(p[0], 16), int(p[1], 16)) for p in map(str.split, sys.stdin)
+         if len(p) == 4 and p[2] in "tTwW" and p[3] in wanted]
+low, high = min(a for a, _ in spans), max(a + s for a, s in spans)
+print(high - low, sum(s for _, s in spans))' "$LIST")
+  echo "symbol order: the listed functions span $((span / 1024)) KiB of .text for $((bytes / 1024)) KiB of code"
+  if ((span > bytes * 3 / 2)); then
+    echo "target/release/stsvend was linked without bench/symbol-order.txt: see build.rs's symbol_order (rust-lld, rustc 1.90 or later)" >&2
     exit 1
   fi
   exit 0
