@@ -81,19 +81,18 @@ async fn answer(
     request: &Parts,
 ) -> Result<Response, ApiError> {
     let ip = caller_address(state, &request.extensions, &request.headers)?;
-    let id = RequestId::current();
-    let mut caller = caller(id.as_ref(), profile, ip);
-    admit(profile, &caller)?;
-    // Fleet mode: the limits are the fleet's, one store command each (none otherwise). Boxed
-    // here and below: inline, the store's futures would size every request's future, fleet or
-    // not (README, Performance, "Round 4").
-    if profile.limits.is_shared() {
-        Box::pin(admit_shared(profile, &caller)).await?;
+    {
+        let id = RequestId::current();
+        let caller = caller(id.as_ref(), profile, ip);
+        admit(profile, &caller)?;
+        // Fleet mode: the limits are the fleet's, one store command each (none otherwise). Boxed
+        // here and below: inline, the store's futures would size every request's future, fleet
+        // or not (README, Performance, "Round 4").
+        if profile.limits.is_shared() {
+            Box::pin(admit_shared(profile, &caller)).await?;
+        }
     }
-    let claims = authorize(state, profile, &caller, &request.headers).await?;
-    caller.subject = claims.as_deref().map(Claims::subject);
-    let token = issue(profile, &caller, claims.as_deref()).await?;
-    Ok(respond(&token))
+    authorize_and_issue(state, profile, request, ip).await
 }
 
 /// Where [`answer_now`] got to.
@@ -133,7 +132,8 @@ fn answer_now(state: &AppState, profile: &ProfileState, request: &Parts) -> Resu
     Ok(Step::Done(respond(&token)))
 }
 
-/// The rest of [`answer_now`] when the caller check has to wait.
+/// The caller checked and their token handed out, once admitted: the rest of [`answer_now`] when
+/// the caller check has to wait, and of [`answer`].
 async fn authorize_and_issue(
     state: &AppState,
     profile: &ProfileState,

@@ -1056,7 +1056,8 @@ async fn a_token_verified_once_is_not_verified_again() {
 }
 
 /// The token path's check without an await: only what is remembered, the same answer as
-/// `verify`; anything else is left to `verify` (`None`), which checks nothing twice.
+/// `verify`; anything else is left to `verify` (`None`), which looks the token up again (a hash)
+/// but checks no signature twice.
 #[tokio::test]
 async fn verify_now_answers_only_what_is_remembered() {
     let verifier = verifier(&ALL);
