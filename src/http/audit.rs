@@ -18,7 +18,7 @@ use std::net::IpAddr;
 
 use sha1::{Digest, Sha1};
 
-use crate::telemetry::{self, AuditLine};
+use crate::telemetry::{self, AuditLine, Preset};
 use crate::tokens::token::Token;
 
 /// The `tracing` target of every audit line.
@@ -48,10 +48,7 @@ pub fn issued(caller: &Caller<'_>, token: &Token) {
     } else {
         None
     };
-    if telemetry::audit(
-        "token issued",
-        issued_fields(caller, token, source, sts_request_id),
-    ) {
+    if telemetry::audit(ISSUED, issued_fields(caller, token, fresh, sts_request_id)) {
         return;
     }
     tracing::info!(
@@ -70,17 +67,26 @@ pub fn issued(caller: &Caller<'_>, token: &Token) {
     );
 }
 
-/// [`issued`]'s fields for the direct path, in the order of its `tracing` event.
+/// The start of [`issued`]'s line on the direct path: its message and outcome.
+const ISSUED: Preset = crate::audit_preset!("message" => "token issued", "outcome" => "issued");
+/// The start of [`denied`]'s line on the direct path.
+const DENIED: Preset = crate::audit_preset!("message" => "request denied", "outcome" => "denied");
+
+/// [`issued`]'s fields for the direct path after [`ISSUED`], in the order of its `tracing` event.
 fn issued_fields<'a>(
     caller: &'a Caller<'_>,
     token: &'a Token,
-    source: &'a str,
+    fresh: bool,
     sts_request_id: Option<&'a str>,
 ) -> impl FnOnce(&mut AuditLine<'_>) + 'a {
     move |line| {
-        caller_fields(line, "issued", caller);
+        caller_fields(line, caller);
         line.fields(&token.audit_fields);
-        line.str("source", source);
+        line.preset(if fresh {
+            crate::audit_preset!("source" => "fresh")
+        } else {
+            crate::audit_preset!("source" => "cache")
+        });
         if let Some(id) = sts_request_id {
             line.str("sts_request_id", id);
         }
@@ -89,7 +95,7 @@ fn issued_fields<'a>(
 
 /// `caller` was refused; `reason` says why in a few fixed words.
 pub fn denied(caller: &Caller<'_>, reason: &str) {
-    if telemetry::audit("request denied", denied_fields(caller, reason)) {
+    if telemetry::audit(DENIED, denied_fields(caller, reason)) {
         return;
     }
     tracing::info!(
@@ -105,13 +111,13 @@ pub fn denied(caller: &Caller<'_>, reason: &str) {
     );
 }
 
-/// [`denied`]'s fields for the direct path, in the order of its `tracing` event.
+/// [`denied`]'s fields for the direct path after [`DENIED`], in the order of its `tracing` event.
 fn denied_fields<'a>(
     caller: &'a Caller<'_>,
     reason: &'a str,
 ) -> impl FnOnce(&mut AuditLine<'_>) + 'a {
     move |line| {
-        caller_fields(line, "denied", caller);
+        caller_fields(line, caller);
         if let Some(subject) = caller.subject {
             line.display("role_session_name", &SessionName(subject));
         }
@@ -119,9 +125,8 @@ fn denied_fields<'a>(
     }
 }
 
-/// The fields every line starts with: the outcome and who asked.
-fn caller_fields(line: &mut AuditLine<'_>, outcome: &str, caller: &Caller<'_>) {
-    line.str("outcome", outcome);
+/// Who asked, the fields after a line's message and outcome.
+fn caller_fields(line: &mut AuditLine<'_>, caller: &Caller<'_>) {
     line.str("request_id", caller.request_id);
     line.str("profile", caller.profile);
     line.ip("client_ip", caller.client_ip);
@@ -207,12 +212,12 @@ mod tests {
         format!("{}{AT}{}", &line[..start], &line[start + AT.len()..])
     }
 
-    fn direct(message: &str, fields: impl FnOnce(&mut AuditLine<'_>)) -> String {
+    fn direct(head: Preset, fields: impl FnOnce(&mut AuditLine<'_>)) -> String {
         let mut out = String::new();
         telemetry::format_line(
             &mut out,
             Duration::new(1_796_607_948, 760_792_123),
-            message,
+            head,
             fields,
         );
         out
@@ -257,14 +262,14 @@ mod tests {
             let token = token(Some("STS-REQ-1"));
             let fresh = through_tracing(|| issued(caller, &token));
             let cached = through_tracing(|| issued(caller, &token));
-            let fields = issued_fields(caller, &token, "fresh", Some("STS-REQ-1"));
-            assert_eq!(direct("token issued", fields), fresh);
-            let fields = issued_fields(caller, &token, "cache", None);
-            assert_eq!(direct("token issued", fields), cached);
+            let fields = issued_fields(caller, &token, true, Some("STS-REQ-1"));
+            assert_eq!(direct(ISSUED, fields), fresh);
+            let fields = issued_fields(caller, &token, false, None);
+            assert_eq!(direct(ISSUED, fields), cached);
             assert!(!fresh.contains("audit-secret") && !fresh.contains("audit-security-token"));
             let reference = through_tracing(|| denied(caller, "rate limited (address)"));
             let fields = denied_fields(caller, "rate limited (address)");
-            assert_eq!(direct("request denied", fields), reference);
+            assert_eq!(direct(DENIED, fields), reference);
         }
     }
 

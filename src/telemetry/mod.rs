@@ -7,6 +7,7 @@
 
 mod direct;
 mod json;
+pub mod preset;
 mod writer;
 
 use std::collections::HashMap;
@@ -16,6 +17,7 @@ use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 
 pub use direct::{AUDIT_TARGET, AuditLine, JsonFields, audit, direct_lines, format_line};
+pub use preset::Preset;
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
