@@ -103,6 +103,28 @@ for key, rs in groups.items():
         "cpu": statistics.median(1000 * r.get("cpu_ms", 0) / r["wrk"]["requests"] if r["wrk"]["requests"] else 0
                                  for r in rs),
     }
+def per_round(row, what):
+    requests = row["wrk"]["requests"]
+    if what == "rate":
+        return rate(row["wrk"])
+    return 1000 * row.get("cpu_ms", 0) / requests if requests else 0
+
+
+def round_ratios(server, conns, what):
+    """The median over rounds of `server`'s figure divided by the ceiling's in the same round,
+    and the rounds' ratios as text: a host whose speed drifts moves both runs of a round alike."""
+    ceiling = {r["round"]: r for r in groups.get(("ceiling", conns), [])}
+    ratios = []
+    for r in groups.get((server, conns), []):
+        c = ceiling.get(r["round"])
+        base = per_round(c, what) if c else 0
+        if base:
+            ratios.append(per_round(r, what) / base)
+    if not ratios:
+        return 0.0, "-"
+    return statistics.median(ratios), ", ".join(f"{x:.2f}" for x in ratios)
+
+
 order = ["ceiling", "stsvend", "stsvend-no-audit", "sample-flask", "sample-gunicorn"]
 for (server, conns), m in sorted(by.items(), key=lambda kv: (kv[0][1], order.index(kv[0][0]))):
     print_(f"| {server} | {conns} | {m['rate']:,.0f} | {ms(m['p50'])} | {ms(m['p99'])} | {m['errors']} "
@@ -137,14 +159,20 @@ for conns in sorted({c for (_, c) in by}):
     s, c, q = by.get(("stsvend", conns)), by.get(("ceiling", conns)), by.get(("stsvend-no-audit", conns))
     if not (s and c):
         continue
-    cpu = s["cpu"] / c["cpu"] if c["cpu"] else 0
-    thr = s["rate"] / c["rate"] if c["rate"] else 0
+    cpu, cpu_rounds = round_ratios("stsvend", conns, "cpu")
+    thr, thr_rounds = round_ratios("stsvend", conns, "rate")
     p99 = s["p99"] / c["p99"] if c["p99"] else 0
     rss = verdict(s["rss"] <= 16) if conns >= 256 else "-"
-    quiet = (f"{q['cpu'] / c['cpu']:.2f}, {q['rate'] / c['rate']:.2f}" if q and c["cpu"] and c["rate"] else "-")
-    print_(f"| {conns} | {cpu:.2f} ({s['cpu']:.2f} vs {c['cpu']:.2f} ms; {verdict(cpu <= 1.3)}) "
-           f"| {thr:.2f} ({verdict(thr >= 0.85)}) | {p99:.2f} ({verdict(p99 <= 1.5)}) "
+    quiet = "-"
+    if q:
+        quiet = f"{round_ratios('stsvend-no-audit', conns, 'cpu')[0]:.2f}, {round_ratios('stsvend-no-audit', conns, 'rate')[0]:.2f}"
+    print_(f"| {conns} | {cpu:.2f} ({cpu_rounds}; {verdict(cpu <= 1.3)}) "
+           f"| {thr:.2f} ({thr_rounds}; {verdict(thr >= 0.85)}) | {p99:.2f} ({verdict(p99 <= 1.5)}) "
            f"| {s['rss']:.1f} ({rss}) | {quiet} |")
+print_("")
+print_("CPU and req/s ratios are medians of each round's ratio (stsvend's run against the ceiling's "
+       "run just before it, so the two share the host's speed of that moment); the rounds' ratios "
+       "are in brackets. `bench/pair.sh` measures the two at the same time, to about 1 %.")
 print_("")
 
 o = scenarios.get("outage")

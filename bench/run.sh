@@ -9,7 +9,8 @@
 #
 # The servers run on CPU 0 and wrk (and the mock STS) on the others, so the load generator never
 # takes the server's CPU and figures repeat; the ceiling and stsvend are measured in alternating
-# rounds (ROUNDS, default 3) and the report takes medians, because the host's speed drifts.
+# rounds (ROUNDS, default 3) and the report takes medians, because the host's speed drifts; its
+# ratios to the ceiling are medians of each round's ratio (bench/README.md says why).
 #
 # Sizes can be changed with BENCH_DURATION (seconds per load run, default 10),
 # BENCH_CONNECTIONS (default "50 256"), BENCH_HERD (500), BENCH_SUBJECTS (10000),
