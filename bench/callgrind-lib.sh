@@ -1,6 +1,6 @@
-# Sourced by bench/instructions.sh and scripts/symbol_order.sh: the release binaries built as they
-# ship, a work directory removed on exit, bench-mock-sts, and `stsvend serve` under callgrind
-# with bench/run.sh's settings. Expects to run from the repository root with `set -euo pipefail`.
+# Sourced by bench/instructions.sh, scripts/symbol_order.sh and bench/pair.sh: the release
+# binaries built as they ship, a work directory removed on exit, bench-mock-sts, and `stsvend
+# serve` under callgrind with bench/run.sh's settings. Expects to run from the repository root with `set -euo pipefail`.
 
 # stsvend on its own, as it ships: built in one command with the examples, its dependencies
 # would get the examples' features too, and bench/symbol-order.txt would not match it.

@@ -17,7 +17,6 @@
 # bench/run.sh (one server at a time); they tell, to about 1 %, which of two is cheaper.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ROOT=$PWD
 A=${BENCH_A:-ceiling}
 B=${BENCH_B:-stsvend}
 CONNECTIONS=${BENCH_CONNECTIONS:-256}
@@ -32,17 +31,11 @@ command -v wrk >/dev/null || { echo "bench/pair.sh needs wrk (apt-get install wr
 ON_SERVER=(taskset -c 0)
 ON_LOAD=(taskset -c 1)
 
-cargo build --release --locked --quiet --example bench-ceiling --example bench-mock-sts
-cargo build --release --locked --quiet --bin stsvend
-BIN=$ROOT/target/release
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+# The release builds as they ship, $WORK and the processes to kill on exit (PIDS).
+# shellcheck source=bench/callgrind-lib.sh
+source bench/callgrind-lib.sh
+build_release
+cargo build --release --locked --quiet --example bench-ceiling
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_for() {
