@@ -9,9 +9,15 @@
 #   BENCH_CONNECTIONS=50 bench/pair.sh             # at 50
 #   BENCH_B=no-audit bench/pair.sh                 # B is stsvend with its audit lines off
 #   BENCH_A=/tmp/stsvend-main BENCH_B=target/release/stsvend bench/pair.sh   # two builds
+#   BENCH_A=stsvend BENCH_B=per-user BENCH_CONNECTIONS=50 bench/pair.sh     # issue 18's per-user ratio
+#   BENCH_A=per-user:/tmp/stsvend-main BENCH_B=per-user bench/pair.sh      # two builds, per-user path
 #
-# A or B is `ceiling`, `stsvend` (target/release/stsvend), `no-audit` or the path of another
-# stsvend binary; stsvend's settings are bench/run.sh's (audit lines to a file, rate limits on).
+# A or B is `ceiling`, `stsvend` (target/release/stsvend), `no-audit`, the path of another
+# stsvend binary, or `per-user` / `per-user:BINARY`; stsvend's settings are bench/run.sh's (audit
+# lines to a file, rate limits on). `per-user` is bench/run.sh's per-user scenario: `jwt` mode
+# with RS256 from a JWKS file, BENCH_SUBJECTS (default 10000) distinct subjects each asked once
+# by bench-drive (a token each, about 100 s for 10000 at the 100/s AssumeRole budget), then
+# replayed in turn by wrk (bench/replay.lua): the cached per-user path with its whole working set.
 # BENCH_ROUNDS (default 5) rounds of BENCH_DURATION seconds (default 6), each after 2 s of
 # warm-up. Under paired load each server has about half the CPU, so the ratios are not those of
 # bench/run.sh (one server at a time); they tell, to about 1 %, which of two is cheaper.
@@ -36,6 +42,10 @@ ON_LOAD=(taskset -c 1)
 source bench/callgrind-lib.sh
 build_release
 cargo build --release --locked --quiet --example bench-ceiling
+cargo build --release --locked --quiet --example bench-drive
+SUBJECTS=${BENCH_SUBJECTS:-10000}
+JWT_KEYS=$PWD/tests/fixtures/jwt # test keys, public: fine for a benchmark on loopback
+export BENCH_DIR=$PWD/bench BENCH_TOKENS=$WORK/tokens.txt # for bench/replay.lua
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_for() {
@@ -74,12 +84,32 @@ start_stsvend "$BIN/stsvend" "$BODY_PORT" "$WORK/body.log"
 wait_for "http://127.0.0.1:$BODY_PORT/get_sts_token" "$WORK/body.json"
 kill "$LAST_PID"
 
-# start SIDE WHAT: sets SIDE's pid and url.
-declare -A PID URL
+# start SIDE WHAT: sets SIDE's pid, url and wrk options (WRK_SCRIPT).
+declare -A PID URL WRK_SCRIPT
 start() {
-  local side=$1 what=$2 port
+  local side=$1 what=$2 port binary
   port=$(free_port)
+  WRK_SCRIPT[$side]=
   case $what in
+    per-user | per-user:*)
+      binary=${what#per-user}
+      binary=${binary#:}
+      binary=${binary:-$BIN/stsvend}
+      [[ -x $binary ]] || { echo "BENCH_$side: $binary is not an executable" >&2; exit 2; }
+      # As bench/run.sh: every subject comes from one loopback address, so the per-network
+      # limit on new tokens is lifted, or it, not the AssumeRole budget, would set the pace.
+      start_stsvend "$binary" "$port" "$WORK/$side.log" STSVEND_AUTH=jwt \
+        STSVEND_JWT_JWKS_FILE="$JWT_KEYS/jwks.json" STSVEND_JWT_ALGORITHMS=RS256 \
+        STSVEND_JWT_ACCEPT_ANY_AUDIENCE=true STSVEND_STS_BUDGET_PER_SECOND=100 \
+        STSVEND_NEW_TOKENS_PER_NETWORK_PER_MINUTE=1000000
+      PID[$side]=$LAST_PID
+      URL[$side]=http://127.0.0.1:$port/get_sts_token
+      WRK_SCRIPT[$side]=$BENCH_DIR/replay.lua
+      wait_for "http://127.0.0.1:$port/readyz"
+      echo "$side: $SUBJECTS subjects, a token each"
+      timeout 900 "${ON_LOAD[@]}" "$BIN/examples/bench-drive" subjects "${URL[$side]}" \
+        "rs256:rsa-1:$JWT_KEYS/rsa_private.pem" "$SUBJECTS" 64 "$BENCH_TOKENS" >/dev/null
+      return ;;
     ceiling) "${ON_SERVER[@]}" "$BIN/examples/bench-ceiling" "$WORK/body.json" --listen 127.0.0.1:"$port" >/dev/null &
       PIDS+=($!) LAST_PID=$! ;;
     stsvend) start_stsvend "$BIN/stsvend" "$port" "$WORK/$side.log" ;;
@@ -96,15 +126,21 @@ start B "$B"
 
 echo "A: $A, B: $B, $CONNECTIONS connections each, $ROUNDS rounds of ${DURATION}s"
 RATIOS=$WORK/ratios
+# load SIDE SECONDS: one wrk against SIDE's server (replaying JWTs for `per-user`).
+load() {
+  local script=()
+  [[ -n ${WRK_SCRIPT[$1]} ]] && script=(-s "${WRK_SCRIPT[$1]}")
+  timeout $(($2 + 20)) "${ON_LOAD[@]}" wrk -t1 -c"$CONNECTIONS" -d"$2s" "${script[@]}" "${URL[$1]}"
+}
 for round in $(seq "$ROUNDS"); do
-  "${ON_LOAD[@]}" wrk -t1 -c"$CONNECTIONS" -d2s "${URL[A]}" >/dev/null &
+  load A 2 >/dev/null &
   warm=$!
-  "${ON_LOAD[@]}" wrk -t1 -c"$CONNECTIONS" -d2s "${URL[B]}" >/dev/null
+  load B 2 >/dev/null
   wait "$warm"
   a0=$(ticks "${PID[A]}") b0=$(ticks "${PID[B]}")
-  timeout $((DURATION + 20)) "${ON_LOAD[@]}" wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" "${URL[A]}" >"$WORK/a.txt" &
+  load A "$DURATION" >"$WORK/a.txt" &
   load=$!
-  timeout $((DURATION + 20)) "${ON_LOAD[@]}" wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" "${URL[B]}" >"$WORK/b.txt"
+  load B "$DURATION" >"$WORK/b.txt"
   wait "$load"
   a1=$(ticks "${PID[A]}") b1=$(ticks "${PID[B]}")
   python3 - "$WORK" "$round" "$((a1 - a0))" "$((b1 - b0))" "$DURATION" "$(getconf CLK_TCK)" >>"$RATIOS" <<'EOF'
@@ -113,6 +149,9 @@ work, round_ = sys.argv[1], sys.argv[2]
 a_ticks, b_ticks, secs, clk_tck = (int(v) for v in sys.argv[3:7])
 def rate(side):
     text = open(f"{work}/{side}.txt").read()
+    # A refused request is cheap: a ratio over refusals would flatter.
+    if "Non-2xx" in text:
+        sys.exit(f"round {round_}: {side.upper()} answered some requests with an error")
     m = re.search(r"Requests/sec:\s+([0-9.]+)", text)
     if not m or float(m.group(1)) == 0:
         sys.exit(f"round {round_}: wrk against {side.upper()} reported no requests")
