@@ -22,6 +22,30 @@ const HASH_HEX: usize = 16;
 /// What is left of the 32 characters for the readable part of a hashed name.
 const MAX_READABLE: usize = MAX_LEN - HASH_HEX - 1;
 
+/// The longest subject the audit log writes as given.
+const MAX_LOGGED_LEN: usize = 128;
+
+/// A subject as the audit log writes it: as given when it is at most [`MAX_LOGGED_LEN`]
+/// characters of printable ASCII, otherwise `sha1:` and the first 16 hex digits of its hash. The
+/// subject is personal data, and an attacker's megabyte of control characters must never reach
+/// the log.
+#[derive(Debug)]
+pub struct Logged<'a>(pub &'a str);
+
+impl std::fmt::Display for Logged<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let subject = self.0;
+        if subject.len() <= MAX_LOGGED_LEN && subject.bytes().all(|b| b.is_ascii_graphic()) {
+            return f.write_str(subject);
+        }
+        f.write_str("sha1:")?;
+        for byte in Sha1::digest(subject.as_bytes()).iter().take(8) {
+            write!(f, "{byte:02x}")?;
+        }
+        Ok(())
+    }
+}
+
 /// Who a JWT caller is, exactly: a fixed-size digest of the length-prefixed (issuer, subject)
 /// pair (the first 128 bits of its SHA-1). Small, `Copy`, and without the subject's text.
 #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
@@ -92,6 +116,21 @@ mod tests {
     fn valid(name: &str) -> bool {
         let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '@' | '_' | '-');
         (2..=32).contains(&name.len()) && name.chars().all(allowed)
+    }
+
+    #[test]
+    fn short_printable_subjects_are_logged_as_given_and_others_hashed() {
+        assert_eq!(
+            Logged("oA1b2C3d-wx_openid").to_string(),
+            "oA1b2C3d-wx_openid"
+        );
+        assert_eq!(Logged(&"x".repeat(128)).to_string(), "x".repeat(128));
+        for hostile in ["a b", "a\nb", "用户", &"x".repeat(129), "a\u{1b}[31mb"] {
+            let logged = Logged(hostile).to_string();
+            assert!(logged.starts_with("sha1:"), "{hostile:?} -> {logged}");
+            assert_eq!(logged.len(), 5 + 16);
+        }
+        assert_ne!(Logged("a b").to_string(), Logged("a  b").to_string());
     }
 
     #[test]

@@ -13,19 +13,15 @@
 //! reaches the log. Fields are formatted only when the line is written: nothing here allocates
 //! when audit logging is off.
 
-use std::fmt;
 use std::net::IpAddr;
 
-use sha1::{Digest, Sha1};
-
+use crate::auth::jwt::Claims;
+use crate::auth::subject::Logged;
 use crate::telemetry::{self, AuditLine, Preset};
 use crate::tokens::token::Token;
 
 /// The `tracing` target of every audit line.
 pub use crate::telemetry::AUDIT_TARGET as TARGET;
-
-/// The longest subject logged as given.
-const MAX_SUBJECT_LEN: usize = 128;
 
 /// Who asked for a token.
 #[derive(Debug, Clone, Copy)]
@@ -34,8 +30,9 @@ pub struct Caller<'a> {
     pub request_id: &'a str,
     pub profile: &'a str,
     pub client_ip: IpAddr,
-    /// The verified JWT `sub`, when the profile checks JWTs and the token passed.
-    pub subject: Option<&'a str>,
+    /// The verified JWT's claims (its `sub` is logged), when the profile checks JWTs and the
+    /// token passed.
+    pub subject: Option<&'a Claims>,
 }
 
 /// `token` was handed to `caller`. Whether it is `fresh` is decided here: the first request to
@@ -57,7 +54,7 @@ pub fn issued(caller: &Caller<'_>, token: &Token) {
         request_id = caller.request_id,
         profile = caller.profile,
         client_ip = %caller.client_ip,
-        subject = caller.subject.map(|s| tracing::field::display(Subject(s))),
+        subject = caller.subject.map(|c| tracing::field::display(Logged(c.subject()))),
         role_session_name = token.role_session_name.as_str(),
         access_key_id_prefix = token.key_id_prefix.as_str(),
         expiration = token.expiration_text.as_str(),
@@ -104,8 +101,8 @@ pub fn denied(caller: &Caller<'_>, reason: &str) {
         request_id = caller.request_id,
         profile = caller.profile,
         client_ip = %caller.client_ip,
-        subject = caller.subject.map(|s| tracing::field::display(Subject(s))),
-        role_session_name = caller.subject.map(|s| tracing::field::display(SessionName(s))),
+        subject = caller.subject.map(|c| tracing::field::display(Logged(c.subject()))),
+        role_session_name = caller.subject.map(|c| &**c.session_name()),
         reason,
         "request denied"
     );
@@ -118,8 +115,8 @@ fn denied_fields<'a>(
 ) -> impl FnOnce(&mut AuditLine<'_>) + 'a {
     move |line| {
         caller_fields(line, caller);
-        if let Some(subject) = caller.subject {
-            line.display("role_session_name", &SessionName(subject));
+        if let Some(claims) = caller.subject {
+            line.str("role_session_name", claims.session_name());
         }
         line.str("reason", reason);
     }
@@ -130,35 +127,8 @@ fn caller_fields(line: &mut AuditLine<'_>, caller: &Caller<'_>) {
     line.str("request_id", caller.request_id);
     line.str("profile", caller.profile);
     line.ip("client_ip", caller.client_ip);
-    if let Some(subject) = caller.subject {
-        line.display("subject", &Subject(subject));
-    }
-}
-
-/// A subject as logged: as given when it is at most [`MAX_SUBJECT_LEN`] characters of printable
-/// ASCII, otherwise `sha1:` and the first 16 hex digits of its hash.
-struct Subject<'a>(&'a str);
-
-impl fmt::Display for Subject<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let subject = self.0;
-        if subject.len() <= MAX_SUBJECT_LEN && subject.bytes().all(|b| b.is_ascii_graphic()) {
-            return f.write_str(subject);
-        }
-        f.write_str("sha1:")?;
-        for byte in Sha1::digest(subject.as_bytes()).iter().take(8) {
-            write!(f, "{byte:02x}")?;
-        }
-        Ok(())
-    }
-}
-
-/// The RoleSessionName a subject's token would have (computed only when the line is written).
-struct SessionName<'a>(&'a str);
-
-impl fmt::Display for SessionName<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&crate::auth::subject::session_name(self.0))
+    if let Some(claims) = caller.subject {
+        line.fields(claims.audit_fields());
     }
 }
 
@@ -237,6 +207,8 @@ mod tests {
     #[test]
     fn direct_lines_are_the_lines_tracing_writes_byte_for_byte() {
         let hostile = "a \"quoted\"\nsubject that is not printable ascii";
+        let openid = Claims::new("oA1b2C3d-wx_openid".to_owned(), None);
+        let hostile = Claims::new(hostile.to_owned(), Some("https://issuer".to_owned()));
         let callers = [
             Caller {
                 request_id: "0123456789abcdef0123456789abcdef",
@@ -248,13 +220,13 @@ mod tests {
                 request_id: "r-2",
                 profile: "pro\\file",
                 client_ip: "2001:db8::7".parse().unwrap(),
-                subject: Some("oA1b2C3d-wx_openid"),
+                subject: Some(&openid),
             },
             Caller {
                 request_id: "",
                 profile: "p",
                 client_ip: "10.0.0.255".parse().unwrap(),
-                subject: Some(hostile),
+                subject: Some(&hostile),
             },
         ];
         for caller in &callers {
@@ -271,20 +243,5 @@ mod tests {
             let fields = denied_fields(caller, "rate limited (address)");
             assert_eq!(direct(DENIED, fields), reference);
         }
-    }
-
-    #[test]
-    fn short_printable_subjects_are_logged_as_given_and_others_hashed() {
-        assert_eq!(
-            Subject("oA1b2C3d-wx_openid").to_string(),
-            "oA1b2C3d-wx_openid"
-        );
-        assert_eq!(Subject(&"x".repeat(128)).to_string(), "x".repeat(128));
-        for hostile in ["a b", "a\nb", "用户", &"x".repeat(129), "a\u{1b}[31mb"] {
-            let logged = Subject(hostile).to_string();
-            assert!(logged.starts_with("sha1:"), "{hostile:?} -> {logged}");
-            assert_eq!(logged.len(), 5 + 16);
-        }
-        assert_ne!(Subject("a b").to_string(), Subject("a  b").to_string());
     }
 }

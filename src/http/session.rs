@@ -67,7 +67,7 @@ pub async fn login(
         .await
         .map_err(|error| refused_login(&caller, error))?;
     let claims = login_claims(platform, user.id.clone());
-    caller.subject = Some(claims.subject());
+    caller.subject = Some(&claims);
     let token = issue(&profile, &caller, Some(&claims)).await?;
     let login = Login {
         profile: profile.name.clone(),

@@ -123,7 +123,7 @@ fn answer_now(state: &AppState, profile: &ProfileState, request: &Parts) -> Resu
         Check::Done(claims) => claims?,
         Check::Verify { .. } => return Ok(Step::Authorize { ip }),
     };
-    caller.subject = claims.as_deref().map(Claims::subject);
+    caller.subject = claims.as_deref();
     let key = caller_key(profile, &caller, claims.as_deref())?;
     let Some(token) = token_now(profile, &key, ip) else {
         return Ok(Step::Token { key, ip, claims });
@@ -143,7 +143,7 @@ async fn authorize_and_issue(
     let id = RequestId::current();
     let mut caller = caller(id.as_ref(), profile, ip);
     let claims = authorize(state, profile, &caller, &request.headers).await?;
-    caller.subject = claims.as_deref().map(Claims::subject);
+    caller.subject = claims.as_deref();
     let token = issue(profile, &caller, claims.as_deref()).await?;
     Ok(respond(&token))
 }
@@ -157,7 +157,7 @@ async fn wait_for_token(
 ) -> Result<Response, ApiError> {
     let id = RequestId::current();
     let mut caller = caller(id.as_ref(), profile, ip);
-    caller.subject = claims.as_deref().map(Claims::subject);
+    caller.subject = claims.as_deref();
     let token = handed_out(&caller, fetched(profile, key, ip).await)?;
     Ok(respond(&token))
 }
@@ -517,10 +517,16 @@ fn bearer(headers: &HeaderMap) -> Result<&str, JwtError> {
     let value = headers
         .get(header::AUTHORIZATION)
         .ok_or(JwtError::Missing)?;
-    let text = value.to_str().map_err(|_| JwtError::Malformed)?;
+    // Not `HeaderValue::to_str`, which checks each byte for visible ASCII (~470 instructions
+    // for an RS256 token, on every request): a header value holds no control character but tab
+    // (the `http` crate's invariant), and a token with other non-ASCII text fails the strict
+    // base64url decoding of a full verification, as malformed, and is never remembered.
+    let text = std::str::from_utf8(value.as_bytes()).map_err(|_| JwtError::Malformed)?;
     let (scheme, token) = text.split_once(' ').ok_or(JwtError::Malformed)?;
-    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+    // ASCII white space only, as `to_str` let through: no other space can frame a token.
+    let token = token.trim_ascii();
+    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
         return Err(JwtError::Malformed);
     }
-    Ok(token.trim())
+    Ok(token)
 }

@@ -278,6 +278,19 @@ async fn every_bad_token_is_refused_with_401_bearer_and_the_failed_check_never_e
             "a+b.c/d.e=f",
             "malformed_token",
         ),
+        // Only ASCII white space frames a token; other text in the header is not a JWT's.
+        raw(
+            "a valid token framed by an ideographic space",
+            &format!("Bearer {bare}\u{3000}"),
+            &bare,
+            "malformed_token",
+        ),
+        raw(
+            "a token with non-ASCII text",
+            &format!("Bearer {bare}\u{e9}"),
+            &bare,
+            "malformed_token",
+        ),
         bearing("more than 8 KiB", oversized, "malformed_token"),
         bearing("no exp claim", no_exp, "malformed_token"),
         bearing(

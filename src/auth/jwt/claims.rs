@@ -8,6 +8,7 @@ use serde::Deserialize;
 use super::error::JwtError;
 use super::limits::LEEWAY_SECONDS;
 use crate::auth::subject::{self, CallerId};
+use crate::telemetry::JsonFields;
 
 /// What a valid token says about its bearer, with what the token path derives from it (the
 /// caller's key and session name) worked out once, when it is made: a verification remembered
@@ -18,6 +19,9 @@ pub struct Claims {
     issuer: Option<String>,
     caller_id: CallerId,
     session_name: Arc<str>,
+    /// `,"subject":"…"` as every audit line for this caller writes it ([`subject::Logged`]),
+    /// serialised once here rather than escaped on every request the claims serve.
+    audit_fields: JsonFields,
 }
 
 impl Claims {
@@ -25,6 +29,7 @@ impl Claims {
         Self {
             caller_id: subject::caller_id(issuer.as_deref(), &subject),
             session_name: subject::session_name(&subject).into(),
+            audit_fields: JsonFields::new(&[("subject", &subject::Logged(&subject).to_string())]),
             subject,
             issuer,
         }
@@ -51,9 +56,17 @@ impl Claims {
         &self.session_name
     }
 
+    /// The subject's audit field, serialised: [`AuditLine::fields`](crate::telemetry::AuditLine::fields).
+    pub fn audit_fields(&self) -> &JsonFields {
+        &self.audit_fields
+    }
+
     /// The bytes the strings take, for the verified cache's bound.
     pub(super) fn text_len(&self) -> usize {
-        self.subject.len() + self.issuer.as_ref().map_or(0, String::len) + self.session_name.len()
+        self.subject.len()
+            + self.issuer.as_ref().map_or(0, String::len)
+            + self.session_name.len()
+            + self.audit_fields.len()
     }
 }
 
