@@ -271,7 +271,10 @@ async fn authorize(
             verifier,
             token,
         } => {
-            let verified = verifier.verify(token, state.clock.now()).await;
+            let verified = match std::str::from_utf8(token) {
+                Ok(token) => verifier.verify(token, state.clock.now()).await,
+                Err(_) => Err(JwtError::Malformed),
+            };
             judged(profile, caller, mode, verified)
         }
     }
@@ -285,7 +288,8 @@ enum Check<'a> {
     Verify {
         mode: AuthMode,
         verifier: &'a JwtVerifier,
-        token: &'a str,
+        /// The bearer token as the header holds it: text once it is verified in full.
+        token: &'a [u8],
     },
 }
 
@@ -306,7 +310,7 @@ fn check_now<'a>(
     let Some((mode, verifier)) = jwt_check(profile) else {
         return Check::Done(Ok(None));
     };
-    let verified = match bearer(headers) {
+    let verified = match bearer_bytes(headers) {
         Ok(token) => match verifier.verify_now(token, state.clock.now()) {
             Some(verified) => verified,
             None => {
@@ -514,19 +518,79 @@ pub(super) fn deny(caller: &audit::Caller<'_>, rejection: Rejection) -> ApiError
 
 /// The token from `Authorization: Bearer <token>`, or why there is none.
 fn bearer(headers: &HeaderMap) -> Result<&str, JwtError> {
+    std::str::from_utf8(bearer_bytes(headers)?).map_err(|_| JwtError::Malformed)
+}
+
+/// [`bearer`]'s token as the header holds it. Not checked as text here: a header value holds no
+/// control character but tab (the `http` crate's invariant), and a token with other non-ASCII
+/// bytes fails as malformed when made text (or by the strict base64url decoding of a full
+/// verification) and is never remembered. `HeaderValue::to_str` would check every byte, ~470
+/// instructions for an RS256 token on every request.
+fn bearer_bytes(headers: &HeaderMap) -> Result<&[u8], JwtError> {
     let value = headers
         .get(header::AUTHORIZATION)
         .ok_or(JwtError::Missing)?;
-    // Not `HeaderValue::to_str`, which checks each byte for visible ASCII (~470 instructions
-    // for an RS256 token, on every request): a header value holds no control character but tab
-    // (the `http` crate's invariant), and a token with other non-ASCII text fails the strict
-    // base64url decoding of a full verification, as malformed, and is never remembered.
-    let text = std::str::from_utf8(value.as_bytes()).map_err(|_| JwtError::Malformed)?;
-    let (scheme, token) = text.split_once(' ').ok_or(JwtError::Malformed)?;
+    let bytes = value.as_bytes();
+    let space = bytes
+        .iter()
+        .position(|&byte| byte == b' ')
+        .ok_or(JwtError::Malformed)?;
+    let (scheme, token) = (&bytes[..space], &bytes[space + 1..]);
     // ASCII white space only, as `to_str` let through: no other space can frame a token.
     let token = token.trim_ascii();
-    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
+    if !scheme.eq_ignore_ascii_case(b"bearer") || token.is_empty() {
         return Err(JwtError::Malformed);
     }
     Ok(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(authorization: &[u8]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        let value = HeaderValue::from_bytes(authorization).expect("a valid header value");
+        headers.insert(header::AUTHORIZATION, value);
+        headers
+    }
+
+    #[test]
+    fn the_bearer_token_is_the_text_after_the_scheme_framed_by_ascii_space() {
+        for (header, token) in [
+            (&b"Bearer a.b.c"[..], "a.b.c"),
+            (b"bearer a.b.c", "a.b.c"),
+            (b"BEARER \t a.b.c \t", "a.b.c"),
+        ] {
+            assert_eq!(bearer(&headers(header)), Ok(token), "{header:?}");
+            assert_eq!(bearer_bytes(&headers(header)), Ok(token.as_bytes()));
+        }
+    }
+
+    #[test]
+    fn anything_else_is_missing_or_malformed() {
+        assert_eq!(bearer(&HeaderMap::new()), Err(JwtError::Missing));
+        for header in [
+            &b"Bearer"[..],
+            b"Bearer ",
+            b"Bearer \t ",
+            b"Basic dXNlcjpwYXNzd29yZA==",
+            b"Bearera.b.c",
+            b"B\xe9arer a.b.c",
+        ] {
+            assert_eq!(
+                bearer(&headers(header)),
+                Err(JwtError::Malformed),
+                "{header:?}"
+            );
+        }
+        // Not text: refused when made text (a full verification's first step); the bytes are
+        // only ever looked up among tokens verified before.
+        let not_text = headers(b"Bearer a.b.\xff");
+        assert_eq!(bearer(&not_text), Err(JwtError::Malformed));
+        assert_eq!(bearer_bytes(&not_text), Ok(&b"a.b.\xff"[..]));
+        // A space other than ASCII's is part of the token, which then fails as malformed.
+        let ideographic = headers("Bearer a.b.c\u{3000}".as_bytes());
+        assert_eq!(bearer(&ideographic), Ok("a.b.c\u{3000}"));
+    }
 }

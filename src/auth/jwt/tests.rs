@@ -1087,7 +1087,7 @@ async fn verify_now_answers_only_what_is_remembered() {
     assert!(verifier.verify_now(&token, at(3600 * 24)).is_none());
     assert_eq!(
         verifier
-            .verify_now(&"a".repeat(64 << 10), now())
+            .verify_now("a".repeat(64 << 10), now())
             .map(|answer| answer.err()),
         Some(Some(JwtError::Malformed)),
     );
@@ -1278,7 +1278,7 @@ async fn what_is_remembered_stays_within_its_bound() {
             },
             remote_generation: None,
         };
-        cache.insert(verified::hash(&format!("token-{i}")), verified, t);
+        cache.insert(verified::hash(format!("token-{i}")), verified, t);
         let (entries, bytes) = cache.size();
         assert!(bytes <= max_bytes, "{bytes} bytes in {entries} entries");
         assert!(entries <= 10, "{entries} entries");

@@ -34,8 +34,8 @@ use super::limits::{MAX_VERIFIED_LIFETIME, VERIFIED_ENTRY_BYTES};
 /// The cache key: SHA-256 of the whole token string.
 pub(super) type TokenHash = [u8; 32];
 
-pub(super) fn hash(token: &str) -> TokenHash {
-    Sha256::digest(token.as_bytes()).into()
+pub(super) fn hash(token: impl AsRef<[u8]>) -> TokenHash {
+    Sha256::digest(token.as_ref()).into()
 }
 
 /// What verifying one token produced, and what keeps that result standing.
