@@ -10,6 +10,9 @@ build_release() {
   BIN=$PWD/target/release
 }
 
+SERVER_ENV=()
+READY_PATH=/get_sts_token # answered once the shared token is held; `/readyz` for other modes
+
 # A work directory and the background processes to kill, both gone on exit.
 WORK=$(mktemp -d)
 PIDS=()
@@ -21,8 +24,9 @@ cleanup() {
 trap cleanup EXIT
 
 # start_under_callgrind [VALGRIND OPTION...]: bench-mock-sts (1 ms latency), then stsvend under
-# callgrind (output in $WORK/cg.out) on a free port; sets SERVER_PID and URL (the token route)
-# once it answers, or fails after 60 s with the end of its log.
+# callgrind (output in $WORK/cg.out) on a free port, with SERVER_ENV's settings (NAME=VALUE
+# words) beside bench/run.sh's; sets SERVER_PID and URL (the token route) once READY_PATH
+# answers, or fails after 60 s with the end of its log.
 start_under_callgrind() {
   "$BIN/examples/bench-mock-sts" --latency-ms 1 >"$WORK/mock.out" 2>&1 &
   PIDS+=($!)
@@ -36,13 +40,13 @@ start_under_callgrind() {
     STSVEND_LISTEN=127.0.0.1:"$port" STSVEND_ADMIN_LISTEN=127.0.0.1:0 STSVEND_STS_ENDPOINT="$mock/" \
     STSVEND_ROLE_ARN=acs:ram::1000000000000000:role/sls-web-track \
     STSVEND_LOGSTORE=bench-project/bench-logstore STSVEND_LOG_FORMAT=json \
-    STSVEND_RATE_LIMIT_PER_MINUTE=6000000 STSVEND_RATE_LIMIT_BURST=1000000 \
+    STSVEND_RATE_LIMIT_PER_MINUTE=6000000 STSVEND_RATE_LIMIT_BURST=1000000 "${SERVER_ENV[@]}" \
     valgrind --tool=callgrind "$@" --callgrind-out-file="$WORK/cg.out" "$BIN/stsvend" serve \
     >/dev/null 2>"$WORK/stsvend.log" &
   SERVER_PID=$!
   PIDS+=("$SERVER_PID")
   for _ in $(seq 600); do
-    curl -sf "$URL" -o /dev/null && return 0
+    curl -sf "http://127.0.0.1:$port$READY_PATH" -o /dev/null && return 0
     sleep 0.1
   done
   echo "stsvend under valgrind did not answer within 60 s; its log:" >&2

@@ -6,6 +6,7 @@
 #   bench/instructions.sh            # 4000 requests after 200 to warm up
 #   bench/instructions.sh 20000      # another N
 #   INSTRUCTIONS_DUMP=cg.out bench/instructions.sh   # keep the profile (scripts/callgrind_costs.py)
+#   BENCH_PER_USER=1 bench/instructions.sh           # the per-user path: one RS256 JWT, remembered
 #
 # The release binary, under callgrind, serves 200 requests on one keep-alive connection against
 # bench-mock-sts (1 ms latency); then its counters are zeroed (`callgrind_control --zero`), it
@@ -14,6 +15,13 @@
 # clock calibration), so two runs of it differ by millions of instructions, which the earlier
 # method (two processes, 200 and 4200 requests, subtracted) spread over the requests as
 # ±800 a request. Needs valgrind (Debian's package), curl and python3.
+#
+# BENCH_PER_USER=1: `jwt` mode (RS256, the test keys' JWKS file), every request with the same
+# JWT (signed by bench-drive, which asks once with it): the per-caller path with its token and
+# verification remembered. Valgrind's CPU has no SHA extensions, so sha2 hashes the token in
+# software here (~27,500 instructions for an RS256 token, `sha2::sha256::soft`): subtract its
+# self cost (scripts/callgrind_costs.py self) to compare with the shared path; natively the
+# whole remembered check is `cargo bench --bench hot_paths -- jwt/verify_rs256_remembered`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-4000}
@@ -28,16 +36,31 @@ command -v valgrind >/dev/null || {
 # shellcheck source=bench/callgrind-lib.sh
 source bench/callgrind-lib.sh
 build_release
+TOKENS=$WORK/tokens.txt
+: >"$TOKENS"
+if [[ -n ${BENCH_PER_USER:-} ]]; then
+  cargo build --release --locked --quiet --example bench-drive
+  JWT_KEYS=$PWD/tests/fixtures/jwt # test keys, public: fine for a benchmark on loopback
+  SERVER_ENV=(STSVEND_AUTH=jwt STSVEND_JWT_JWKS_FILE="$JWT_KEYS/jwks.json" STSVEND_JWT_ALGORITHMS=RS256
+    STSVEND_JWT_ACCEPT_ANY_AUDIENCE=true)
+  READY_PATH=/readyz
+fi
 start_under_callgrind
+if [[ -n ${BENCH_PER_USER:-} ]]; then
+  "$BIN/examples/bench-drive" subjects "$URL" "rs256:rsa-1:$JWT_KEYS/rsa_private.pem" 1 1 "$TOKENS" >/dev/null
+fi
 
-# requests N: N cached-token requests on one keep-alive connection.
+# requests N: N cached-token requests on one keep-alive connection (with the JWT in $TOKENS,
+# if any).
 requests() {
-  timeout 600 python3 - "$URL" "$1" <<'PY'
+  timeout 600 python3 - "$URL" "$1" "$TOKENS" <<'PY'
 import http.client, sys, urllib.parse
 url, n = urllib.parse.urlsplit(sys.argv[1]), int(sys.argv[2])
+token = open(sys.argv[3]).read().strip()
+headers = {"Authorization": "Bearer " + token} if token else {}
 connection = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
 for _ in range(n):
-    connection.request("GET", "/get_sts_token")
+    connection.request("GET", "/get_sts_token", headers=headers)
     answer = connection.getresponse()
     answer.read()
     assert answer.status == 200, answer.status
