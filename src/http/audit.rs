@@ -30,9 +30,9 @@ pub struct Caller<'a> {
     pub request_id: &'a str,
     pub profile: &'a str,
     pub client_ip: IpAddr,
-    /// The verified JWT's claims (its `sub` is logged), when the profile checks JWTs and the
-    /// token passed.
-    pub subject: Option<&'a Claims>,
+    /// The verified JWT's claims (its `sub` is logged as the subject), when the profile checks
+    /// JWTs and the token passed.
+    pub claims: Option<&'a Claims>,
 }
 
 /// `token` was handed to `caller`. Whether it is `fresh` is decided here: the first request to
@@ -54,7 +54,7 @@ pub fn issued(caller: &Caller<'_>, token: &Token) {
         request_id = caller.request_id,
         profile = caller.profile,
         client_ip = %caller.client_ip,
-        subject = caller.subject.map(|c| tracing::field::display(Logged(c.subject()))),
+        subject = caller.claims.map(|c| tracing::field::display(Logged(c.subject()))),
         role_session_name = token.role_session_name.as_str(),
         access_key_id_prefix = token.key_id_prefix.as_str(),
         expiration = token.expiration_text.as_str(),
@@ -101,8 +101,8 @@ pub fn denied(caller: &Caller<'_>, reason: &str) {
         request_id = caller.request_id,
         profile = caller.profile,
         client_ip = %caller.client_ip,
-        subject = caller.subject.map(|c| tracing::field::display(Logged(c.subject()))),
-        role_session_name = caller.subject.map(|c| &**c.session_name()),
+        subject = caller.claims.map(|c| tracing::field::display(Logged(c.subject()))),
+        role_session_name = caller.claims.map(|c| &**c.session_name()),
         reason,
         "request denied"
     );
@@ -115,7 +115,7 @@ fn denied_fields<'a>(
 ) -> impl FnOnce(&mut AuditLine<'_>) + 'a {
     move |line| {
         caller_fields(line, caller);
-        if let Some(claims) = caller.subject {
+        if let Some(claims) = caller.claims {
             line.str("role_session_name", claims.session_name());
         }
         line.str("reason", reason);
@@ -127,7 +127,7 @@ fn caller_fields(line: &mut AuditLine<'_>, caller: &Caller<'_>) {
     line.str("request_id", caller.request_id);
     line.str("profile", caller.profile);
     line.ip("client_ip", caller.client_ip);
-    if let Some(claims) = caller.subject {
+    if let Some(claims) = caller.claims {
         line.fields(claims.audit_fields());
     }
 }
@@ -214,19 +214,19 @@ mod tests {
                 request_id: "0123456789abcdef0123456789abcdef",
                 profile: "default",
                 client_ip: "203.0.113.9".parse().unwrap(),
-                subject: None,
+                claims: None,
             },
             Caller {
                 request_id: "r-2",
                 profile: "pro\\file",
                 client_ip: "2001:db8::7".parse().unwrap(),
-                subject: Some(&openid),
+                claims: Some(&openid),
             },
             Caller {
                 request_id: "",
                 profile: "p",
                 client_ip: "10.0.0.255".parse().unwrap(),
-                subject: Some(&hostile),
+                claims: Some(&hostile),
             },
         ];
         for caller in &callers {

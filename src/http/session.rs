@@ -45,7 +45,7 @@ pub async fn login(
         request_id: id.as_ref().map_or("", RequestId::as_str),
         profile: &profile.name,
         client_ip: ip,
-        subject: None,
+        claims: None,
     };
     let logins = profile.logins.as_ref().ok_or(ApiError::LoginNotEnabled)?;
     if !profile.enabled.load(Ordering::Relaxed) {
@@ -67,7 +67,7 @@ pub async fn login(
         .await
         .map_err(|error| refused_login(&caller, error))?;
     let claims = login_claims(platform, user.id.clone());
-    caller.subject = Some(&claims);
+    caller.claims = Some(&claims);
     let token = issue(&profile, &caller, Some(&claims)).await?;
     let login = Login {
         profile: profile.name.clone(),

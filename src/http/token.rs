@@ -123,7 +123,7 @@ fn answer_now(state: &AppState, profile: &ProfileState, request: &Parts) -> Resu
         Check::Done(claims) => claims?,
         Check::Verify { .. } => return Ok(Step::Authorize { ip }),
     };
-    caller.subject = claims.as_deref();
+    caller.claims = claims.as_deref();
     let key = caller_key(profile, &caller, claims.as_deref())?;
     let Some(token) = token_now(profile, &key, ip) else {
         return Ok(Step::Token { key, ip, claims });
@@ -143,7 +143,7 @@ async fn authorize_and_issue(
     let id = RequestId::current();
     let mut caller = caller(id.as_ref(), profile, ip);
     let claims = authorize(state, profile, &caller, &request.headers).await?;
-    caller.subject = claims.as_deref();
+    caller.claims = claims.as_deref();
     let token = issue(profile, &caller, claims.as_deref()).await?;
     Ok(respond(&token))
 }
@@ -157,12 +157,12 @@ async fn wait_for_token(
 ) -> Result<Response, ApiError> {
     let id = RequestId::current();
     let mut caller = caller(id.as_ref(), profile, ip);
-    caller.subject = claims.as_deref();
+    caller.claims = claims.as_deref();
     let token = handed_out(&caller, fetched(profile, key, ip).await)?;
     Ok(respond(&token))
 }
 
-/// Who asks, as the audit line says it; the subject comes with the caller check.
+/// Who asks, as the audit line says it; the claims come with the caller check.
 fn caller<'a>(
     id: Option<&'a RequestId>,
     profile: &'a ProfileState,
@@ -172,7 +172,7 @@ fn caller<'a>(
         request_id: id.map_or("", RequestId::as_str),
         profile: &profile.name,
         client_ip: ip,
-        subject: None,
+        claims: None,
     }
 }
 
