@@ -1,6 +1,14 @@
-# Sourced by bench/instructions.sh, scripts/symbol_order.sh and bench/pair.sh: the release
-# binaries built as they ship, a work directory removed on exit, bench-mock-sts, and `stsvend
-# serve` under callgrind with bench/run.sh's settings. Expects to run from the repository root with `set -euo pipefail`.
+# Sourced by bench/instructions.sh, bench/misses.sh, scripts/symbol_order.sh and bench/pair.sh:
+# the release binaries built as they ship, a work directory removed on exit, bench-mock-sts,
+# `stsvend serve` under callgrind with bench/run.sh's settings, and token requests on one
+# connection. Expects to run from the repository root with `set -euo pipefail`.
+
+# need_valgrind: stops the calling script with one line when valgrind is missing.
+need_valgrind() {
+  command -v valgrind >/dev/null && return 0
+  echo "$0: valgrind is not installed (apt-get install valgrind)" >&2
+  exit 2
+}
 
 # stsvend on its own, as it ships: built in one command with the examples, its dependencies
 # would get the examples' features too, and bench/symbol-order.txt would not match it.
@@ -52,4 +60,21 @@ start_under_callgrind() {
   echo "stsvend under valgrind did not answer within 60 s; its log:" >&2
   tail -n 20 "$WORK/stsvend.log" >&2
   return 1
+}
+
+# token_requests N TOKENS: N token requests to $URL on one keep-alive connection, each with the
+# next JWT of the file TOKENS in turn (none for an empty file); fails on any answer but 200.
+token_requests() {
+  timeout 1200 python3 - "$URL" "$1" "$2" <<'PY'
+import http.client, sys, urllib.parse
+url, n = urllib.parse.urlsplit(sys.argv[1]), int(sys.argv[2])
+tokens = [line for line in open(sys.argv[3]).read().split("\n") if line]
+connection = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
+for i in range(n):
+    headers = {"Authorization": "Bearer " + tokens[i % len(tokens)]} if tokens else {}
+    connection.request("GET", "/get_sts_token", headers=headers)
+    answer = connection.getresponse()
+    answer.read()
+    assert answer.status == 200, answer.status
+PY
 }

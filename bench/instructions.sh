@@ -29,12 +29,9 @@ if ((N < 100)); then
   echo "usage: bench/instructions.sh [N >= 100]" >&2
   exit 2
 fi
-command -v valgrind >/dev/null || {
-  echo "bench/instructions.sh: valgrind is not installed (apt-get install valgrind)" >&2
-  exit 2
-}
 # shellcheck source=bench/callgrind-lib.sh
 source bench/callgrind-lib.sh
+need_valgrind
 build_release
 TOKENS=$WORK/tokens.txt
 : >"$TOKENS"
@@ -50,25 +47,9 @@ if [[ -n ${BENCH_PER_USER:-} ]]; then
   "$BIN/examples/bench-drive" subjects "$URL" "rs256:rsa-1:$JWT_KEYS/rsa_private.pem" 1 1 "$TOKENS" >/dev/null
 fi
 
-# requests N: N cached-token requests on one keep-alive connection (with the JWT in $TOKENS,
-# if any).
-requests() {
-  timeout 600 python3 - "$URL" "$1" "$TOKENS" <<'PY'
-import http.client, sys, urllib.parse
-url, n = urllib.parse.urlsplit(sys.argv[1]), int(sys.argv[2])
-token = open(sys.argv[3]).read().strip()
-headers = {"Authorization": "Bearer " + token} if token else {}
-connection = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
-for _ in range(n):
-    connection.request("GET", "/get_sts_token", headers=headers)
-    answer = connection.getresponse()
-    answer.read()
-    assert answer.status == 200, answer.status
-PY
-}
-requests 200
+token_requests 200 "$TOKENS"
 callgrind_control --zero "$SERVER_PID" >/dev/null
-requests "$N"
+token_requests "$N" "$TOKENS"
 callgrind_control --dump=measured "$SERVER_PID" >/dev/null
 dump=$(ls "$WORK"/cg.out.* | head -n 1)
 total=$(awk '/^(summary|totals):/ {print $2; exit}' "$dump")

@@ -3,14 +3,16 @@
 prints instructions per request: each function's own (self) cost, the difference between two
 dumps, or what the calls into some functions cost, by caller.
 
-    scripts/callgrind_costs.py self DUMP N            # the 60 dearest functions, self cost
+    scripts/callgrind_costs.py self DUMP N [EVENT]    # the 60 dearest functions, self cost
     scripts/callgrind_costs.py diff DUMP_A DUMP_B N   # what B spends more or less than A
     scripts/callgrind_costs.py callers DUMP N REGEX   # calls into functions matching REGEX
 
 `callers` with `^malloc$` shows which allocations miss glibc's per-thread cache (about 50
 instructions a call when they hit, 250-300 for a block over 1,032 bytes); with `memcpy` it shows
 who moves large values (README, Performance, "Round 5"). Names are demangled with c++filt when
-it is installed. To get a dump: bench/instructions.sh's steps with the dump file kept (its
+it is installed. EVENT is one of the dump's events (its `events:` line; default the first, `Ir`):
+with `--cache-sim=yes`, `DLmr` ranks who misses the simulated last-level cache (bench/misses.sh).
+To get a dump: bench/instructions.sh's steps with the dump file kept (its
 `$WORK/cg.out.*` is removed on exit), or any `valgrind --tool=callgrind` run.
 """
 
@@ -24,8 +26,10 @@ import sys
 NAME = re.compile(r"c?fn=\((\d+)\)(?: (.*))?")
 
 
-def parse(path):
-    """Self cost per function, and (caller, callee) -> [calls, inclusive cost]."""
+def parse(path, event=None):
+    """Self cost per function, and (caller, callee) -> [calls, inclusive cost], of `event`
+    (default: the dump's first)."""
+    column = 1
     names = {}
     own = collections.Counter()
     calls = collections.defaultdict(lambda: [0, 0])
@@ -33,6 +37,12 @@ def parse(path):
     pending_calls = None
     with open(path, errors="replace") as dump:
         for line in dump:
+            if line.startswith("events:") and event is not None:
+                events = line.split()[1:]
+                if event not in events:
+                    sys.exit(f"{path} has no event {event} (it has: {' '.join(events)})")
+                column = 1 + events.index(event)
+                continue
             if line.startswith(("fn=", "cfn=")):
                 match = NAME.match(line.rstrip("\n"))
                 if match:
@@ -52,7 +62,8 @@ def parse(path):
             parts = line.split()
             if len(parts) < 2 or fn is None:
                 continue
-            cost = int(parts[1])
+            # Trailing zero costs are left out of a line.
+            cost = int(parts[column]) if len(parts) > column else 0
             if pending_calls is not None:
                 # The line after `calls=` is the call's inclusive cost, not the caller's own.
                 entry = calls[(fn, callee)]
@@ -80,8 +91,8 @@ def show(rows, n):
 
 
 def main(argv):
-    if len(argv) == 4 and argv[1] == "self":
-        own, _ = parse(argv[2])
+    if len(argv) in (4, 5) and argv[1] == "self":
+        own, _ = parse(argv[2], argv[4] if len(argv) == 5 else None)
         n = int(argv[3])
         print(f"{sum(own.values()) / n:10.1f}  total")
         show(((v, "", k) for k, v in own.most_common(60)), n)

@@ -58,12 +58,9 @@ elif [[ -n ${1:-} ]]; then
   exit 2
 fi
 
-command -v valgrind >/dev/null || {
-  echo "scripts/symbol_order.sh: valgrind is not installed (apt-get install valgrind)" >&2
-  exit 2
-}
 # shellcheck source=bench/callgrind-lib.sh
 source bench/callgrind-lib.sh
+need_valgrind
 build_release
 start_under_callgrind --demangle=no --dump-instr=no --compress-strings=no
 # Part 1 (cg.out.1): start-up and the first (uncached) token.
