@@ -29,7 +29,7 @@ use crate::config::AuthMode;
 use crate::http::audit;
 use crate::login::session::Platform;
 use crate::metrics;
-use crate::tokens::store::{CallerKey, Origin, Refusal, Tokens, Unavailable};
+use crate::tokens::store::{CallerKey, CallerKeyRef, Origin, Refusal, Tokens, Unavailable};
 use crate::tokens::token::Token;
 
 /// The token route's service (a `tower::service_fn`, not an axum handler: a handler's future is
@@ -125,7 +125,8 @@ fn answer_now(state: &AppState, profile: &ProfileState, request: &Parts) -> Resu
     };
     caller.claims = claims.as_deref();
     let key = caller_key(profile, &caller, claims.as_deref())?;
-    let Some(token) = token_now(profile, &key, ip) else {
+    let Some(token) = token_now(profile, key, ip) else {
+        let key = key.to_owned();
         return Ok(Step::Token { key, ip, claims });
     };
     let token = handed_out(&caller, token)?;
@@ -398,11 +399,11 @@ pub(super) fn login_claims(platform: Platform, user_id: String) -> Claims {
 
 /// Whom the token is for, once the per-subject rate limit (unless shared: checked before) lets
 /// the subject through. The caller's id and session name were derived with the claims.
-fn caller_key(
+fn caller_key<'c>(
     profile: &ProfileState,
     caller: &audit::Caller<'_>,
-    claims: Option<&Claims>,
-) -> Result<CallerKey, ApiError> {
+    claims: Option<&'c Claims>,
+) -> Result<CallerKeyRef<'c>, ApiError> {
     let caller_id = claims.map(Claims::caller_id);
     if let Some(id) = caller_id
         && !profile.limits.is_shared()
@@ -411,9 +412,9 @@ fn caller_key(
         return Err(deny(caller, Rejection::RateLimitSubject { wait }));
     }
     let bound = profile.bind_source_ip;
-    Ok(CallerKey {
+    Ok(CallerKeyRef {
         caller: caller_id,
-        session_name: claims.map(|claims| Arc::clone(claims.session_name())),
+        session_name: claims.map(Claims::session_name),
         ip: bound.then(|| profile.limits.grouping().caller(caller.client_ip)),
     })
 }
@@ -422,13 +423,13 @@ fn caller_key(
 /// profile binds tokens to addresses.
 async fn token_for(
     profile: &ProfileState,
-    key: CallerKey,
+    key: CallerKeyRef<'_>,
     ip: IpAddr,
 ) -> Result<Arc<Token>, Refusal> {
     // A held token first: the common case needs no boxed future.
-    match token_now(profile, &key, ip) {
+    match token_now(profile, key, ip) {
         Some(token) => token,
-        None => fetched(profile, key, ip).await,
+        None => fetched(profile, key.to_owned(), ip).await,
     }
 }
 
@@ -438,7 +439,7 @@ async fn fetched(
     key: CallerKey,
     ip: IpAddr,
 ) -> Result<Arc<Token>, Refusal> {
-    match callers_for(profile, &key) {
+    match callers_for(profile, key.borrowed()) {
         Some(callers) => callers.token(key, origin(profile, ip)).await,
         // Called directly, not through `dyn Tokens`, whose boxed future is an allocation a request.
         None => profile.shared.cached().await,
@@ -448,7 +449,7 @@ async fn fetched(
 /// [`token_for`]'s answer when it needs no waiting: `None` while the token is being fetched.
 fn token_now(
     profile: &ProfileState,
-    key: &CallerKey,
+    key: CallerKeyRef<'_>,
     ip: IpAddr,
 ) -> Option<Result<Arc<Token>, Refusal>> {
     match callers_for(profile, key) {
@@ -458,7 +459,10 @@ fn token_now(
 }
 
 /// The per-caller tokens, when the caller gets one of them rather than the shared token.
-fn callers_for<'a>(profile: &'a ProfileState, key: &CallerKey) -> Option<&'a Arc<dyn Tokens>> {
+fn callers_for<'a>(
+    profile: &'a ProfileState,
+    key: CallerKeyRef<'_>,
+) -> Option<&'a Arc<dyn Tokens>> {
     profile
         .callers
         .as_ref()

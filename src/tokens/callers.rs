@@ -38,7 +38,7 @@ use tokio::time::Instant;
 
 use super::keeper::{self, Held, Job};
 use super::schedule::{self, Freshness, Plan};
-use super::store::{CallerKey, Origin, Refusal, TokenFuture, Tokens, Unavailable};
+use super::store::{CallerKey, CallerKeyRef, Origin, Refusal, TokenFuture, Tokens, Unavailable};
 use super::token::Token;
 use crate::clock::Clock;
 use crate::credentials::{CredentialsError, CredentialsProvider};
@@ -384,7 +384,7 @@ impl CallerTokens {
     /// A servable token for `key`: from the cache, or from one STS call shared by every request
     /// for the same key that arrives meanwhile (counted once against `origin`'s network).
     pub async fn get_from(&self, key: CallerKey, origin: Origin) -> Result<Arc<Token>, Refusal> {
-        if let Some(token) = self.held(&key, origin) {
+        if let Some(token) = self.held(key.borrowed(), origin) {
             return Ok(token);
         }
         let inner = &self.inner;
@@ -396,7 +396,7 @@ impl CallerTokens {
             .cell()
             .get_or_init(|| async {
                 // Fetched and cached just before this flight began: no second STS call.
-                if let Some(held) = inner.servable(&key, now) {
+                if let Some(held) = inner.servable(key.borrowed(), now) {
                     return Ok(held);
                 }
                 let fetched = inner.fetch_new(&key, origin, claimant, now).await;
@@ -413,7 +413,7 @@ impl CallerTokens {
 
     /// The cached token for `key` if it may be served now, counted as a hit; a due one is
     /// served while one request renews it in the background (stale-while-valid). Never waits.
-    pub fn held(&self, key: &CallerKey, origin: Origin) -> Option<Arc<Token>> {
+    pub fn held(&self, key: CallerKeyRef<'_>, origin: Origin) -> Option<Arc<Token>> {
         let inner = &self.inner;
         let now = Instant::now();
         let held = inner.servable(key, now)?;
@@ -422,7 +422,7 @@ impl CallerTokens {
             && held.claim_renewal()
         {
             let claimant = inner.claimant(origin);
-            tokio::spawn(inner.clone().renew(key.clone(), held.clone(), claimant));
+            tokio::spawn(inner.clone().renew(key.to_owned(), held.clone(), claimant));
         }
         metrics::record_token_cache(&inner.profile, CacheResult::Hit);
         Some(held.value.clone())
@@ -452,7 +452,7 @@ impl Tokens for CallerTokens {
         Box::pin(self.get_from(key, origin))
     }
 
-    fn held(&self, key: &CallerKey, origin: Origin) -> Option<Arc<Token>> {
+    fn held(&self, key: CallerKeyRef<'_>, origin: Origin) -> Option<Arc<Token>> {
         Self::held(self, key, origin)
     }
 
@@ -473,11 +473,11 @@ impl Inner {
 
     /// The cached token for `key` if it may still be served at `now`; one that may not is
     /// dropped (the cache keeps no clock of its own), unless a renewal replaced it meanwhile.
-    fn servable(&self, key: &CallerKey, now: Instant) -> Option<Entry> {
-        let held = self.cache.get(key)?;
+    fn servable(&self, key: CallerKeyRef<'_>, now: Instant) -> Option<Entry> {
+        let held = self.cache.get(&key)?;
         if held.freshness(now) == Freshness::Unservable {
             self.cache
-                .remove_if(key, |current| Arc::ptr_eq(current, &held));
+                .remove_if(&key, |current| Arc::ptr_eq(current, &held));
             return None;
         }
         Some(held)

@@ -32,15 +32,67 @@ pub struct CallerKey {
     pub ip: Option<IpNet>,
 }
 
+impl CallerKey {
+    /// The key as a lookup borrows it.
+    pub fn borrowed(&self) -> CallerKeyRef<'_> {
+        CallerKeyRef {
+            caller: self.caller,
+            session_name: self.session_name.as_ref(),
+            ip: self.ip,
+        }
+    }
+}
+
 /// A caller's session name follows from their id, so it is hashed only without one: a lookup
 /// need not hash its text again. Equal keys still hash alike, as `Eq` requires.
 impl Hash for CallerKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.borrowed().hash(state);
+    }
+}
+
+/// A [`CallerKey`] borrowed from the caller's claims: what a cache hit looks up. Owning the
+/// session name would clone its `Arc` for every request, two atomic writes to a cache line the
+/// hit has no other reason to touch.
+#[derive(Debug, Clone, Copy)]
+pub struct CallerKeyRef<'a> {
+    pub caller: Option<CallerId>,
+    pub session_name: Option<&'a Arc<str>>,
+    pub ip: Option<IpNet>,
+}
+
+impl CallerKeyRef<'_> {
+    /// The key to keep: for a fetch, a renewal, an entry.
+    pub fn to_owned(self) -> CallerKey {
+        CallerKey {
+            caller: self.caller,
+            session_name: self.session_name.cloned(),
+            ip: self.ip,
+        }
+    }
+}
+
+/// [`CallerKey`]'s hash, which the borrowed key must share to find its entry.
+impl Hash for CallerKeyRef<'_> {
     fn hash<H: Hasher>(&self, state: &mut H) {
         match &self.caller {
             Some(caller) => caller.hash(state),
             None => self.session_name.hash(state),
         }
         self.ip.hash(state);
+    }
+}
+
+/// Equal exactly when [`CallerKey`]'s `Eq` would be; the session name a hit carries is most
+/// often the entry's own `Arc`, compared by address before by text.
+impl quick_cache::Equivalent<CallerKey> for CallerKeyRef<'_> {
+    fn equivalent(&self, key: &CallerKey) -> bool {
+        let same_name = match (self.session_name, &key.session_name) {
+            (Some(mine), Some(theirs)) => Arc::ptr_eq(mine, theirs) || mine == theirs,
+            (None, None) => true,
+            _ => false,
+        };
+        self.caller == key.caller && self.ip == key.ip && same_name
     }
 }
 
@@ -98,7 +150,7 @@ pub trait Tokens: Send + Sync + std::fmt::Debug {
 
     /// The token [`Tokens::token`] would answer at once, when one is held for `key` and may be
     /// served now; `None` says to ask `token`. A cache hit then costs no boxed future.
-    fn held(&self, _key: &CallerKey, _origin: Origin) -> Option<Arc<Token>> {
+    fn held(&self, _key: CallerKeyRef<'_>, _origin: Origin) -> Option<Arc<Token>> {
         None
     }
 
@@ -148,5 +200,49 @@ mod tests {
             hasher.hash_one(key(None, Some("flood-1"), None)),
             hasher.hash_one(key(None, Some("flood-2"), None))
         );
+    }
+
+    /// A lookup with the borrowed key finds exactly the entries the owned key would: the same
+    /// hash, and equivalence where `Eq` holds, whether the session name is the entry's own `Arc`
+    /// or equal text in another.
+    #[test]
+    fn a_borrowed_key_hashes_and_compares_as_the_owned_one() {
+        let hasher = std::hash::RandomState::new();
+        let alice = caller_id(Some("idp"), "alice");
+        let bob = caller_id(Some("idp"), "bob");
+        let keys = [
+            key(Some(alice), Some("alice"), None),
+            key(Some(alice), Some("alice"), Some("198.51.100.0/24")),
+            key(Some(bob), Some("alice"), None),
+            key(Some(alice), Some("other"), None),
+            key(Some(alice), None, None),
+            key(None, Some("alice"), None),
+            key(None, Some("flood-1"), None),
+            key(None, None, Some("198.51.100.0/24")),
+            key(None, None, Some("2001:db8::/64")),
+        ];
+        for stored in &keys {
+            for asked in &keys {
+                let copy = CallerKey {
+                    session_name: asked.session_name.as_deref().map(Arc::from), // another `Arc`
+                    ..asked.clone()
+                };
+                for borrowed in [asked.borrowed(), copy.borrowed()] {
+                    assert_eq!(
+                        quick_cache::Equivalent::equivalent(&borrowed, stored),
+                        asked == stored,
+                        "{asked:?} against {stored:?}"
+                    );
+                    assert_eq!(hasher.hash_one(borrowed), hasher.hash_one(asked));
+                    assert_eq!(&borrowed.to_owned(), asked);
+                }
+            }
+        }
+        // Another `Arc` with the same text is the same key.
+        let fresh = key(Some(alice), Some("alice"), None);
+        assert!(quick_cache::Equivalent::equivalent(
+            &fresh.borrowed(),
+            &keys[0]
+        ));
     }
 }
