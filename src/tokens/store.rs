@@ -173,11 +173,27 @@ mod tests {
         }
     }
 
+    /// Keys that differ in one part or another, each from all the others.
+    fn distinct_keys() -> [CallerKey; 9] {
+        let alice = caller_id(Some("idp"), "alice");
+        let bob = caller_id(Some("idp"), "bob");
+        [
+            key(Some(alice), Some("alice"), None),
+            key(Some(alice), Some("alice"), Some("198.51.100.0/24")),
+            key(Some(bob), Some("alice"), None),
+            key(Some(alice), Some("other"), None),
+            key(Some(alice), None, None),
+            key(None, Some("alice"), None),
+            key(None, Some("flood-1"), None),
+            key(None, None, Some("198.51.100.0/24")),
+            key(None, None, Some("2001:db8::/64")),
+        ]
+    }
+
     #[test]
     fn equal_keys_hash_alike_and_unequal_ones_stay_apart() {
         let hasher = std::hash::RandomState::new();
         let alice = caller_id(Some("idp"), "alice");
-        let bob = caller_id(Some("idp"), "bob");
         let same = [
             key(Some(alice), Some("alice"), None),
             key(Some(alice), Some("alice"), None),
@@ -185,15 +201,11 @@ mod tests {
         assert_eq!(same[0], same[1]);
         assert_eq!(hasher.hash_one(&same[0]), hasher.hash_one(&same[1]));
         // Hashed alike or not, keys that differ in any part are different keys.
-        let others = [
-            key(Some(bob), Some("alice"), None),
-            key(Some(alice), Some("other"), None),
-            key(Some(alice), Some("alice"), Some("198.51.100.0/24")),
-            key(None, Some("alice"), None),
-            key(None, None, Some("198.51.100.0/24")),
-        ];
-        for other in &others {
-            assert_ne!(&same[0], other);
+        let keys = distinct_keys();
+        for (i, one) in keys.iter().enumerate() {
+            for other in &keys[i + 1..] {
+                assert_ne!(one, other);
+            }
         }
         // Without a caller id the session name is what tells keys apart.
         assert_ne!(
@@ -208,19 +220,7 @@ mod tests {
     #[test]
     fn a_borrowed_key_hashes_and_compares_as_the_owned_one() {
         let hasher = std::hash::RandomState::new();
-        let alice = caller_id(Some("idp"), "alice");
-        let bob = caller_id(Some("idp"), "bob");
-        let keys = [
-            key(Some(alice), Some("alice"), None),
-            key(Some(alice), Some("alice"), Some("198.51.100.0/24")),
-            key(Some(bob), Some("alice"), None),
-            key(Some(alice), Some("other"), None),
-            key(Some(alice), None, None),
-            key(None, Some("alice"), None),
-            key(None, Some("flood-1"), None),
-            key(None, None, Some("198.51.100.0/24")),
-            key(None, None, Some("2001:db8::/64")),
-        ];
+        let keys = distinct_keys();
         for stored in &keys {
             for asked in &keys {
                 let copy = CallerKey {
@@ -239,7 +239,7 @@ mod tests {
             }
         }
         // Another `Arc` with the same text is the same key.
-        let fresh = key(Some(alice), Some("alice"), None);
+        let fresh = key(keys[0].caller, Some("alice"), None);
         assert!(quick_cache::Equivalent::equivalent(
             &fresh.borrowed(),
             &keys[0]
